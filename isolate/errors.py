@@ -1,0 +1,60 @@
+"""The one exception hierarchy of isolate.
+
+Every error a user can cause or meet carries a message that names the file, key or
+package, and a hint that says what to do. Only the CLI turns these into output and exit
+codes (see ``ExitCode``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Documented exit codes of the ``isolate`` command."""
+
+    OK = 0
+    CHECK_FAILED = 1  # a check ran and found something (stale lock, verify findings)
+    USAGE = 2  # bad command line or bad input (profiles, locks, bundles)
+    ENVIRONMENT = 3  # the machine lacks something (interpreter, tool, network)
+    INTERRUPTED = 130
+
+
+class IsolateError(Exception):
+    """Root of every error isolate raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, message: str, *, hint: str | None = None, details: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details
+
+
+class InputError(IsolateError):
+    """A profile, lock, bundle or argument is wrong; the user must change it."""
+
+
+class ProfileError(InputError):
+    """A profile file is missing, unparsable or invalid."""
+
+
+class CheckFailed(IsolateError):
+    """A check ran to the end and found problems."""
+
+    exit_code = ExitCode.CHECK_FAILED
+
+
+class EnvironmentProblem(IsolateError):
+    """The machine lacks an interpreter, a tool or network access."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class ResolutionError(InputError):
+    """The requirements cannot be resolved; details carry the resolver's diagnosis."""
+
+
+class CommandFailed(EnvironmentProblem):
+    """A subprocess failed; ``details`` holds the tail of its output."""

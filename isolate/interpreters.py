@@ -1,0 +1,133 @@
+"""Find the CPython interpreters installed on this machine (pyenv's and those on PATH)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from isolate.errors import EnvironmentProblem
+from isolate.proc import Runner, clean_env
+
+# Runs on every Python from 2.4 on: no print function, no format().
+_QUERY = (
+    "import sys\n"
+    "impl = 'CPython'\n"
+    "if 'PyPy' in sys.version: impl = 'PyPy'\n"
+    "sys.stdout.write('%d.%d.%d %s %s\\n' % (sys.version_info[0], sys.version_info[1],"
+    " sys.version_info[2], impl, sys.prefix))\n"
+)
+_NAMES = re.compile(r"^python(\d(\.\d+)?)?$")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Interpreter:
+    path: Path  # the real path of the executable
+    version: tuple[int, int, int]
+    implementation: str
+    prefix: Path
+    origin: str  # "pyenv" or "PATH"
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        return self.version[:2]
+
+    @property
+    def minor_text(self) -> str:
+        return f"{self.version[0]}.{self.version[1]}"
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(map(str, self.version))
+
+
+def _candidates(env: Mapping[str, str]) -> Iterable[tuple[Path, str]]:
+    root = Path(env.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    versions = root / "versions"
+    if versions.is_dir():
+        for d in sorted(versions.iterdir()):
+            for name in ("python3", "python", "python2"):
+                exe = d / "bin" / name
+                if exe.is_file():
+                    yield exe, "pyenv"
+                    break
+    for entry in env.get("PATH", "").split(os.pathsep):
+        if not entry or "shims" in Path(entry).parts:
+            continue  # pyenv's shims are shell scripts that pick a version by context
+        p = Path(entry)
+        if not p.is_dir():
+            continue
+        try:
+            names = sorted(os.listdir(p))
+        except OSError:
+            continue
+        for name in names:
+            if _NAMES.match(name):
+                yield p / name, "PATH"
+
+
+class Discovery:
+    """Finds interpreters once per instance; make a new one to look again."""
+
+    def __init__(self, runner: Runner, env: Mapping[str, str] | None = None):
+        self._runner = runner
+        self._env = dict(os.environ if env is None else env)
+        self._found: list[Interpreter] | None = None
+
+    def all(self) -> list[Interpreter]:
+        if self._found is None:
+            self._found = self._discover()
+        return self._found
+
+    def _discover(self) -> list[Interpreter]:
+        seen: set[Path] = set()
+        found: dict[Path, Interpreter] = {}
+        for exe, origin in _candidates(self._env):
+            try:
+                real = exe.resolve()
+            except OSError:
+                continue
+            if real in seen or not os.access(real, os.X_OK):
+                continue
+            seen.add(real)
+            done = self._runner.run([real, "-c", _QUERY], env=clean_env(), timeout=20, check=False)
+            if not done.ok:
+                continue
+            try:
+                version, impl, prefix = done.stdout.strip().split(" ", 2)
+                major, minor, micro = (int(p) for p in version.split("."))
+            except ValueError:
+                continue
+            found[real] = Interpreter(
+                path=real,
+                version=(major, minor, micro),
+                implementation=impl,
+                prefix=Path(prefix),
+                origin=origin,
+            )
+        return sorted(
+            (i for i in found.values() if i.implementation == "CPython"),
+            key=lambda i: (i.version, i.origin == "pyenv"),
+        )
+
+    def by_minor(self) -> dict[tuple[int, int], Interpreter]:
+        """The newest interpreter of each major.minor version (pyenv's win a tie)."""
+        out: dict[tuple[int, int], Interpreter] = {}
+        for interp in self.all():  # sorted ascending, so later ones win
+            out[interp.minor] = interp
+        return out
+
+    def find(self, minor: tuple[int, int], *, purpose: str) -> Interpreter:
+        interp = self.by_minor().get(minor)
+        if interp is not None:
+            return interp
+        have = ", ".join(i.minor_text for i in self.by_minor().values()) or "none"
+        want = f"{minor[0]}.{minor[1]}"
+        raise EnvironmentProblem(
+            f"no CPython {want} found on this machine (needed {purpose}); found: {have}",
+            hint=(
+                f"install one (e.g. `pyenv install {want}`) or put a python{want} on PATH"
+            ),
+        )

@@ -1,0 +1,1 @@
+"""Locking: runtime profile -> pinned, hashed constraints (``constraints/<name>.txt``)."""

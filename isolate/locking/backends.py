@@ -1,0 +1,184 @@
+"""Resolver backends: turn a requirements file into a pinned, hashed lock.
+
+Both backends write pip-compile's format and seed from an existing output file, so an
+unchanged input keeps its pins unless an upgrade is asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Protocol
+
+import filelock
+
+from isolate.cache import cache_root
+from isolate.errors import CommandFailed, EnvironmentProblem, ResolutionError
+from isolate.interpreters import Discovery, Interpreter
+from isolate.proc import Runner, clean_env
+
+DEFAULT_INDEX = "https://pypi.org/simple"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class IndexOptions:
+    """Where packages come from. Passed explicitly: no pip.conf, no PIP_* variables."""
+
+    index_url: str | None = DEFAULT_INDEX  # None: --no-index
+    find_links: tuple[str, ...] = ()
+
+    def pip_args(self) -> list[str]:
+        args = ["--no-index"] if self.index_url is None else [f"--index-url={self.index_url}"]
+        return args + [f"--find-links={f}" for f in self.find_links]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CompileRequest:
+    requirements_in: Path  # a requirements.in in the work directory
+    output: Path  # seeded with previous pins when it exists
+    python: tuple[int, int]
+    arch: str
+    glibc: str
+    index: IndexOptions
+    upgrade: bool = False
+    upgrade_packages: tuple[str, ...] = ()
+
+
+class Backend(Protocol):
+    name: str
+
+    def describe(self) -> str: ...
+
+    def compile(self, req: CompileRequest) -> None: ...
+
+
+def _resolution_error(exc: CommandFailed, what: Path) -> ResolutionError:
+    return ResolutionError(
+        f"cannot resolve the requirements of {what.stem}",
+        details=exc.details,
+        hint="the resolver's diagnosis is above; change the requirements or constraints",
+    )
+
+
+class PipTools:
+    """pip-compile, run under an interpreter of the runtime's Python version.
+
+    pip-compile evaluates markers for the interpreter that runs it, so isolate keeps one
+    small tool environment per target interpreter in its cache.
+    """
+
+    name = "pip-tools"
+
+    def __init__(self, runner: Runner, discovery: Discovery, *, tool_index: str = DEFAULT_INDEX):
+        self._runner = runner
+        self._discovery = discovery
+        self._tool_index = tool_index
+        self._version = metadata.version("pip-tools")
+
+    def describe(self) -> str:
+        return f"pip-tools {self._version}"
+
+    def _spec(self, interp: Interpreter) -> str:
+        return f"pip-tools=={self._version}" if interp.minor >= (3, 9) else "pip-tools>=7.3,<7.5"
+
+    def tool_python(self, minor: tuple[int, int]) -> Path:
+        interp = self._discovery.find(minor, purpose="to resolve for that Python version")
+        digest = hashlib.sha256(str(interp.path).encode()).hexdigest()[:12]
+        key = f"pip-tools-{self._version}-cp{interp.minor[0]}{interp.minor[1]}-{digest}"
+        home = cache_root() / "tools" / key
+        python = home / "bin" / "python"
+        if python.exists():
+            return python
+        home.parent.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(str(home) + ".lock"):
+            if python.exists():
+                return python
+            tmp = home.with_name(home.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            env = clean_env()
+            self._runner.run(
+                [sys.executable, "-m", "virtualenv", "--quiet", "--no-periodic-update",
+                 "-p", interp.path, tmp],
+                env=env, timeout=300, what=f"creating a Python {interp.minor_text} tool environment",
+            )
+            self._runner.run(
+                [tmp / "bin" / "python", "-m", "pip", "install", "--quiet",
+                 f"--index-url={self._tool_index}", self._spec(interp)],
+                env=env, timeout=600, what=f"installing {self._spec(interp)}",
+            )
+            tmp.rename(home)
+        return python
+
+    def compile(self, req: CompileRequest) -> None:
+        python = self.tool_python(req.python)
+        argv: list[str | Path] = [
+            python, "-m", "piptools", "compile",
+            "--quiet", "--generate-hashes", "--allow-unsafe", "--strip-extras",
+            "--no-header", "--resolver=backtracking", "--no-emit-index-url",
+            "--no-emit-trusted-host", "--no-emit-find-links",
+            f"--output-file={req.output.name}",
+            *req.index.pip_args(),
+        ]
+        if req.upgrade:
+            argv.append("--upgrade")
+        for name in req.upgrade_packages:
+            argv.append(f"--upgrade-package={name}")
+        argv.append(req.requirements_in.name)
+        try:
+            self._runner.run(argv, env=clean_env(), cwd=req.output.parent, timeout=1800,
+                             what="pip-compile")
+        except CommandFailed as exc:
+            raise _resolution_error(exc, req.requirements_in) from exc
+
+
+class Uv:
+    """``uv pip compile``: resolves for a target version and platform without an interpreter."""
+
+    name = "uv"
+
+    def __init__(self, runner: Runner):
+        self._runner = runner
+        self._bin = self._find()
+
+    @staticmethod
+    def _find() -> str:
+        try:
+            from uv import find_uv_bin  # type: ignore[import-not-found,unused-ignore]
+
+            return str(find_uv_bin())
+        except (ImportError, FileNotFoundError):
+            found = shutil.which("uv")
+            if found:
+                return found
+        raise EnvironmentProblem(
+            "the uv backend needs uv, which is not installed",
+            hint="pip install 'isolate-runtime[uv]', or use --backend pip-tools",
+        )
+
+    def describe(self) -> str:
+        done = self._runner.run([self._bin, "--version"], timeout=30, what="uv --version")
+        return done.stdout.strip()
+
+    def compile(self, req: CompileRequest) -> None:
+        platform = f"{req.arch}-manylinux_{req.glibc.replace('.', '_')}"
+        argv: list[str | Path] = [
+            self._bin, "pip", "compile", "--quiet", "--generate-hashes", "--no-header",
+            f"--python-version={req.python[0]}.{req.python[1]}",
+            f"--python-platform={platform}",
+            f"--output-file={req.output.name}",
+            *req.index.pip_args(),
+        ]
+        if req.upgrade:
+            argv.append("--upgrade")
+        for name in req.upgrade_packages:
+            argv.append(f"--upgrade-package={name}")
+        argv.append(req.requirements_in.name)
+        try:
+            self._runner.run(argv, env=clean_env(), cwd=req.output.parent, timeout=1800,
+                             what="uv pip compile")
+        except CommandFailed as exc:
+            raise _resolution_error(exc, req.requirements_in) from exc

@@ -1,0 +1,244 @@
+"""Make and check the locks of a runtime profile.
+
+Two files per profile, resolved together so that versions agree:
+
+- ``constraints/<name>.txt``: the runtime's own distributions (what the bundle ships);
+- ``constraints/<name>-tests.txt``: what the tests need on top (the test overlay).
+
+The runtime and its test requirements are resolved as one set first; the runtime lock
+is then resolved alone, seeded with those pins, so it keeps the same versions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from isolate.errors import CheckFailed, InputError
+from isolate.fsutil import temp_dir, write_atomic
+from isolate.locking.backends import Backend, CompileRequest, IndexOptions
+from isolate.model.lock import (
+    LockFile,
+    LockHeader,
+    LockInputs,
+    Pin,
+    parse_lock,
+    render_body,
+    summary_lines,
+)
+from isolate.profiles import LoadedRuntime
+
+PLATFORM = "linux"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LockPaths:
+    runtime: Path
+    tests: Path
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LockResult:
+    paths: LockPaths
+    runtime_pins: int
+    test_pins: int
+    changed: tuple[str, ...]  # lines of a diff against the previous lock
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CheckResult:
+    fresh: bool
+    problems: tuple[str, ...] = ()
+    diff: tuple[str, ...] = field(default=())
+
+
+def lock_inputs(loaded: LoadedRuntime, kind: str) -> LockInputs:
+    p = loaded.profile
+    cpath = loaded.constraints_path
+    csha = None
+    if cpath is not None:
+        try:
+            csha = hashlib.sha256(cpath.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise InputError(
+                f"{loaded.path}: constraints file {cpath} cannot be read: {exc.strerror}",
+                hint="fix the 'constraints' key or add the file",
+            ) from exc
+    return LockInputs(
+        profile=p.name,
+        kind=kind,
+        python=p.python,
+        arch=p.arch,
+        glibc=p.glibc,
+        requirements=p.requirements,
+        test_requirements=p.tests.requirements,
+        constraints_sha256=csha,
+    )
+
+
+def read_lock(path: Path) -> LockFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError(
+            f"lock {path} does not exist",
+            hint=f"run `isolate lock {path.stem.removesuffix('-tests')}` to create it",
+        ) from exc
+    try:
+        return parse_lock(text)
+    except ValueError as exc:
+        raise InputError(f"{path}: not a valid lock: {exc}",
+                         hint="regenerate it with `isolate lock`") from exc
+
+
+def _write_inputs(work: Path, loaded: LoadedRuntime) -> tuple[Path, Path]:
+    p = loaded.profile
+    cpath = loaded.constraints_path
+    lines = list(p.requirements)
+    if cpath is not None:
+        lines.insert(0, f"-c {cpath}")
+    runtime_in = work / f"{p.name}.in"
+    runtime_in.write_text("\n".join(lines) + "\n")
+    combined_in = work / f"{p.name}-with-tests.in"
+    combined_in.write_text("\n".join([f"-r {runtime_in.name}", *p.tests.requirements]) + "\n")
+    return runtime_in, combined_in
+
+
+def _resolve(
+    loaded: LoadedRuntime,
+    backend: Backend,
+    index: IndexOptions,
+    work: Path,
+    seed: list[Path],
+    *,
+    upgrade: bool,
+    upgrade_packages: tuple[str, ...],
+) -> tuple[list[Pin], list[Pin]]:
+    """Resolve runtime + tests in ``work``; return (runtime pins, test-only pins)."""
+    p = loaded.profile
+    runtime_in, combined_in = _write_inputs(work, loaded)
+    combined_out = work / f"{p.name}-with-tests.txt"
+    combined_out.write_text("".join(s.read_text() for s in seed if s.exists()))
+    common = {"python": p.python_tuple, "arch": p.arch, "glibc": p.glibc, "index": index}
+    backend.compile(CompileRequest(requirements_in=combined_in, output=combined_out,
+                                   upgrade=upgrade, upgrade_packages=upgrade_packages, **common))
+    runtime_out = work / f"{p.name}.txt"
+    shutil.copyfile(combined_out, runtime_out)
+    backend.compile(CompileRequest(requirements_in=runtime_in, output=runtime_out, **common))
+    combined = parse_lock(combined_out.read_text()).pins
+    runtime = list(parse_lock(runtime_out.read_text()).pins)
+    names = {pin.name for pin in runtime}
+    tests = [pin for pin in combined if pin.name not in names]
+    return runtime, tests
+
+
+def _render(loaded: LoadedRuntime, kind: str, pins: list[Pin], backend: Backend,
+            profile_path: str) -> str:
+    header = LockHeader(
+        inputs=lock_inputs(loaded, kind),
+        profile_path=profile_path,
+        profile_sha256=loaded.sha256,
+        backend=backend.describe(),
+        platform=f"{PLATFORM} {loaded.profile.arch}",
+    )
+    return header.render() + render_body(pins)
+
+
+def lock(
+    loaded: LoadedRuntime,
+    backend: Backend,
+    index: IndexOptions,
+    *,
+    out_dir: Path,
+    seed_dir: Path | None,
+    profile_path: str,
+    upgrade: bool = False,
+    upgrade_packages: tuple[str, ...] = (),
+) -> LockResult:
+    """Resolve and write both locks; nothing is written unless both resolutions succeed."""
+    name = loaded.profile.name
+    paths = LockPaths(runtime=out_dir / f"{name}.txt", tests=out_dir / f"{name}-tests.txt")
+    seeds = []
+    if seed_dir is not None and not upgrade:
+        seeds = [seed_dir / f"{name}.txt", seed_dir / f"{name}-tests.txt"]
+    old = [line for s in seeds if s.exists()
+           for line in summary_lines(parse_lock(s.read_text()).pins)]
+    with temp_dir(prefix="isolate-lock-") as work:
+        runtime, tests = _resolve(loaded, backend, index, work, seeds,
+                                  upgrade=upgrade, upgrade_packages=upgrade_packages)
+        runtime_text = _render(loaded, "runtime", runtime, backend, profile_path)
+        tests_text = _render(loaded, "tests", tests, backend, profile_path)
+    write_atomic(paths.runtime, runtime_text)
+    write_atomic(paths.tests, tests_text)
+    new = summary_lines(runtime) + summary_lines(tests)
+    changed = tuple(_pin_diff(sorted(old), sorted(new)))
+    return LockResult(paths=paths, runtime_pins=len(runtime), test_pins=len(tests),
+                      changed=changed)
+
+
+def _pin_diff(old: list[str], new: list[str]) -> list[str]:
+    short_old = [line.split(" ", 1)[0] for line in old]
+    short_new = [line.split(" ", 1)[0] for line in new]
+    out = [d for d in difflib.unified_diff(short_old, short_new, "committed", "resolved",
+                                           lineterm="", n=0)
+           if not d.startswith("@@")]
+    if not out and old != new:
+        out = [d for d in difflib.unified_diff(old, new, "committed", "resolved",
+                                               lineterm="", n=0) if not d.startswith("@@")]
+    return out
+
+
+def check(
+    loaded: LoadedRuntime,
+    backend: Backend,
+    index: IndexOptions,
+    *,
+    lock_dir: Path,
+    resolve: bool = True,
+) -> CheckResult:
+    """Is the committed lock still what the profile asks for?
+
+    First without network: the inputs recorded in each lock's header against the
+    profile's. Then, unless ``resolve`` is false, a fresh resolution seeded with the
+    committed pins must give exactly the same pins and hashes.
+    """
+    name = loaded.profile.name
+    runtime_path, tests_path = lock_dir / f"{name}.txt", lock_dir / f"{name}-tests.txt"
+    problems: list[str] = []
+    locks: dict[str, LockFile] = {}
+    for kind, path in (("runtime", runtime_path), ("tests", tests_path)):
+        lf = read_lock(path)
+        locks[kind] = lf
+        want = lock_inputs(loaded, kind)
+        if lf.inputs is None or lf.inputs_sha256 is None:
+            problems.append(f"{path}: has no isolate header; it was not made by `isolate lock`")
+        elif lf.inputs_sha256 != want.sha256 or lf.inputs != want:
+            problems.append(f"{path}: the profile changed since the lock was made:")
+            problems += [f"  {line}" for line in want.describe_changes(lf.inputs)]
+    if problems or not resolve:
+        return CheckResult(fresh=not problems, problems=tuple(problems))
+    with temp_dir(prefix="isolate-check-") as work:
+        runtime, tests = _resolve(loaded, backend, index, work, [runtime_path, tests_path],
+                                  upgrade=False, upgrade_packages=())
+    old = sorted(summary_lines(locks["runtime"].pins) + summary_lines(locks["tests"].pins))
+    new = sorted(summary_lines(runtime) + summary_lines(tests))
+    if old == new:
+        return CheckResult(fresh=True)
+    diff = tuple(_pin_diff(old, new))
+    return CheckResult(
+        fresh=False,
+        problems=(f"{runtime_path}: a fresh resolution of the profile gives other pins",),
+        diff=diff,
+    )
+
+
+def raise_if_stale(result: CheckResult, name: str) -> None:
+    if not result.fresh:
+        raise CheckFailed(
+            f"the lock of {name!r} is stale",
+            details="\n".join([*result.problems, *result.diff]),
+            hint=f"run `isolate lock {name}` and commit the result",
+        )

@@ -1,0 +1,1 @@
+"""Frozen data of isolate: profiles, locks, manifests, results. No I/O here."""

@@ -1,0 +1,294 @@
+"""Runtime profiles (what to build) and host profiles (where it must run)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from isolate.model.fields import Fields, Problem
+
+ARCHES = ("x86_64", "aarch64")
+LIBC_FAMILIES = ("glibc", "musl")
+PROVISION_METHODS = ("debootstrap", "local", "static")
+_MINOR = re.compile(r"^(\d+)\.(\d+)$")
+_VERSION = re.compile(r"^\d+(\.\d+){1,2}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+def parse_minor(text: str) -> tuple[int, int] | None:
+    m = _MINOR.match(text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("."))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HostLibrary:
+    """A shared library the application expects the host to provide."""
+
+    soname: str
+    purpose: str = ""
+    required: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"soname": self.soname, "purpose": self.purpose, "required": self.required}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TestSpec:
+    """The application's own tests: what they need and how to run them."""
+
+    requirements: tuple[str, ...] = ()
+    # argv after the bundled interpreter, e.g. ("-m", "unittest", "nova.tests.unit.objects")
+    command: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 1800.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requirements": list(self.requirements),
+            "command": list(self.command),
+            "env": dict(self.env),
+            "timeout": self.timeout,
+        }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RuntimeProfile:
+    name: str
+    python: str  # "3.12"
+    requirements: tuple[str, ...]
+    description: str = ""
+    constraints: str | None = None  # path, relative to the profile's file
+    scripts: tuple[str, ...] | None = None  # None: those of the top-level requirements
+    arch: str = "x86_64"
+    glibc: str = "2.17"  # the glibc floor the runtime targets (manylinux_2_N)
+    tests: TestSpec = field(default_factory=TestSpec)
+    host_libraries: tuple[HostLibrary, ...] = ()
+
+    @property
+    def python_tuple(self) -> tuple[int, int]:
+        major, minor = self.python.split(".")
+        return int(major), int(minor)
+
+    @property
+    def top_level_names(self) -> tuple[str, ...]:
+        return tuple(canonicalize_name(Requirement(r).name) for r in self.requirements)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, problems: list[Problem]) -> RuntimeProfile | None:
+        f = Fields(data, "", problems)
+        name = f.str("name", required=True) or ""
+        if name and not _NAME.match(name):
+            f.problem("name", f"{name!r} is not a valid name (lower case letters, digits, '.', '_', '-')")
+        python = f.str("python", required=True) or ""
+        if python:
+            minor = parse_minor(python)
+            if minor is None:
+                f.problem("python", f"{python!r} is not a major.minor version such as \"3.12\"")
+            elif minor < (3, 8):
+                f.problem("python", f"runtimes need CPython 3.8 or newer, got {python!r}")
+        reqs = f.str_list("requirements", required=True)
+        if f.has("requirements") and not reqs and not problems:
+            f.problem("requirements", "must list at least one requirement")
+        _check_requirements(f, "requirements", reqs)
+        description = f.str("description", "") or ""
+        constraints = f.str("constraints")
+        scripts = f.str_list("scripts") if f.has("scripts") else None
+
+        target = f.table("target")
+        arch = target.str("arch", "x86_64") or "x86_64"
+        if arch not in ARCHES:
+            target.problem("arch", f"{arch!r} is not one of {', '.join(ARCHES)}")
+        glibc = target.str("glibc", "2.17") or "2.17"
+        if not _VERSION.match(glibc):
+            target.problem("glibc", f"{glibc!r} is not a version such as \"2.17\"")
+        target.finish()
+
+        t = f.table("tests")
+        treqs = t.str_list("requirements")
+        _check_requirements(t, "requirements", treqs)
+        command = t.str_list("command")
+        env_table = t.get("env", dict, {}) or {}
+        env: dict[str, str] = {}
+        for k, v in env_table.items():
+            if isinstance(v, str):
+                env[k] = v
+            else:
+                t.problem(f"env.{k}", f"expected a string, got {type(v).__name__}")
+        timeout = t.get("timeout", float, 1800.0) or 1800.0
+        if timeout <= 0:
+            t.problem("timeout", "must be a positive number of seconds")
+        t.finish()
+
+        libs = []
+        for lt in f.tables("host_libraries"):
+            soname = lt.str("soname", required=True) or ""
+            libs.append(
+                HostLibrary(
+                    soname=soname,
+                    purpose=lt.str("purpose", "") or "",
+                    required=bool(lt.get("required", bool, True)),
+                )
+            )
+            lt.finish()
+        f.finish()
+        if problems:
+            return None
+        return cls(
+            name=name,
+            python=python,
+            requirements=reqs,
+            description=description,
+            constraints=constraints,
+            scripts=scripts,
+            arch=arch,
+            glibc=glibc,
+            tests=TestSpec(requirements=treqs, command=command, env=env, timeout=timeout),
+            host_libraries=tuple(libs),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "python": self.python,
+            "requirements": list(self.requirements),
+            "constraints": self.constraints,
+            "scripts": None if self.scripts is None else list(self.scripts),
+            "target": {"arch": self.arch, "glibc": self.glibc},
+            "tests": self.tests.to_dict(),
+            "host_libraries": [lib.to_dict() for lib in self.host_libraries],
+        }
+
+
+def _check_requirements(f: Fields, key: str, reqs: tuple[str, ...]) -> None:
+    for i, text in enumerate(reqs):
+        try:
+            Requirement(text)
+        except InvalidRequirement as exc:
+            f.problem(f"{key}[{i}]", f"{text!r} is not a valid requirement: {exc}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Libc:
+    family: str  # glibc | musl
+    version: str
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return version_tuple(self.version)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Provision:
+    """How a host can be brought up for tests on this machine."""
+
+    method: str  # debootstrap | local | static
+    suite: str | None = None
+    variant: str = "minbase"
+    packages: tuple[str, ...] = ()
+    mirror: str = "http://deb.debian.org/debian"
+    interpreter: str | None = None  # local: the platform Python's path
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method}
+        if self.method == "debootstrap":
+            out.update(suite=self.suite, variant=self.variant, packages=list(self.packages),
+                       mirror=self.mirror)
+        if self.method == "local":
+            out["interpreter"] = self.interpreter
+        return out
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HostProfile:
+    id: str
+    name: str
+    distro: str
+    release: str
+    arch: str
+    libc: Libc
+    python: str | None  # the platform Python's version, or None
+    provision: Provision
+    codename: str = ""
+    notes: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, problems: list[Problem]) -> HostProfile | None:
+        f = Fields(data, "", problems)
+        hid = f.str("id", required=True) or ""
+        if hid and not _NAME.match(hid):
+            f.problem("id", f"{hid!r} is not a valid id (lower case letters, digits, '.', '_', '-')")
+        name = f.str("name", required=True) or ""
+        distro = f.str("distro", required=True) or ""
+        release = f.str("release", required=True) or ""
+        codename = f.str("codename", "") or ""
+        notes = f.str("notes", "") or ""
+        arch = f.str("arch", "x86_64") or "x86_64"
+        if arch not in ARCHES:
+            f.problem("arch", f"{arch!r} is not one of {', '.join(ARCHES)}")
+        lt = f.table("libc", required=True)
+        family = lt.str("family", required=True) or ""
+        if family and family not in LIBC_FAMILIES:
+            lt.problem("family", f"{family!r} is not one of {', '.join(LIBC_FAMILIES)}")
+        lversion = lt.str("version", required=True) or ""
+        if lversion and not _VERSION.match(lversion):
+            lt.problem("version", f"{lversion!r} is not a version such as \"2.36\"")
+        lt.finish()
+        python = f.str("python", required=True)
+        if python is not None and python != "none" and not _VERSION.match(python):
+            f.problem("python", f"{python!r} is not a version such as \"3.11.2\" or \"none\"")
+        pt = f.table("provision", required=True)
+        method = pt.str("method", required=True) or ""
+        if method and method not in PROVISION_METHODS:
+            pt.problem("method", f"{method!r} is not one of {', '.join(PROVISION_METHODS)}")
+        suite = pt.str("suite", required=method == "debootstrap")
+        variant = pt.str("variant", "minbase") or "minbase"
+        packages = pt.str_list("packages")
+        mirror = pt.str("mirror", "http://deb.debian.org/debian") or ""
+        interpreter = pt.str("interpreter", required=method == "local")
+        pt.finish()
+        f.finish()
+        if problems:
+            return None
+        return cls(
+            id=hid,
+            name=name,
+            distro=distro,
+            release=release,
+            codename=codename,
+            notes=notes,
+            arch=arch,
+            libc=Libc(family=family, version=lversion),
+            python=None if python in (None, "none") else python,
+            provision=Provision(
+                method=method,
+                suite=suite,
+                variant=variant,
+                packages=packages,
+                mirror=mirror,
+                interpreter=interpreter,
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "distro": self.distro,
+            "release": self.release,
+            "codename": self.codename,
+            "arch": self.arch,
+            "libc": {"family": self.libc.family, "version": self.libc.version},
+            "python": self.python or "none",
+            "provision": self.provision.to_dict(),
+            "notes": self.notes,
+        }

@@ -1,0 +1,138 @@
+"""The only module of isolate that starts subprocesses.
+
+Everything else asks a ``Runner`` to run a command, so tests can watch or fake it, and
+so that every command gets the same treatment: an explicit environment (never the
+caller's pip configuration by accident), a timeout, and failures that carry the tail of
+the output.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from isolate.errors import CommandFailed, EnvironmentProblem
+
+TAIL_LINES = 40
+
+# Variables that would make pip, uv or Python do something other than what we ask.
+_LEAKY_PREFIXES = ("PIP_", "UV_", "PYTHON", "VIRTUAL_ENV", "CONDA_", "PYENV_VERSION")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def tail(self, lines: int = TAIL_LINES) -> str:
+        text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).rstrip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def clean_env(extra: Mapping[str, str] | None = None, *, keep: Sequence[str] = ()) -> dict[str, str]:
+    """The caller's environment less pip/uv/Python configuration, plus ``extra``.
+
+    pip's configuration files are switched off (``PIP_CONFIG_FILE=/dev/null``): isolate
+    passes the index, constraints and options it means on the command line.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in keep or not k.startswith(_LEAKY_PREFIXES)
+    }
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    env["UV_NO_CONFIG"] = "1"
+    env.setdefault("LC_ALL", "C.UTF-8")
+    if extra:
+        env.update(extra)
+    return env
+
+
+class Runner:
+    """Runs commands. Subclass or replace in tests."""
+
+    def run(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+        input: str | None = None,
+        what: str | None = None,
+    ) -> Completed:
+        """Run ``argv`` to the end and capture its output.
+
+        ``check`` raises ``CommandFailed`` (naming ``what`` and carrying the output's
+        tail) on a non-zero exit or a timeout. A missing executable is an
+        ``EnvironmentProblem``.
+        """
+        args = tuple(os.fspath(a) for a in argv)
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                args,
+                env=dict(env) if env is not None else clean_env(),
+                cwd=cwd,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            raise EnvironmentProblem(
+                f"cannot run {args[0]!r}: not found",
+                hint="install it or put it on PATH",
+            ) from exc
+        except PermissionError as exc:
+            raise EnvironmentProblem(f"cannot run {args[0]!r}: {exc.strerror}") from exc
+        timed_out = False
+        try:
+            out, err = proc.communicate(input=input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            out, err = proc.communicate()
+        except BaseException:
+            _kill_group(proc)
+            proc.wait()
+            raise
+        done = Completed(
+            argv=args,
+            returncode=proc.returncode,
+            stdout=out,
+            stderr=err,
+            seconds=time.monotonic() - start,
+            timed_out=timed_out,
+        )
+        if check and not done.ok:
+            label = what or shlex.join(args[:3])
+            reason = f"timed out after {timeout:g} s" if timed_out else f"exit code {done.returncode}"
+            raise CommandFailed(f"{label} failed ({reason})", details=done.tail())
+        return done
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

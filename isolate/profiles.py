@@ -1,0 +1,249 @@
+"""Find, read and validate profiles: a user's workspace first, then isolate's built-ins.
+
+A workspace is the nearest directory, from the current one upward, that has a
+``profiles/`` folder (or the one given with ``--root``). Its ``profiles/runtimes``,
+``profiles/hosts`` and ``constraints/`` override isolate's own, which ship inside the
+package. Local hosts (``local-X.Y``) are made from the interpreters found on this
+machine.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from isolate.errors import InputError, ProfileError
+from isolate.interpreters import Discovery, Interpreter
+from isolate.model.fields import Problem
+from isolate.model.profiles import HostProfile, Libc, Provision, RuntimeProfile
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PROFILE_HINT = "see 'Profile format' in README.rst"
+
+
+def builtin_root() -> Path:
+    """Where isolate's own profiles and locks live: in the wheel, or in the checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "_builtin"
+    if (packaged / "profiles").is_dir():
+        return packaged
+    return here.parent
+
+
+def find_workspace(start: Path) -> Path | None:
+    for d in (start, *start.parents):
+        if (d / "profiles").is_dir():
+            return d
+    return None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoadedRuntime:
+    profile: RuntimeProfile
+    path: Path
+    sha256: str
+    builtin: bool
+
+    @property
+    def constraints_path(self) -> Path | None:
+        if self.profile.constraints is None:
+            return None
+        return (self.path.parent / self.profile.constraints).resolve()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LoadedHost:
+    profile: HostProfile
+    path: Path | None  # None for generated local hosts
+    builtin: bool
+
+
+def _read_toml(path: Path) -> tuple[dict[str, object], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text ({exc.reason})", hint=PROFILE_HINT) from exc
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: TOML syntax error: {exc}", hint=PROFILE_HINT) from exc
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """Best-effort line number of a dotted key path in TOML text."""
+    parts = [re.sub(r"\[\d+\]$", "", p) for p in key.split(".")]
+    lines = text.splitlines()
+    start = 0
+    if len(parts) > 1:
+        header = re.compile(r"^\s*\[+\s*" + re.escape(parts[0]) + r"\s*\]+")
+        for i, line in enumerate(lines):
+            if header.match(line):
+                start = i
+                break
+    assign = re.compile(r"^\s*" + re.escape(parts[-1]) + r"\s*=")
+    for i in range(start, len(lines)):
+        if assign.match(lines[i]):
+            return i + 1
+    return None
+
+
+def _raise_problems(path: Path, text: str, kind: str, problems: list[Problem]) -> None:
+    rendered = []
+    for p in problems:
+        line = _line_of(text, p.key) if p.key else None
+        rendered.append(f"  line {line}: {p}" if line else f"  {p}")
+    count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+    raise ProfileError(
+        f"{path}: invalid {kind} profile ({count})",
+        details="\n".join(rendered),
+        hint=f"fix the keys named above; {PROFILE_HINT}",
+    )
+
+
+def load_runtime_file(path: Path, *, builtin: bool = False) -> LoadedRuntime:
+    data, text = _read_toml(path)
+    problems: list[Problem] = []
+    profile = RuntimeProfile.from_dict(data, problems=problems)
+    if profile is not None and profile.name != path.stem:
+        problems.append(Problem("name", f"{profile.name!r} must match the file name {path.stem!r}"))
+    if profile is None or problems:
+        _raise_problems(path, text, "runtime", problems)
+    assert profile is not None
+    return LoadedRuntime(
+        profile=profile,
+        path=path,
+        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        builtin=builtin,
+    )
+
+
+def load_host_file(path: Path, *, builtin: bool = False) -> LoadedHost:
+    data, text = _read_toml(path)
+    problems: list[Problem] = []
+    profile = HostProfile.from_dict(data, problems=problems)
+    if profile is not None and profile.id != path.stem:
+        problems.append(Problem("id", f"{profile.id!r} must match the file name {path.stem!r}"))
+    if profile is None or problems:
+        _raise_problems(path, text, "host", problems)
+    assert profile is not None
+    return LoadedHost(profile=profile, path=path, builtin=builtin)
+
+
+def local_host(interp: Interpreter) -> HostProfile:
+    """A host profile for this machine with ``interp`` as its platform Python."""
+    from isolate.hostfacts import this_machine  # local facts, read from the running system
+
+    facts = this_machine()
+    return HostProfile(
+        id=f"local-{interp.minor_text}",
+        name=f"this machine, platform Python {interp.version_text} ({interp.origin})",
+        distro=facts.distro,
+        release=facts.release,
+        codename=facts.codename,
+        arch=facts.arch,
+        libc=Libc(family=facts.libc_family, version=facts.libc_version),
+        python=interp.version_text,
+        provision=Provision(method="local", interpreter=str(interp.path)),
+        notes="generated from the interpreters found on this machine",
+    )
+
+
+class Catalog:
+    """All profiles visible from one workspace. Reads files on demand."""
+
+    def __init__(self, *, root: Path | None, discovery: Discovery, builtin: Path | None = None):
+        self.root = root
+        self.builtin = builtin or builtin_root()
+        self._discovery = discovery
+
+    # -- where things are -------------------------------------------------------------
+    def _dirs(self, kind: str) -> list[tuple[Path, bool]]:
+        dirs: list[tuple[Path, bool]] = []
+        if self.root is not None:
+            dirs.append((self.root / "profiles" / kind, self.root.resolve() == self.builtin.resolve()))
+        dirs.append((self.builtin / "profiles" / kind, True))
+        return dirs
+
+    def _files(self, kind: str) -> dict[str, tuple[Path, bool]]:
+        out: dict[str, tuple[Path, bool]] = {}
+        for d, builtin in reversed(self._dirs(kind)):  # workspace last, so it wins
+            if d.is_dir():
+                for p in sorted(d.glob("*.toml")):
+                    out[p.stem] = (p, builtin)
+        return dict(sorted(out.items()))
+
+    def lock_dir_for_write(self) -> Path:
+        return (self.root or Path.cwd()) / "constraints"
+
+    def lock_path(self, name: str, *, suffix: str = "") -> Path:
+        """The lock to read: the workspace's when it has one, else the built-in one."""
+        filename = f"{name}{suffix}.txt"
+        if self.root is not None and (self.root / "constraints" / filename).exists():
+            return self.root / "constraints" / filename
+        builtin = self.builtin / "constraints" / filename
+        if builtin.exists():
+            return builtin
+        return self.lock_dir_for_write() / filename
+
+    # -- runtimes ---------------------------------------------------------------------
+    def runtime_names(self) -> list[str]:
+        return list(self._files("runtimes"))
+
+    def runtime(self, name: str) -> LoadedRuntime:
+        files = self._files("runtimes")
+        if name not in files:
+            raise InputError(
+                f"unknown runtime profile {name!r}",
+                hint=_known_hint(name, list(files), "runtime profiles"),
+            )
+        path, builtin = files[name]
+        return load_runtime_file(path, builtin=builtin)
+
+    def runtimes(self) -> list[LoadedRuntime]:
+        return [load_runtime_file(p, builtin=b) for p, b in self._files("runtimes").values()]
+
+    # -- hosts ------------------------------------------------------------------------
+    def local_hosts(self) -> list[LoadedHost]:
+        return [
+            LoadedHost(profile=local_host(i), path=None, builtin=True)
+            for i in self._discovery.by_minor().values()
+        ]
+
+    def host_ids(self) -> list[str]:
+        ids = list(self._files("hosts"))
+        ids += [f"local-{i.minor_text}" for i in self._discovery.by_minor().values()]
+        return ids
+
+    def host(self, host_id: str) -> LoadedHost:
+        files = self._files("hosts")
+        if host_id in files:
+            path, builtin = files[host_id]
+            return load_host_file(path, builtin=builtin)
+        if host_id.startswith("local-"):
+            for h in self.local_hosts():
+                if h.profile.id == host_id:
+                    return h
+        raise InputError(
+            f"unknown host profile {host_id!r}",
+            hint=_known_hint(host_id, self.host_ids(), "host profiles"),
+        )
+
+    def hosts(self) -> list[LoadedHost]:
+        files = [load_host_file(p, builtin=b) for p, b in self._files("hosts").values()]
+        return files + self.local_hosts()
+
+
+def _known_hint(name: str, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    tip = f"did you mean {close[0]!r}? " if close else ""
+    return f"{tip}known {what}: {', '.join(known) or 'none'} (`isolate profiles` lists them)"
