@@ -1,0 +1,221 @@
+"""The bundle manifest: a versioned JSON description of a bundle.
+
+Written to ``isolate-manifest.json`` at the bundle's root; every other file of the
+bundle is listed with its sha256 and mode. See ``docs/manifest.rst`` for the schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA = "isolate.manifest/1"
+MANIFEST_NAME = "isolate-manifest.json"
+
+
+class ManifestError(ValueError):
+    """The manifest cannot be read; the message names the key."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FileEntry:
+    path: str  # relative, POSIX
+    sha256: str  # of the content; for a symlink, of its target text
+    mode: int  # permission bits, e.g. 0o755
+    size: int
+    kind: str = "file"  # file | symlink
+    target: str | None = None  # symlink target, relative
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "sha256": self.sha256,
+                               "mode": f"{self.mode:04o}", "size": self.size}
+        if self.kind != "file":
+            out["kind"] = self.kind
+            out["target"] = self.target
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FileEntry:
+        return cls(path=str(d["path"]), sha256=str(d["sha256"]), mode=int(str(d["mode"]), 8),
+                   size=int(d["size"]), kind=str(d.get("kind", "file")),
+                   target=d.get("target"))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Distribution:
+    name: str
+    version: str
+    sha256: str  # of the artifact installed (a wheel), checked against the lock
+    filename: str
+    built_from_sdist: str | None = None  # the sdist's sha256 when we built the wheel
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "version": self.version,
+                               "sha256": self.sha256, "filename": self.filename}
+        if self.built_from_sdist:
+            out["built_from_sdist"] = self.built_from_sdist
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Distribution:
+        return cls(name=str(d["name"]), version=str(d["version"]), sha256=str(d["sha256"]),
+                   filename=str(d["filename"]), built_from_sdist=d.get("built_from_sdist"))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Interpreter:
+    version: str  # "3.12.1"
+    source: str  # "local:/root/.pyenv/versions/3.12.1/bin/python3.12" or "pbs:<archive name>"
+    executable: str  # relative path in the bundle, e.g. "python/bin/python3.12"
+    stdlib: str  # relative, e.g. "python/lib/python3.12"
+    site_packages: str  # relative
+    pruned: tuple[str, ...] = ()  # relative paths (of the source) left out
+    pruned_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "source": self.source, "executable": self.executable,
+                "stdlib": self.stdlib, "site_packages": self.site_packages,
+                "pruned": list(self.pruned), "pruned_bytes": self.pruned_bytes}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Interpreter:
+        return cls(version=str(d["version"]), source=str(d["source"]),
+                   executable=str(d["executable"]), stdlib=str(d["stdlib"]),
+                   site_packages=str(d["site_packages"]), pruned=tuple(d.get("pruned", ())),
+                   pruned_bytes=int(d.get("pruned_bytes", 0)))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VendoredLib:
+    soname: str
+    path: str  # relative path in the bundle
+    origin: str  # absolute path on the build host it was copied from
+    needed_by: tuple[str, ...]  # relative paths of the ELF files that need it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"soname": self.soname, "path": self.path, "origin": self.origin,
+                "needed_by": list(self.needed_by)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> VendoredLib:
+        return cls(soname=str(d["soname"]), path=str(d["path"]), origin=str(d["origin"]),
+                   needed_by=tuple(d.get("needed_by", ())))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ElfFacts:
+    glibc_floor: str | None  # "2.34", None when nothing needs a versioned glibc symbol
+    glibc_floor_file: str | None  # relative path of the file that sets it
+    glibc_floor_symbol: str | None  # e.g. "GLIBC_2.34"
+    vendored: tuple[VendoredLib, ...] = ()
+    host_libraries: tuple[Mapping[str, Any], ...] = ()  # from the runtime profile
+    system_libraries: tuple[str, ...] = ()  # allow-listed sonames the bundle needs from the host
+    elf_files: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"glibc_floor": self.glibc_floor, "glibc_floor_file": self.glibc_floor_file,
+                "glibc_floor_symbol": self.glibc_floor_symbol,
+                "vendored": [v.to_dict() for v in self.vendored],
+                "host_libraries": [dict(h) for h in self.host_libraries],
+                "system_libraries": list(self.system_libraries),
+                "elf_files": self.elf_files}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ElfFacts:
+        return cls(glibc_floor=d.get("glibc_floor"), glibc_floor_file=d.get("glibc_floor_file"),
+                   glibc_floor_symbol=d.get("glibc_floor_symbol"),
+                   vendored=tuple(VendoredLib.from_dict(v) for v in d.get("vendored", ())),
+                   host_libraries=tuple(d.get("host_libraries", ())),
+                   system_libraries=tuple(d.get("system_libraries", ())),
+                   elf_files=int(d.get("elf_files", 0)))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Manifest:
+    name: str  # bundle name, e.g. "nova-34.0.0-cp312-manylinux_2_34_x86_64"
+    runtime: str  # runtime profile name
+    version: str  # the app's version (first top-level requirement's pin)
+    python_tag: str  # "cp312"
+    platform: str  # "manylinux_2_34_x86_64"
+    arch: str
+    tool_version: str
+    profile_sha256: str
+    lock_sha256: str
+    test_lock_sha256: str | None
+    build_root: str  # absolute path the bundle was built at (for the relocation audit)
+    interpreter: Interpreter
+    distributions: tuple[Distribution, ...]
+    scripts: tuple[str, ...]  # launchers in bin/
+    elf: ElfFacts
+    files: tuple[FileEntry, ...]
+    sizes: Mapping[str, int] = field(default_factory=dict)
+    test_command: tuple[str, ...] = ()
+    test_env: Mapping[str, str] = field(default_factory=dict)
+    test_timeout: float = 1800.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "name": self.name,
+            "runtime": self.runtime,
+            "version": self.version,
+            "python_tag": self.python_tag,
+            "platform": self.platform,
+            "arch": self.arch,
+            "tool_version": self.tool_version,
+            "profile_sha256": self.profile_sha256,
+            "lock_sha256": self.lock_sha256,
+            "test_lock_sha256": self.test_lock_sha256,
+            "build_root": self.build_root,
+            "interpreter": self.interpreter.to_dict(),
+            "distributions": [d.to_dict() for d in self.distributions],
+            "scripts": list(self.scripts),
+            "elf": self.elf.to_dict(),
+            "sizes": dict(self.sizes),
+            "tests": {"command": list(self.test_command), "env": dict(self.test_env),
+                      "timeout": self.test_timeout},
+            "files": [f.to_dict() for f in self.files],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Manifest:
+        schema = d.get("schema")
+        if schema != SCHEMA:
+            raise ManifestError(f"schema: expected {SCHEMA!r}, got {schema!r}")
+        try:
+            tests = d.get("tests", {})
+            return cls(
+                name=str(d["name"]), runtime=str(d["runtime"]), version=str(d["version"]),
+                python_tag=str(d["python_tag"]), platform=str(d["platform"]),
+                arch=str(d["arch"]), tool_version=str(d["tool_version"]),
+                profile_sha256=str(d["profile_sha256"]), lock_sha256=str(d["lock_sha256"]),
+                test_lock_sha256=d.get("test_lock_sha256"), build_root=str(d["build_root"]),
+                interpreter=Interpreter.from_dict(d["interpreter"]),
+                distributions=tuple(Distribution.from_dict(x) for x in d["distributions"]),
+                scripts=tuple(d["scripts"]),
+                elf=ElfFacts.from_dict(d["elf"]),
+                files=tuple(FileEntry.from_dict(x) for x in d["files"]),
+                sizes=dict(d.get("sizes", {})),
+                test_command=tuple(tests.get("command", ())),
+                test_env=dict(tests.get("env", {})),
+                test_timeout=float(tests.get("timeout", 1800.0)),
+            )
+        except KeyError as exc:
+            raise ManifestError(f"missing key {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ManifestError(f"bad value: {exc}") from exc
+
+    @classmethod
+    def loads(cls, text: str) -> Manifest:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ManifestError(f"not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ManifestError("not a JSON object")
+        return cls.from_dict(data)
