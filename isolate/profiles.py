@@ -80,18 +80,30 @@ def _read_toml(path: Path) -> tuple[dict[str, object], str]:
 
 
 def _line_of(text: str, key: str) -> int | None:
-    """Best-effort line number of a dotted key path in TOML text."""
-    parts = [re.sub(r"\[\d+\]$", "", p) for p in key.split(".")]
+    """Best-effort line number of a dotted key path (``tests.command``,
+    ``host_libraries[1].soname``) in TOML text."""
+    parts = key.split(".")
     lines = text.splitlines()
-    start = 0
+    start, end = 0, len(lines)
     if len(parts) > 1:
-        header = re.compile(r"^\s*\[+\s*" + re.escape(parts[0]) + r"\s*\]+")
+        m = re.match(r"^(.*?)(?:\[(\d+)\])?$", parts[0])
+        assert m is not None
+        table, index = m.group(1), int(m.group(2) or 0)
+        header = re.compile(r"^\s*\[+\s*" + re.escape(table) + r"\s*\]+")
+        seen = -1
         for i, line in enumerate(lines):
             if header.match(line):
-                start = i
+                seen += 1
+                if seen == index:
+                    start = i
+                    break
+        for j in range(start + 1, len(lines)):
+            if re.match(r"^\s*\[", lines[j]):
+                end = j
                 break
-    assign = re.compile(r"^\s*" + re.escape(parts[-1]) + r"\s*=")
-    for i in range(start, len(lines)):
+    last = re.sub(r"\[\d+\]$", "", parts[-1])
+    assign = re.compile(r"^\s*" + re.escape(last) + r"\s*=")
+    for i in range(start, end):
         if assign.match(lines[i]):
             return i + 1
     return None
@@ -204,7 +216,7 @@ class Catalog:
         if name not in files:
             raise InputError(
                 f"unknown runtime profile {name!r}",
-                hint=_known_hint(name, list(files), "runtime profiles"),
+                hint=known_hint(name, list(files), "runtime profiles"),
             )
         path, builtin = files[name]
         return load_runtime_file(path, builtin=builtin)
@@ -235,7 +247,7 @@ class Catalog:
                     return h
         raise InputError(
             f"unknown host profile {host_id!r}",
-            hint=_known_hint(host_id, self.host_ids(), "host profiles"),
+            hint=known_hint(host_id, self.host_ids(), "host profiles"),
         )
 
     def hosts(self) -> list[LoadedHost]:
@@ -243,7 +255,7 @@ class Catalog:
         return files + self.local_hosts()
 
 
-def _known_hint(name: str, known: list[str], what: str) -> str:
+def known_hint(name: str, known: list[str], what: str) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     tip = f"did you mean {close[0]!r}? " if close else ""
     return f"{tip}known {what}: {', '.join(known) or 'none'} (`isolate profiles` lists them)"

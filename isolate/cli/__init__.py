@@ -53,7 +53,7 @@ class App:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from isolate.cli import lock_cmd, profiles_cmd
+    from isolate.cli import bundle_cmd, lock_cmd, profiles_cmd
 
     parser = _Parser(
         prog="isolate",
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     profiles_cmd.register(sub)
     lock_cmd.register(sub)
+    bundle_cmd.register(sub)
     return parser
 
 

@@ -87,10 +87,10 @@ def run(app: App, args: argparse.Namespace) -> int:
         rel = loaded.path.name
     if loaded.builtin and root is None:
         rel = f"(built-in) profiles/runtimes/{loaded.path.name}"
-    result = lock(loaded, backend, index, out_dir=out_dir, seed_dir=seed, profile_path=rel,
+    made = lock(loaded, backend, index, out_dir=out_dir, seed_dir=seed, profile_path=rel,
                   upgrade=args.upgrade, upgrade_packages=tuple(args.upgrade_package))
-    app.out(f"wrote {result.paths.runtime} ({result.runtime_pins} pins)")
-    app.out(f"wrote {result.paths.tests} ({result.test_pins} pins for the tests)")
-    for line in result.changed:
+    app.out(f"wrote {made.paths.runtime} ({made.runtime_pins} pins)")
+    app.out(f"wrote {made.paths.tests} ({made.test_pins} pins for the tests)")
+    for line in made.changed:
         app.out(f"  {line}")
     return ExitCode.OK

@@ -22,6 +22,7 @@ def register(sub: Any) -> None:
 def run(app: App, args: argparse.Namespace) -> int:
     from isolate.cli import dump_json
     from isolate.errors import InputError
+    from isolate.profiles import known_hint
 
     cat = app.catalog
     if args.action == "show":
@@ -32,10 +33,14 @@ def run(app: App, args: argparse.Namespace) -> int:
             loaded = cat.runtime(args.id)
             data: dict[str, Any] = {"kind": "runtime", "path": str(loaded.path),
                                     "sha256": loaded.sha256, **loaded.profile.to_dict()}
-        else:
+        elif args.id in cat.host_ids():
             host = cat.host(args.id)
             data = {"kind": "host", "path": str(host.path) if host.path else None,
                     **host.profile.to_dict()}
+        else:
+            raise InputError(f"unknown profile {args.id!r}",
+                             hint=known_hint(args.id, cat.runtime_names() + cat.host_ids(),
+                                             "profiles"))
         app.out(dump_json(data))
         return ExitCode.OK
     runtimes = cat.runtimes()

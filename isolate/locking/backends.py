@@ -17,9 +17,9 @@ from typing import Protocol
 import filelock
 
 from isolate.cache import cache_root
-from isolate.errors import CommandFailed, EnvironmentProblem, ResolutionError
+from isolate.errors import EnvironmentProblem, ResolutionError
 from isolate.interpreters import Discovery, Interpreter
-from isolate.proc import Runner, clean_env
+from isolate.proc import Completed, Runner, clean_env
 
 DEFAULT_INDEX = "https://pypi.org/simple"
 
@@ -38,6 +38,7 @@ class IndexOptions:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CompileRequest:
+    profile: str  # the runtime profile's name, for messages
     requirements_in: Path  # a requirements.in in the work directory
     output: Path  # seeded with previous pins when it exists
     python: tuple[int, int]
@@ -56,11 +57,29 @@ class Backend(Protocol):
     def compile(self, req: CompileRequest) -> None: ...
 
 
-def _resolution_error(exc: CommandFailed, what: Path) -> ResolutionError:
+def diagnosis(text: str) -> str:
+    """The resolver's own words: its output less Python traceback frames."""
+    out: list[str] = []
+    in_tb = False
+    for line in text.splitlines():
+        if line.startswith("Traceback (most recent call last)"):
+            in_tb = True
+            continue
+        if in_tb:
+            if line.startswith((" ", "\t")) or not line.strip():
+                continue
+            in_tb = False
+        out.append(line)
+    return "\n".join(out[-40:]).strip()
+
+
+def _resolution_error(done: Completed, profile: str) -> ResolutionError:
+    reason = "timed out" if done.timed_out else f"exit code {done.returncode}"
     return ResolutionError(
-        f"cannot resolve the requirements of {what.stem}",
-        details=exc.details,
-        hint="the resolver's diagnosis is above; change the requirements or constraints",
+        f"cannot resolve the requirements of runtime profile {profile!r} ({reason})",
+        details=diagnosis(done.stdout + "\n" + done.stderr),
+        hint="the resolver's diagnosis is above; change the requirements or constraints "
+             "in the profile; no lock was written or changed",
     )
 
 
@@ -128,11 +147,10 @@ class PipTools:
         for name in req.upgrade_packages:
             argv.append(f"--upgrade-package={name}")
         argv.append(req.requirements_in.name)
-        try:
-            self._runner.run(argv, env=clean_env(), cwd=req.output.parent, timeout=1800,
-                             what="pip-compile")
-        except CommandFailed as exc:
-            raise _resolution_error(exc, req.requirements_in) from exc
+        done = self._runner.run(argv, env=clean_env(), cwd=req.output.parent, timeout=1800,
+                                check=False)
+        if not done.ok:
+            raise _resolution_error(done, req.profile)
 
 
 class Uv:
@@ -168,7 +186,7 @@ class Uv:
         argv: list[str | Path] = [
             self._bin, "pip", "compile", "--quiet", "--generate-hashes", "--no-header",
             f"--python-version={req.python[0]}.{req.python[1]}",
-            f"--python-platform={platform}",
+            f"--python-platform={platform}", "--no-python-downloads",
             f"--output-file={req.output.name}",
             *req.index.pip_args(),
         ]
@@ -177,8 +195,7 @@ class Uv:
         for name in req.upgrade_packages:
             argv.append(f"--upgrade-package={name}")
         argv.append(req.requirements_in.name)
-        try:
-            self._runner.run(argv, env=clean_env(), cwd=req.output.parent, timeout=1800,
-                             what="uv pip compile")
-        except CommandFailed as exc:
-            raise _resolution_error(exc, req.requirements_in) from exc
+        done = self._runner.run(argv, env=clean_env(), cwd=req.output.parent, timeout=1800,
+                                check=False)
+        if not done.ok:
+            raise _resolution_error(done, req.profile)

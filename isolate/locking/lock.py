@@ -121,13 +121,20 @@ def _resolve(
     p = loaded.profile
     runtime_in, combined_in = _write_inputs(work, loaded)
     combined_out = work / f"{p.name}-with-tests.txt"
-    combined_out.write_text("".join(s.read_text() for s in seed if s.exists()))
-    common = {"python": p.python_tuple, "arch": p.arch, "glibc": p.glibc, "index": index}
-    backend.compile(CompileRequest(requirements_in=combined_in, output=combined_out,
-                                   upgrade=upgrade, upgrade_packages=upgrade_packages, **common))
+    # Seed with versions only: the resolver keeps them where they still fit, and hashes
+    # come fresh from the index (a hand-edited hash must not poison the resolution).
+    combined_out.write_text("".join(f"{pin.key}\n" for s in seed if s.exists()
+                                    for pin in read_lock(s).pins))
+    def request(src: Path, out: Path, **upgrades: object) -> CompileRequest:
+        return CompileRequest(profile=p.name, requirements_in=src, output=out,
+                              python=p.python_tuple, arch=p.arch, glibc=p.glibc, index=index,
+                              upgrade=upgrade and bool(upgrades),
+                              upgrade_packages=upgrade_packages if upgrades else ())
+
+    backend.compile(request(combined_in, combined_out, first=True))
     runtime_out = work / f"{p.name}.txt"
     shutil.copyfile(combined_out, runtime_out)
-    backend.compile(CompileRequest(requirements_in=runtime_in, output=runtime_out, **common))
+    backend.compile(request(runtime_in, runtime_out))
     combined = parse_lock(combined_out.read_text()).pins
     runtime = list(parse_lock(runtime_out.read_text()).pins)
     names = {pin.name for pin in runtime}

@@ -80,7 +80,7 @@ class Fields:
             return default
         return value
 
-    def str(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+    def string(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
         value = self.get(key, str, default, required=required)
         if required and value == "":
             self.problem(key, "must not be empty")
@@ -118,5 +118,6 @@ class Fields:
             if key in self._known:
                 continue
             close = difflib.get_close_matches(key, sorted(self._known), n=1, cutoff=0.6)
-            tip = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(self._known))}"
+            valid = ", ".join(sorted(self._known))
+            tip = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {valid}"
             self.problem(key, f"unknown key{tip}")

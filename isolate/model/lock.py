@@ -106,7 +106,7 @@ class LockHeader:
             f"# Resolved for CPython {i.python} on {self.platform}, glibc floor {i.glibc},"
             f" by {self.backend}.",
             f"# Regenerate with: isolate lock {i.profile}",
-            f"# Install with: pip install --require-hashes --no-deps -r <this file>",
+            "# Install with: pip install --require-hashes --no-deps -r <this file>",
             HEADER_MARK + " " + json.dumps(
                 {"inputs": i.to_dict(), "inputs_sha256": i.sha256}, sort_keys=True
             ),

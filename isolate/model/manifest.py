@@ -154,6 +154,7 @@ class Manifest:
     test_command: tuple[str, ...] = ()
     test_env: Mapping[str, str] = field(default_factory=dict)
     test_timeout: float = 1800.0
+    source_prefixes: tuple[str, ...] = ()  # build-host paths the interpreter came from
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +170,7 @@ class Manifest:
             "lock_sha256": self.lock_sha256,
             "test_lock_sha256": self.test_lock_sha256,
             "build_root": self.build_root,
+            "source_prefixes": list(self.source_prefixes),
             "interpreter": self.interpreter.to_dict(),
             "distributions": [d.to_dict() for d in self.distributions],
             "scripts": list(self.scripts),
@@ -204,6 +206,7 @@ class Manifest:
                 test_command=tuple(tests.get("command", ())),
                 test_env=dict(tests.get("env", {})),
                 test_timeout=float(tests.get("timeout", 1800.0)),
+                source_prefixes=tuple(d.get("source_prefixes", ())),
             )
         except KeyError as exc:
             raise ManifestError(f"missing key {exc.args[0]!r}") from exc

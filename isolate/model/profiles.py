@@ -85,10 +85,10 @@ class RuntimeProfile:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, problems: list[Problem]) -> RuntimeProfile | None:
         f = Fields(data, "", problems)
-        name = f.str("name", required=True) or ""
+        name = f.string("name", required=True) or ""
         if name and not _NAME.match(name):
             f.problem("name", f"{name!r} is not a valid name (lower case letters, digits, '.', '_', '-')")
-        python = f.str("python", required=True) or ""
+        python = f.string("python", required=True) or ""
         if python:
             minor = parse_minor(python)
             if minor is None:
@@ -99,15 +99,15 @@ class RuntimeProfile:
         if f.has("requirements") and not reqs and not problems:
             f.problem("requirements", "must list at least one requirement")
         _check_requirements(f, "requirements", reqs)
-        description = f.str("description", "") or ""
-        constraints = f.str("constraints")
+        description = f.string("description", "") or ""
+        constraints = f.string("constraints")
         scripts = f.str_list("scripts") if f.has("scripts") else None
 
         target = f.table("target")
-        arch = target.str("arch", "x86_64") or "x86_64"
+        arch = target.string("arch", "x86_64") or "x86_64"
         if arch not in ARCHES:
             target.problem("arch", f"{arch!r} is not one of {', '.join(ARCHES)}")
-        glibc = target.str("glibc", "2.17") or "2.17"
+        glibc = target.string("glibc", "2.17") or "2.17"
         if not _VERSION.match(glibc):
             target.problem("glibc", f"{glibc!r} is not a version such as \"2.17\"")
         target.finish()
@@ -130,11 +130,11 @@ class RuntimeProfile:
 
         libs = []
         for lt in f.tables("host_libraries"):
-            soname = lt.str("soname", required=True) or ""
+            soname = lt.string("soname", required=True) or ""
             libs.append(
                 HostLibrary(
                     soname=soname,
-                    purpose=lt.str("purpose", "") or "",
+                    purpose=lt.string("purpose", "") or "",
                     required=bool(lt.get("required", bool, True)),
                 )
             )
@@ -224,37 +224,37 @@ class HostProfile:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, problems: list[Problem]) -> HostProfile | None:
         f = Fields(data, "", problems)
-        hid = f.str("id", required=True) or ""
+        hid = f.string("id", required=True) or ""
         if hid and not _NAME.match(hid):
             f.problem("id", f"{hid!r} is not a valid id (lower case letters, digits, '.', '_', '-')")
-        name = f.str("name", required=True) or ""
-        distro = f.str("distro", required=True) or ""
-        release = f.str("release", required=True) or ""
-        codename = f.str("codename", "") or ""
-        notes = f.str("notes", "") or ""
-        arch = f.str("arch", "x86_64") or "x86_64"
+        name = f.string("name", required=True) or ""
+        distro = f.string("distro", required=True) or ""
+        release = f.string("release", required=True) or ""
+        codename = f.string("codename", "") or ""
+        notes = f.string("notes", "") or ""
+        arch = f.string("arch", "x86_64") or "x86_64"
         if arch not in ARCHES:
             f.problem("arch", f"{arch!r} is not one of {', '.join(ARCHES)}")
         lt = f.table("libc", required=True)
-        family = lt.str("family", required=True) or ""
+        family = lt.string("family", required=True) or ""
         if family and family not in LIBC_FAMILIES:
             lt.problem("family", f"{family!r} is not one of {', '.join(LIBC_FAMILIES)}")
-        lversion = lt.str("version", required=True) or ""
+        lversion = lt.string("version", required=True) or ""
         if lversion and not _VERSION.match(lversion):
             lt.problem("version", f"{lversion!r} is not a version such as \"2.36\"")
         lt.finish()
-        python = f.str("python", required=True)
+        python = f.string("python", required=True)
         if python is not None and python != "none" and not _VERSION.match(python):
             f.problem("python", f"{python!r} is not a version such as \"3.11.2\" or \"none\"")
         pt = f.table("provision", required=True)
-        method = pt.str("method", required=True) or ""
+        method = pt.string("method", required=True) or ""
         if method and method not in PROVISION_METHODS:
             pt.problem("method", f"{method!r} is not one of {', '.join(PROVISION_METHODS)}")
-        suite = pt.str("suite", required=method == "debootstrap")
-        variant = pt.str("variant", "minbase") or "minbase"
+        suite = pt.string("suite", required=method == "debootstrap")
+        variant = pt.string("variant", "minbase") or "minbase"
         packages = pt.str_list("packages")
-        mirror = pt.str("mirror", "http://deb.debian.org/debian") or ""
-        interpreter = pt.str("interpreter", required=method == "local")
+        mirror = pt.string("mirror", "http://deb.debian.org/debian") or ""
+        interpreter = pt.string("interpreter", required=method == "local")
         pt.finish()
         f.finish()
         if problems:

@@ -1,0 +1,1 @@
+"""Bundle building: interpreter providers, ELF closure, install, launchers, archive."""

@@ -1,0 +1,400 @@
+"""``isolate bundle``: lock -> a relocatable runtime directory and/or archive.
+
+The stages run in a temporary directory inside the output directory and the result is
+renamed into place at the end, so an interrupted build leaves the previous output
+intact and no partial one. One build at a time per output directory (a file lock);
+leftovers of killed builds are removed when the next build starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import filelock
+
+from isolate import __version__
+from isolate.bundle import archive as archive_mod
+from isolate.bundle import elf
+from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash, sha256_of
+from isolate.bundle.install import Installed, install_all
+from isolate.bundle.interpreter import CopiedInterpreter, copy_interpreter, find_source
+from isolate.bundle.launchers import python_launcher, script_launcher
+from isolate.cache import cache_root
+from isolate.errors import CommandFailed, InputError
+from isolate.fsutil import ensure_writable_dir, write_atomic
+from isolate.interpreters import Discovery
+from isolate.locking.backends import IndexOptions, PipTools
+from isolate.locking.lock import lock_inputs, read_lock
+from isolate.model.lock import LockFile, Pin
+from isolate.model.manifest import (
+    MANIFEST_NAME,
+    Distribution,
+    ElfFacts,
+    FileEntry,
+    Interpreter,
+    Manifest,
+    VendoredLib,
+)
+from isolate.proc import Runner, clean_env
+from isolate.profiles import LoadedRuntime
+from isolate.progress import NoProgress, Progress
+
+BUILD_PREFIX = ".isolate-build-"
+FORMATS = ("dir", "tar.zst", "tar.gz")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BundleOptions:
+    output_dir: Path
+    formats: tuple[str, ...] = ("tar.zst",)
+    python: str | None = None  # an executable or an install_only archive
+    index: IndexOptions = field(default_factory=IndexOptions)
+    include_headers: bool = False
+    tests_overlay: bool = True
+    jobs: int = 4
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BundleResult:
+    name: str
+    manifest: Manifest
+    directory: Path | None
+    archives: tuple[tuple[Path, str], ...]  # (path, sha256)
+    overlay: Path | None
+    seconds: dict[str, float]
+
+
+def fresh_lock(loaded: LoadedRuntime, path: Path, kind: str) -> LockFile:
+    """The lock at ``path``, refused when missing or made from another profile."""
+    lf = read_lock(path)
+    want = lock_inputs(loaded, kind)
+    if lf.inputs is None or lf.inputs_sha256 != want.sha256:
+        changes = want.describe_changes(lf.inputs) if lf.inputs else ["no isolate header"]
+        raise InputError(
+            f"the lock {path} is stale: the runtime profile changed since it was made",
+            details="\n".join(f"  {c}" for c in changes),
+            hint=f"run `isolate lock {loaded.profile.name}` first",
+        )
+    return lf
+
+
+@contextlib.contextmanager
+def _build_dir(output_dir: Path) -> Iterator[Path]:
+    """A private work directory in ``output_dir``, under the directory's build lock."""
+    ensure_writable_dir(output_dir, what="output directory")
+    with filelock.FileLock(str(output_dir / ".isolate-build.lock")):
+        for stale in output_dir.glob(BUILD_PREFIX + "*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed build
+        work = output_dir / f"{BUILD_PREFIX}{os.getpid()}"
+        work.mkdir()
+        try:
+            yield work
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _publish_dir(src: Path, dest: Path) -> None:
+    """Replace ``dest`` with ``src``: never a moment with a partial ``dest``."""
+    if dest.exists() or dest.is_symlink():
+        trash = dest.with_name(f"{BUILD_PREFIX}old-{os.getpid()}-{dest.name}")
+        os.replace(dest, trash)
+        os.replace(src, dest)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(src, dest)
+
+
+class Builder:
+    def __init__(self, *, runner: Runner, discovery: Discovery, progress: Progress | None = None):
+        self.runner = runner
+        self.discovery = discovery
+        self.progress = progress or NoProgress()
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def _timed(self, name: str, total: int | None = None) -> Iterator[None]:
+        self.progress.step(name, total)
+        start = time.monotonic()
+        yield
+        self.timings[name] = round(time.monotonic() - start, 3)
+
+    # -- artifacts ----------------------------------------------------------------------
+    def _wheels(self, pins: tuple[Pin, ...], target: Target, index: IndexOptions,
+                python: tuple[int, int]) -> list[tuple[Artifact, Path, str | None]]:
+        """(artifact, wheel path, sdist sha256 when built) per pin, all hash-checked."""
+        fetcher = Fetcher(index, cache_root())
+        arts = fetcher.fetch(pins, target, progress=lambda _f: self.progress.advance())
+        out: list[tuple[Artifact, Path, str | None]] = []
+        for art in arts:
+            check_hash(art.pin, sha256_of(art.path), art.path.name)  # again, before use
+            if art.is_wheel:
+                out.append((art, art.path, None))
+            else:
+                out.append((art, self._build_sdist(art, index, python), art.sha256))
+        return out
+
+    def _build_sdist(self, art: Artifact, index: IndexOptions, python: tuple[int, int]) -> Path:
+        built = cache_root() / "built" / art.sha256
+        wheels = sorted(built.glob("*.whl")) if built.is_dir() else []
+        if wheels:
+            return wheels[0]
+        self.progress.note(f"building a wheel from {art.path.name} (no wheel fits the target)")
+        tool = PipTools(self.runner, self.discovery).tool_python(python)
+        tmp = built.with_name(built.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            self.runner.run(
+                [tool, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-q",
+                 *index.pip_args(), "-w", tmp, art.path],
+                env=clean_env(), timeout=1800, what=f"building a wheel of {art.pin.key}")
+        except CommandFailed as exc:
+            raise InputError(
+                f"{art.pin.key}: no wheel fits the target and building one from "
+                f"{art.path.name} failed",
+                details=exc.details,
+                hint="install the build dependencies it names, or raise [target] glibc so "
+                     "that a published wheel fits",
+            ) from exc
+        if built.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, built)
+        return sorted(built.glob("*.whl"))[0]
+
+    # -- the build ----------------------------------------------------------------------
+    def build(self, loaded: LoadedRuntime, *, lock_path: Path, tests_lock_path: Path,
+              options: BundleOptions) -> BundleResult:
+        profile = loaded.profile
+        for fmt in options.formats:
+            if fmt not in FORMATS:
+                raise InputError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+        lock = fresh_lock(loaded, lock_path, "runtime")
+        tests_lock = (fresh_lock(loaded, tests_lock_path, "tests")
+                      if options.tests_overlay and profile.tests.requirements else None)
+        glibc = tuple(int(p) for p in profile.glibc.split(".")[:2])
+        target = Target(python=profile.python_tuple, arch=profile.arch,
+                        glibc=(glibc[0], glibc[1]))
+        out = options.output_dir
+        with _build_dir(out) as work:
+            root = work / "bundle"
+            root.mkdir()
+            with self._timed("interpreter"):
+                src = find_source(self.runner, self.discovery, profile.python, options.python,
+                                  work / "source", archive_mod.unpack)
+                interp = copy_interpreter(src, root / "python",
+                                          include_headers=options.include_headers,
+                                          runner=self.runner)
+            with self._timed("download", len(lock.pins)):
+                wheels = self._wheels(lock.pins, target, options.index, profile.python_tuple)
+            with self._timed("install", len(wheels)):
+                installed = install_all([w for _a, w, _s in wheels], python_home=interp.home,
+                                        site_packages=interp.site_packages,
+                                        python_name=interp.executable.name, jobs=options.jobs)
+            scripts = self._launchers(loaded, root, interp, installed)
+            with self._timed("elf closure"):
+                closure = elf.close_tree(
+                    root, lib_dir="lib",
+                    search_dirs=[src.libdir, *elf.system_search_dirs()],
+                    allowlist=elf.load_allowlist(),
+                    host_provided=frozenset(h.soname for h in profile.host_libraries),
+                    runner=self.runner)
+            if closure.unresolved:
+                raise InputError(
+                    "shared libraries needed by the bundle were not found on this machine",
+                    details="\n".join(f"  {f} needs {s}" for f, s in closure.unresolved),
+                    hint="install them here so they can be vendored, or declare them as "
+                         "[[host_libraries]] in the runtime profile",
+                )
+            with self._timed("compile"):
+                self._compile(interp, root, [interp.stdlib])
+            overlay_root = None
+            if tests_lock is not None:
+                with self._timed("tests overlay", len(tests_lock.pins)):
+                    overlay_root = self._overlay(tests_lock, target, options, interp, work)
+            with self._timed("manifest"):
+                manifest = self._manifest(loaded, lock_path, tests_lock_path if tests_lock else
+                                          None, root, interp, wheels, installed, scripts,
+                                          closure, src_prefixes=interp.source_prefixes)
+            return self._publish(manifest, root, overlay_root, options)
+
+    def _launchers(self, loaded: LoadedRuntime, root: Path, interp: CopiedInterpreter,
+                   installed: list[Installed]) -> tuple[str, ...]:
+        profile = loaded.profile
+        by_name = {s[0]: s for inst in installed for s in inst.console_scripts}
+        if profile.scripts is None:
+            top = set(profile.top_level_names)
+            chosen = [s for inst in installed if inst.name in top for s in inst.console_scripts]
+        else:
+            missing = [n for n in profile.scripts if n not in by_name]
+            if missing:
+                raise InputError(
+                    f"{loaded.path}: scripts: {', '.join(missing)} is not a console script of "
+                    "any installed distribution",
+                    hint=f"known console scripts: {', '.join(sorted(by_name)) or 'none'}",
+                )
+            chosen = [by_name[n] for n in profile.scripts]
+        bin_dir = root / "bin"
+        bin_dir.mkdir()
+        python_rel = os.path.relpath(interp.executable, bin_dir)
+        (bin_dir / "python3").write_text(python_launcher(python_rel))
+        (bin_dir / "python3").chmod(0o755)
+        for name, module, attr in chosen:
+            path = bin_dir / name
+            path.write_text(script_launcher(python_rel, module, attr))
+            path.chmod(0o755)
+        return tuple(sorted(s[0] for s in chosen))
+
+    def _compile(self, interp: CopiedInterpreter, strip: Path, dirs: list[Path]) -> None:
+        """Deterministic byte code: unchecked-hash .pyc, fixed hash seed, relative names."""
+        env = clean_env({"PYTHONHASHSEED": "0", "PYTHONNOUSERSITE": "1",
+                         "SOURCE_DATE_EPOCH": str(archive_mod.default_mtime())})
+        self.runner.run(
+            [interp.executable, "-s", "-m", "compileall", "-q", "-j", "0",
+             "--invalidation-mode", "unchecked-hash", "-s", strip, *dirs],
+            env=env, timeout=3600, check=False, what="compiling byte code")
+
+    def _overlay(self, tests_lock: LockFile, target: Target, options: BundleOptions,
+                 interp: CopiedInterpreter, work: Path) -> Path:
+        """The test requirements, installed apart from the runtime."""
+        wheels = self._wheels(tests_lock.pins, target, options.index, target.python)
+        root = work / "overlay"
+        site = root / "site-packages"
+        site.mkdir(parents=True)
+        install_all([w for _a, w, _s in wheels], python_home=root, site_packages=site,
+                    python_name=os.path.relpath(interp.executable, root / "bin"),
+                    jobs=options.jobs)
+        self._compile(interp, root, [site])
+        return root
+
+    def _manifest(self, loaded: LoadedRuntime, lock_path: Path, tests_lock_path: Path | None,
+                  root: Path, interp: CopiedInterpreter,
+                  wheels: list[tuple[Artifact, Path, str | None]], installed: list[Installed],
+                  scripts: tuple[str, ...], closure: elf.ClosureResult,
+                  src_prefixes: tuple[str, ...]) -> Manifest:
+        profile = loaded.profile
+        versions = {i.name: i.version for i in installed}
+        top = profile.top_level_names[0]
+        app_version = versions.get(top, "0")
+        floor = closure.glibc_floor
+        glibc_tag = floor[0].split(".") if floor else profile.glibc.split(".")
+        platform = f"manylinux_{glibc_tag[0]}_{glibc_tag[1]}_{profile.arch}"
+        py_tag = "cp{}{}".format(*profile.python_tuple)
+        name = f"{profile.name}-{app_version}-{py_tag}-{platform}"
+        files = hash_tree(root)
+        dists = tuple(sorted(
+            (Distribution(name=a.pin.name, version=a.pin.version, sha256=sha256_of(w)
+                          if built else a.sha256, filename=w.name, built_from_sdist=built)
+             for a, w, built in wheels), key=lambda d: d.name))
+        site_rel = interp.site_packages.relative_to(root).as_posix()
+        sizes = {
+            "total": sum(f.size for f in files),
+            "files": len(files),
+            "site_packages": sum(f.size for f in files if f.path.startswith(site_rel + "/")),
+            "vendored_libraries": sum(f.size for f in files if f.path.startswith("lib/")),
+            "pruned": interp.pruned_bytes,
+        }
+        tests_sha = hashlib.sha256(tests_lock_path.read_bytes()).hexdigest() \
+            if tests_lock_path else None
+        manifest = Manifest(
+            name=name, runtime=profile.name, version=app_version, python_tag=py_tag,
+            platform=platform, arch=profile.arch, tool_version=__version__,
+            profile_sha256=loaded.sha256,
+            lock_sha256=hashlib.sha256(lock_path.read_bytes()).hexdigest(),
+            test_lock_sha256=tests_sha,
+            build_root=str(root),
+            interpreter=Interpreter(
+                version=interp.version, source=interp.source,
+                executable=interp.executable.relative_to(root).as_posix(),
+                stdlib=interp.stdlib.relative_to(root).as_posix(), site_packages=site_rel,
+                pruned=interp.pruned, pruned_bytes=interp.pruned_bytes),
+            distributions=dists,
+            scripts=scripts,
+            elf=ElfFacts(
+                glibc_floor=floor[0] if floor else None,
+                glibc_floor_file=floor[1] if floor else None,
+                glibc_floor_symbol=floor[2] if floor else None,
+                vendored=tuple(VendoredLib(soname=v.soname, path=v.dest, origin=str(v.origin),
+                                           needed_by=v.needed_by) for v in closure.vendored),
+                host_libraries=tuple(h.to_dict() for h in profile.host_libraries),
+                system_libraries=closure.system,
+                elf_files=closure.elf_files),
+            files=files,
+            sizes=sizes,
+            test_command=profile.tests.command,
+            test_env=profile.tests.env,
+            test_timeout=profile.tests.timeout,
+            source_prefixes=src_prefixes,
+        )
+        (root / MANIFEST_NAME).write_text(manifest.dumps())
+        (root / MANIFEST_NAME).chmod(0o644)
+        return manifest
+
+    def _publish(self, manifest: Manifest, root: Path, overlay: Path | None,
+                 options: BundleOptions) -> BundleResult:
+        out = options.output_dir
+        archives: list[tuple[Path, str]] = []
+        mtime = archive_mod.default_mtime()
+        for fmt in options.formats:
+            if fmt == "dir":
+                continue
+            with self._timed(f"archive {fmt}"):
+                dest = out / archive_mod.archive_name(manifest.name, fmt)
+                digest = archive_mod.write_archive(root, dest, fmt=fmt, root_name=manifest.name,
+                                                   mtime=mtime)
+                archives.append((dest, digest))
+                if overlay is not None:
+                    archive_mod.write_archive(
+                        overlay, out / archive_mod.archive_name(f"{manifest.name}.tests", fmt),
+                        fmt=fmt, root_name=f"{manifest.name}.tests", mtime=mtime)
+        directory = None
+        overlay_dir = None
+        if "dir" in options.formats:
+            directory = out / manifest.name
+            _publish_dir(root, directory)
+            if overlay is not None:
+                overlay_dir = out / f"{manifest.name}.tests"
+                _publish_dir(overlay, overlay_dir)
+        write_atomic(out / "latest.txt", manifest.name + "\n")
+        return BundleResult(name=manifest.name, manifest=manifest, directory=directory,
+                            archives=tuple(archives), overlay=overlay_dir,
+                            seconds=dict(self.timings))
+
+
+def hash_tree(root: Path) -> tuple[FileEntry, ...]:
+    """sha256 and mode of every file below ``root`` (the manifest itself excepted)."""
+    paths: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in filenames:
+            paths.append(Path(dirpath) / f)
+        for d in list(dirnames):
+            if (Path(dirpath) / d).is_symlink():
+                paths.append(Path(dirpath) / d)
+
+    def entry(p: Path) -> FileEntry | None:
+        rel = p.relative_to(root).as_posix()
+        if rel == MANIFEST_NAME:
+            return None
+        st = p.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            target = os.readlink(p)
+            return FileEntry(path=rel, sha256=hashlib.sha256(target.encode()).hexdigest(),
+                             mode=0o777, size=len(target), kind="symlink", target=target)
+        mode = 0o755 if st.st_mode & 0o111 else 0o644
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(p, mode)  # normalise: no group/world write, no setuid
+        return FileEntry(path=rel, sha256=sha256_of(p), mode=mode, size=st.st_size)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        entries = [e for e in pool.map(entry, sorted(paths)) if e is not None]
+    return tuple(sorted(entries, key=lambda e: e.path))

@@ -1,0 +1,297 @@
+"""Fetch the artifacts of a lock: the best wheel for the target, else the sdist.
+
+Artifacts come from a package index (PEP 691 JSON, or PEP 503 HTML) and/or local
+``--find-links`` directories, and are cached by sha256 under the cache folder. Every
+file is checked against the lock's hashes before it is used; a mismatch names the
+package, the expected hashes and the actual one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html.parser
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+
+from isolate.errors import EnvironmentProblem, InputError
+from isolate.locking.backends import IndexOptions
+from isolate.model.lock import Pin
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Target:
+    python: tuple[int, int]
+    arch: str
+    glibc: tuple[int, int]
+
+    def platforms(self) -> list[str]:
+        """manylinux tags a host with this glibc accepts, most specific first."""
+        out = [f"manylinux_{self.glibc[0]}_{n}_{self.arch}" for n in range(self.glibc[1], 4, -1)]
+        legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+        for n, alias in legacy.items():
+            if (self.glibc >= (2, n) and self.arch in ("x86_64", "i686")) or (
+                    alias == "manylinux2014" and self.glibc >= (2, 17)):
+                out.append(f"{alias}_{self.arch}")
+        return out
+
+    def tags(self) -> list[Tag]:
+        plats = self.platforms()
+        abi = f"cp{self.python[0]}{self.python[1]}"
+        return [*cpython_tags(self.python, abis=[abi], platforms=plats),
+                *compatible_tags(self.python, interpreter=abi, platforms=plats)]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Link:
+    filename: str
+    url: str
+    sha256: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Artifact:
+    pin: Pin
+    path: Path  # in the cache
+    sha256: str
+    is_wheel: bool
+
+
+class _Anchors(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            href = dict(attrs).get("href")
+            if href:
+                self.links.append(href)
+
+
+def _link(url: str) -> Link:
+    parsed = urllib.parse.urlsplit(url)
+    frag = dict(p.split("=", 1) for p in parsed.fragment.split("&") if "=" in p)
+    filename = urllib.parse.unquote(parsed.path.rsplit("/", 1)[-1])
+    return Link(filename=filename, url=urllib.parse.urlunsplit(parsed._replace(fragment="")),
+                sha256=frag.get("sha256"))
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Fetcher:
+    def __init__(self, index: IndexOptions, cache: Path, *, timeout: float = 60.0,
+                 jobs: int = 8):
+        self._index = index
+        self._cache = cache
+        self._timeout = timeout
+        self._jobs = jobs
+
+    # -- listing --------------------------------------------------------------------
+    def _open(self, url: str, accept: str | None = None) -> tuple[bytes, str, str]:
+        req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+        try:
+            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+                return resp.read(), resp.headers.get("Content-Type", ""), resp.geturl()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return b"", "", url
+            raise EnvironmentProblem(f"package index {url}: HTTP {exc.code} {exc.reason}",
+                                     hint="check --index-url and your network") from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise EnvironmentProblem(
+                f"package index {url} is unreachable: {reason}",
+                hint="check --index-url and your network, or build offline from a wheelhouse "
+                     "with --find-links DIR --no-index",
+            ) from exc
+
+    def links(self, name: str) -> list[Link]:
+        out: list[Link] = []
+        for d in self._index.find_links:
+            base = Path(d)
+            if base.is_dir():
+                out += [Link(filename=p.name, url=p.resolve().as_uri(), sha256=None)
+                        for p in sorted(base.iterdir()) if p.is_file()]
+        if self._index.index_url is None:
+            return out
+        base_url = self._index.index_url.rstrip("/") + f"/{canonicalize_name(name)}/"
+        if base_url.startswith("file:"):
+            page = Path(urllib.request.url2pathname(urllib.parse.urlsplit(base_url).path))
+            index_html = page / "index.html"
+            if not index_html.exists():
+                return out
+            body, ctype, url = index_html.read_bytes(), "text/html", index_html.as_uri()
+        else:
+            body, ctype, url = self._open(
+                base_url, "application/vnd.pypi.simple.v1+json, text/html;q=0.1")
+        if not body:
+            return out
+        if "json" in ctype:
+            data = json.loads(body)
+            for f in data.get("files", []):
+                out.append(Link(filename=f["filename"], url=urllib.parse.urljoin(url, f["url"]),
+                                sha256=f.get("hashes", {}).get("sha256")))
+        else:
+            parser = _Anchors()
+            parser.feed(body.decode("utf-8", "replace"))
+            out += [_link(urllib.parse.urljoin(url, href)) for href in parser.links]
+        return out
+
+    # -- choosing -------------------------------------------------------------------
+    @staticmethod
+    def choose(pin: Pin, links: Iterable[Link], target: Target) -> tuple[Link | None, Link | None]:
+        """(best wheel for the target, sdist) among the links of ``pin``'s version."""
+        rank = {t: i for i, t in enumerate(target.tags())}
+        allowed = {h.split(":", 1)[1] for h in pin.hashes if h.startswith("sha256:")}
+        best: tuple[int, Link] | None = None
+        sdist: Link | None = None
+        for link in links:
+            if link.sha256 is not None and allowed and link.sha256 not in allowed:
+                continue
+            try:
+                if link.filename.endswith(".whl"):
+                    name, version, _b, tags = parse_wheel_filename(link.filename)
+                    if canonicalize_name(name) != pin.name or str(version) != pin.version:
+                        continue
+                    score = min((rank[t] for t in tags if t in rank), default=None)
+                    if score is not None and (best is None or score < best[0]):
+                        best = (score, link)
+                elif link.filename.endswith((".tar.gz", ".zip")):
+                    name, version = parse_sdist_filename(link.filename)
+                    if canonicalize_name(name) == pin.name and str(version) == pin.version:
+                        sdist = link
+            except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+                continue
+        return (best[1] if best else None), sdist
+
+    # -- downloading ----------------------------------------------------------------
+    def _cached(self, sha256: str, filename: str) -> Path:
+        return self._cache / "artifacts" / sha256[:2] / sha256 / filename
+
+    def _download(self, pin: Pin, link: Link) -> Artifact:
+        allowed = {h.split(":", 1)[1] for h in pin.hashes if h.startswith("sha256:")}
+        if link.sha256 and link.sha256 in allowed:
+            cached = self._cached(link.sha256, link.filename)
+            if cached.exists():
+                return Artifact(pin=pin, path=cached, sha256=link.sha256,
+                                is_wheel=link.filename.endswith(".whl"))
+        tmpdir = self._cache / "artifacts" / "tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmpdir, suffix=".part")
+        h = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                if link.url.startswith("file:"):
+                    src = Path(urllib.request.url2pathname(urllib.parse.urlsplit(link.url).path))
+                    with open(src, "rb") as f:
+                        while chunk := f.read(CHUNK):
+                            h.update(chunk)
+                            out.write(chunk)
+                else:
+                    try:
+                        with urllib.request.urlopen(link.url, timeout=self._timeout) as resp:
+                            while chunk := resp.read(CHUNK):
+                                h.update(chunk)
+                                out.write(chunk)
+                    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                        raise EnvironmentProblem(
+                            f"cannot download {link.filename} for {pin.key}: "
+                            f"{getattr(exc, 'reason', exc)}",
+                            hint="check the network and the index, or use --find-links",
+                        ) from exc
+            actual = h.hexdigest()
+            check_hash(pin, actual, link.filename)
+            dest = self._cached(actual, link.filename)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+            return Artifact(pin=pin, path=dest, sha256=actual,
+                            is_wheel=link.filename.endswith(".whl"))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def cached_wheel(self, pin: Pin, target: Target) -> Artifact | None:
+        """A wheel for ``pin`` already in the cache (no index needed)."""
+        root = self._cache / "artifacts"
+        links = []
+        for h in pin.hashes:
+            algo, _, digest = h.partition(":")
+            d = root / digest[:2] / digest
+            if algo == "sha256" and d.is_dir():
+                links += [Link(filename=p.name, url=p.as_uri(), sha256=digest)
+                          for p in d.iterdir() if p.name.endswith(".whl")]
+        wheel, _ = self.choose(pin, links, target)
+        if wheel is None or wheel.sha256 is None:
+            return None
+        return Artifact(pin=pin, path=self._cached(wheel.sha256, wheel.filename),
+                        sha256=wheel.sha256, is_wheel=True)
+
+    def fetch(self, pins: Sequence[Pin], target: Target, *,
+              progress: Callable[[str], None] | None = None) -> list[Artifact]:
+        """One artifact per pin: the best cached or downloadable wheel, else the sdist."""
+
+        def one(pin: Pin) -> Artifact:
+            hit = self.cached_wheel(pin, target)
+            if hit is not None:
+                return hit
+            wheel, sdist = self.choose(pin, self.links(pin.name), target)
+            link = wheel or sdist
+            if link is None:
+                raise InputError(
+                    f"no wheel for {pin.key} fits the target (CPython "
+                    f"{target.python[0]}.{target.python[1]}, {target.arch}, glibc "
+                    f"{target.glibc[0]}.{target.glibc[1]}) and it has no sdist to build",
+                    hint="raise [target] glibc in the runtime profile, or pick another version",
+                )
+            art = self._download(pin, link)
+            if progress is not None:
+                progress(link.filename)
+            return art
+
+        with ThreadPoolExecutor(max_workers=self._jobs) as pool:
+            return list(pool.map(one, pins))
+
+
+def check_hash(pin: Pin, actual: str, filename: str) -> None:
+    allowed = {h.split(":", 1)[1] for h in pin.hashes if h.startswith("sha256:")}
+    if actual not in allowed:
+        expected = ", ".join(sorted(allowed)[:3]) + (" ..." if len(allowed) > 3 else "")
+        raise InputError(
+            f"hash mismatch for {pin.key} ({filename}): expected one of sha256:{expected}; "
+            f"got sha256:{actual}",
+            hint="the artifact is not the one locked; nothing was installed. Check the index "
+                 "or relock with `isolate lock`",
+        )
+
+
+def copy_to(art: Artifact, dest_dir: Path) -> Path:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / art.path.name
+    shutil.copyfile(art.path, dest)
+    return dest

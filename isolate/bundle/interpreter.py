@@ -1,0 +1,303 @@
+"""Interpreter providers: a CPython of the runtime's version, copied into the bundle.
+
+Sources:
+
+- a locally installed CPython (pyenv builds: shared libpython with an absolute RUNPATH;
+  Debian's: a static interpreter under /usr with Debian's dist-packages layout);
+- a python-build-standalone ``install_only`` archive (``python/bin/python3.X`` inside).
+
+Either way the interpreter is described by asking it (``sysconfig``), then only what a
+runtime needs is copied into ``<bundle>/python``: the executable, libpython, the standard
+library less what a runtime never uses, and lib-dynload. The copy is made relocatable
+by the ELF closure (RPATH) and by rewriting ``_sysconfigdata`` to derive its paths from
+``sys.base_prefix`` at import time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from isolate.errors import EnvironmentProblem, InputError
+from isolate.interpreters import Discovery
+from isolate.proc import Runner, clean_env
+
+PREFIX_PLACEHOLDER = "@ISOLATE_PREFIX@"
+
+# Relative to the stdlib directory. What a runtime never needs.
+PRUNE_STDLIB = (
+    "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3/tests",
+    "turtle.py", "__phello__", "__hello__.py", "site-packages", "dist-packages",
+    "unittest/test", "sqlite3/test", "ctypes/test", "distutils/tests", "tkinter/test",
+)
+PRUNE_STDLIB_GLOBS = ("config-*",)  # static libpython, Makefile, python.o
+PRUNE_DYNLOAD_PREFIXES = (
+    "_tkinter", "_test", "_ctypes_test", "_xxtestfuzz", "xxlimited", "xxsubtype",
+    "_xxsubinterpreters", "_xxinterpchannels",
+)
+
+_QUERY = r"""
+import json, os, sys, sysconfig
+v = sysconfig.get_config_vars()
+dynload = v.get("DESTSHARED") or ""
+if not os.path.isdir(dynload):
+    dynload = ""
+    for p in sys.path:
+        if os.path.basename(p) == "lib-dynload" and os.path.isdir(p):
+            dynload = p
+            break
+try:
+    scd = sysconfig._get_sysconfigdata_name()
+except Exception:
+    scd = ""
+print(json.dumps({
+    "version": "%d.%d.%d" % sys.version_info[:3],
+    "implementation": sys.implementation.name,
+    "executable": os.path.realpath(sys.executable),
+    "prefix": sys.base_prefix,
+    "exec_prefix": sys.base_exec_prefix,
+    "stdlib": sysconfig.get_path("stdlib"),
+    "dynload": dynload,
+    "shared": bool(v.get("Py_ENABLE_SHARED")),
+    "libdir": v.get("LIBDIR") or "",
+    "instsoname": v.get("INSTSONAME") or "",
+    "include": sysconfig.get_path("include") or "",
+    "sysconfigdata": scd,
+    "soabi": v.get("SOABI") or "",
+    "abiflags": getattr(sys, "abiflags", ""),
+}))
+"""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SourceInterpreter:
+    """A CPython installation to copy from, as it describes itself."""
+
+    version: str
+    executable: Path
+    prefix: Path
+    exec_prefix: Path
+    stdlib: Path
+    dynload: Path | None
+    shared: bool
+    libdir: Path
+    instsoname: str
+    include: Path | None
+    sysconfigdata: str
+    source: str  # for the manifest
+
+    @property
+    def minor(self) -> tuple[int, int]:
+        major, minor, _ = self.version.split(".", 2)
+        return int(major), int(minor)
+
+    @property
+    def xy(self) -> str:
+        return "{}.{}".format(*self.minor)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CopiedInterpreter:
+    version: str
+    source: str
+    home: Path  # <bundle>/python
+    executable: Path
+    stdlib: Path
+    site_packages: Path
+    pruned: tuple[str, ...]
+    pruned_bytes: int
+    source_prefixes: tuple[str, ...]  # absolute paths of the source, for the audit
+
+
+def describe(runner: Runner, executable: Path, *, source: str) -> SourceInterpreter:
+    done = runner.run([executable, "-I", "-c", _QUERY], env=clean_env(), timeout=60,
+                      check=False)
+    if not done.ok:
+        raise InputError(f"{executable} is not a usable CPython 3.8+ interpreter",
+                         details=done.tail(10),
+                         hint="pass --python a CPython executable or an install_only archive")
+    d = json.loads(done.stdout)
+    if d["implementation"] != "cpython":
+        raise InputError(f"{executable} is {d['implementation']}, not CPython")
+    return SourceInterpreter(
+        version=d["version"],
+        executable=Path(d["executable"]),
+        prefix=Path(d["prefix"]),
+        exec_prefix=Path(d["exec_prefix"]),
+        stdlib=Path(d["stdlib"]),
+        dynload=Path(d["dynload"]) if d["dynload"] else None,
+        shared=bool(d["shared"]),
+        libdir=Path(d["libdir"]),
+        instsoname=d["instsoname"],
+        include=Path(d["include"]) if d["include"] else None,
+        sysconfigdata=d["sysconfigdata"],
+        source=source,
+    )
+
+
+def find_source(runner: Runner, discovery: Discovery, python: str, spec: str | None,
+                unpack_dir: Path, unpack: Callable[[Path, Path], Path]) -> SourceInterpreter:
+    """Pick the interpreter to bundle: ``spec`` (a path to an executable or an archive) or
+    the newest local CPython of version ``python``."""
+    want = tuple(int(p) for p in python.split("."))
+    if spec is None:
+        interp = discovery.find((want[0], want[1]), purpose="to bundle as the runtime's Python")
+        src = describe(runner, interp.path, source=f"local:{interp.path}")
+    else:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise InputError(f"--python {spec}: no such file",
+                             hint="give a CPython executable or a python-build-standalone "
+                                  "install_only archive")
+        if path.is_file() and path.name.endswith((".tar.gz", ".tar.zst", ".tgz")):
+            top = unpack(path, unpack_dir)
+            exe = top / "bin" / f"python{python}"
+            if not exe.exists():
+                raise InputError(
+                    f"--python {spec}: not a python-build-standalone install_only archive "
+                    f"for {python} (no {exe.relative_to(unpack_dir)} inside)",
+                    hint="use an archive named cpython-X.Y.Z+DATE-ARCH-unknown-linux-gnu-"
+                         "install_only.tar.gz",
+                )
+            src = describe(runner, exe, source=f"archive:{path.name}")
+        else:
+            src = describe(runner, path.resolve(), source=f"local:{path.resolve()}")
+    if src.minor != want[:2]:
+        raise InputError(
+            f"the interpreter {src.executable} is CPython {src.version}, but the runtime "
+            f"profile asks for {python}",
+            hint=f"pass --python a CPython {python}",
+        )
+    return src
+
+
+def _dir_bytes(path: Path) -> int:
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += (Path(dirpath) / f).lstat().st_size
+            except OSError:
+                pass
+    return total
+
+
+def copy_interpreter(src: SourceInterpreter, home: Path, *, include_headers: bool = False,
+                     runner: Runner) -> CopiedInterpreter:
+    """Copy what a runtime needs from ``src`` into ``home`` (``<bundle>/python``)."""
+    xy = src.xy
+    bin_dir, lib_dir = home / "bin", home / "lib"
+    stdlib = lib_dir / f"python{xy}"
+    bin_dir.mkdir(parents=True)
+    lib_dir.mkdir(parents=True)
+    exe = bin_dir / f"python{xy}"
+    shutil.copyfile(src.executable, exe)
+    exe.chmod(0o755)
+    (bin_dir / "python3").symlink_to(exe.name)
+    if src.shared and src.instsoname:
+        libpython = src.libdir / src.instsoname
+        if not libpython.exists():
+            raise EnvironmentProblem(f"{src.executable}: its libpython {libpython} is missing")
+        shutil.copyfile(libpython.resolve(), lib_dir / src.instsoname)
+        (lib_dir / src.instsoname).chmod(0o755)
+
+    pruned: list[str] = []
+    pruned_bytes = 0
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        nonlocal pruned_bytes
+        rel = os.path.relpath(directory, src.stdlib)
+        out = set()
+        for n in names:
+            relname = n if rel == "." else f"{rel}/{n}"
+            if n == "__pycache__" or n.endswith((".pyc", ".pyo")):
+                out.add(n)  # compiled again, deterministically
+                continue
+            if relname in PRUNE_STDLIB or (rel == "." and any(
+                    Path(n).match(g) for g in PRUNE_STDLIB_GLOBS)):
+                out.add(n)
+                pruned.append(f"stdlib/{relname}")
+                pruned_bytes += _dir_bytes(Path(directory) / n)
+            elif rel == "." and n == "lib-dynload":
+                out.add(n)  # copied below, from wherever the source keeps it
+        return out
+
+    shutil.copytree(src.stdlib, stdlib, symlinks=False, ignore=ignore)
+    dynload = stdlib / "lib-dynload"
+    dynload.mkdir()
+    if src.dynload is not None:
+        for entry in sorted(src.dynload.iterdir()):
+            if entry.name.startswith(PRUNE_DYNLOAD_PREFIXES):
+                pruned.append(f"lib-dynload/{entry.name}")
+                pruned_bytes += entry.stat().st_size
+                continue
+            if entry.is_file():
+                shutil.copyfile(entry, dynload / entry.name)
+                (dynload / entry.name).chmod(0o755 if entry.suffix == ".so" else 0o644)
+    if include_headers and src.include and src.include.is_dir():
+        shutil.copytree(src.include, home / "include" / src.include.name)
+    elif src.include and src.include.is_dir():
+        pruned.append("include")
+        pruned_bytes += _dir_bytes(src.include)
+
+    prefixes = sorted({str(src.prefix), str(src.exec_prefix), str(src.stdlib.parent.parent),
+                       str(src.executable.parent.parent)})
+    _relocate_sysconfigdata(stdlib, src, prefixes)
+    site = _site_packages(runner, exe, stdlib)
+    site.mkdir(parents=True, exist_ok=True)
+    return CopiedInterpreter(
+        version=src.version, source=src.source, home=home, executable=exe, stdlib=stdlib,
+        site_packages=site, pruned=tuple(sorted(pruned)), pruned_bytes=pruned_bytes,
+        source_prefixes=tuple(prefixes),
+    )
+
+
+def _relocate_sysconfigdata(stdlib: Path, src: SourceInterpreter, prefixes: list[str]) -> None:
+    """Make ``_sysconfigdata`` describe wherever the runtime is, not where it was built."""
+    if not src.sysconfigdata:
+        return
+    path = stdlib / f"{src.sysconfigdata}.py"
+    if not path.exists():
+        return
+    text = path.read_text(encoding="utf-8")
+    # Longest first, so /usr/local is not cut by /usr.
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if prefix not in ("/", ""):
+            text = text.replace(f"'{prefix}/", f"'{PREFIX_PLACEHOLDER}/")
+            text = text.replace(f" {prefix}/", f" {PREFIX_PLACEHOLDER}/")
+            text = text.replace(f"'{prefix}'", f"'{PREFIX_PLACEHOLDER}'")
+            text = text.replace(f"={prefix}/", f"={PREFIX_PLACEHOLDER}/")
+            text = text.replace(f"-L{prefix}/", f"-L{PREFIX_PLACEHOLDER}/")
+            text = text.replace(f"-I{prefix}/", f"-I{PREFIX_PLACEHOLDER}/")
+    text += (
+        "\n# isolate: this runtime is relocatable; paths of its installation are derived\n"
+        "# from where it runs, not from where it was built.\n"
+        "import sys as _isolate_sys\n"
+        "build_time_vars = {\n"
+        "    _k: (_v.replace(" + repr(PREFIX_PLACEHOLDER) + ", _isolate_sys.base_prefix)\n"
+        "         if isinstance(_v, str) else _v)\n"
+        "    for _k, _v in build_time_vars.items()\n"
+        "}\n"
+        "del _isolate_sys\n"
+    )
+    path.write_text(text, encoding="utf-8")
+
+
+_SITE_QUERY = "import site, json; print(json.dumps(site.getsitepackages()))"
+
+
+def _site_packages(runner: Runner, exe: Path, stdlib: Path) -> Path:
+    """Where the copied interpreter looks for distributions (Debian: dist-packages)."""
+    done = runner.run([exe, "-I", "-S", "-c", _SITE_QUERY], env=clean_env(), timeout=60,
+                      check=False)
+    if done.ok:
+        for p in json.loads(done.stdout):
+            if Path(p).parent == stdlib:
+                return Path(p)
+    return stdlib / "site-packages"

@@ -1,0 +1,70 @@
+"""isolate bundle RUNTIME [-o DIR] [--format dir|tar.zst|tar.gz] [--python SOURCE]"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from isolate.cli.lock_cmd import add_index_options, index_options
+from isolate.errors import ExitCode
+
+if TYPE_CHECKING:
+    from isolate.cli import App
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("bundle", help="build a relocatable runtime from a runtime's lock")
+    p.add_argument("runtime", help="runtime profile name (see `isolate profiles`)")
+    p.add_argument("-o", "--output-dir", type=Path, default=Path("out"), metavar="DIR",
+                   help="where to put the bundle (default: ./out)")
+    p.add_argument("--format", default="tar.zst", metavar="FMT[,FMT]",
+                   help="dir, tar.zst, tar.gz, or several separated by commas "
+                        "(default: tar.zst)")
+    p.add_argument("--python", metavar="SOURCE", default=None,
+                   help="the CPython to bundle: an executable, or a python-build-standalone "
+                        "install_only archive (default: a local CPython of the profile's "
+                        "version)")
+    p.add_argument("--headers", action="store_true", help="keep the C headers")
+    p.add_argument("--no-tests-overlay", action="store_true",
+                   help="do not build the test overlay (the test requirements)")
+    p.add_argument("-j", "--jobs", type=int, default=4, help="parallel installs (default 4)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
+    add_index_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(app: App, args: argparse.Namespace) -> int:
+    from isolate.bundle.build import Builder, BundleOptions
+    from isolate.cli.progress_view import TerminalProgress
+
+    loaded = app.catalog.runtime(args.runtime)
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    options = BundleOptions(output_dir=args.output_dir.resolve(), formats=formats,
+                            python=args.python, index=index_options(args),
+                            include_headers=args.headers,
+                            tests_overlay=not args.no_tests_overlay, jobs=max(1, args.jobs))
+    with TerminalProgress(quiet=args.quiet) as progress:
+        builder = Builder(runner=app.runner, discovery=app.discovery, progress=progress)
+        result = builder.build(loaded,
+                               lock_path=app.catalog.lock_path(loaded.profile.name),
+                               tests_lock_path=app.catalog.lock_path(loaded.profile.name,
+                                                                     suffix="-tests"),
+                               options=options)
+    m = result.manifest
+    app.out(f"bundle {result.name}")
+    app.out(f"  python {m.interpreter.version} from {m.interpreter.source}; "
+            f"{len(m.distributions)} distributions; launchers: {', '.join(m.scripts)}")
+    floor = m.elf.glibc_floor
+    app.out(f"  glibc floor {floor} (set by {m.elf.glibc_floor_file}, {m.elf.glibc_floor_symbol});"
+            f" {len(m.elf.vendored)} vendored libraries")
+    app.out(f"  {m.sizes['files']} files, {m.sizes['total'] / 1e6:.1f} MB; pruned "
+            f"{m.sizes['pruned'] / 1e6:.1f} MB ({len(m.interpreter.pruned)} entries)")
+    if result.directory:
+        app.out(f"  directory: {result.directory}")
+    for path, digest in result.archives:
+        app.out(f"  archive:   {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {digest})")
+    if result.overlay:
+        app.out(f"  tests overlay: {result.overlay}")
+    app.out("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
+    return ExitCode.OK

@@ -1,0 +1,1 @@
+"""nox sessions of isolate, imported by noxfile.py."""

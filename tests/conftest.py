@@ -1,0 +1,183 @@
+"""Shared fixtures: run the real CLI in-process, a workspace, and a wheelhouse of real wheels.
+
+The wheelhouse is built here, from nothing, as pure-Python wheels with proper METADATA,
+WHEEL and RECORD files, so that locking tests resolve offline with ``--no-index
+--find-links``. Only the first lock of a session needs PyPI, to install pip-tools into
+the tool environment under the test cache (``~/.cache/isolate-tests``), which is kept
+between runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import os
+import sys
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from isolate.cli import main
+from isolate.interpreters import Discovery
+from isolate.proc import Runner
+
+REPO = Path(__file__).resolve().parent.parent
+
+# name -> version -> Requires-Dist lines
+WHEELS: dict[str, dict[str, tuple[str, ...]]] = {
+    "alpha": {"1.0": ("beta>=1",), "1.1": ("beta>=1",)},
+    "beta": {"1.0": (), "2.0": ()},
+    "gamma": {"1.0": ("delta",)},  # a test-only requirement with its own dependency
+    "delta": {"1.0": ()},
+    "conflicted": {"1.0": ("beta<1",)},  # its only version needs a beta that does not exist
+    "marked": {
+        "1.0": ('newpy; python_version >= "3.12"', 'oldpy; python_version < "3.12"'),
+    },
+    "newpy": {"1.0": ()},
+    "oldpy": {"1.0": ()},
+}
+# Newer releases that only the second wheelhouse has.
+NEWER_WHEELS: dict[str, dict[str, tuple[str, ...]]] = {
+    "alpha": {"1.2": ("beta>=1",)},
+    "beta": {"2.1": ()},
+}
+_EPOCH = (2020, 1, 1, 0, 0, 0)  # fixed timestamps: the same wheel bytes on every run
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return f"sha256={digest.decode()}"
+
+
+def build_wheel(directory: Path, name: str, version: str, requires: Sequence[str] = ()) -> Path:
+    """Write ``name-version-py3-none-any.whl`` into ``directory``; return its path."""
+    dist_info = f"{name}-{version}.dist-info"
+    metadata = "".join(
+        [
+            "Metadata-Version: 2.1\n",
+            f"Name: {name}\n",
+            f"Version: {version}\n",
+            f"Summary: test wheel {name} {version}\n",
+            *(f"Requires-Dist: {r}\n" for r in requires),
+        ]
+    )
+    files = {
+        f"{name}/__init__.py": f'__version__ = "{version}"\n',
+        f"{dist_info}/METADATA": metadata,
+        f"{dist_info}/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: isolate-tests\nRoot-Is-Purelib: true\n"
+            "Tag: py3-none-any\n"
+        ),
+    }
+    record = "".join(
+        f"{path},{_record_hash(text.encode())},{len(text.encode())}\n"
+        for path, text in files.items()
+    )
+    files[f"{dist_info}/RECORD"] = record + f"{dist_info}/RECORD,,\n"
+    path = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for arcname, text in files.items():
+            info = zipfile.ZipInfo(arcname, date_time=_EPOCH)
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, text)
+    return path
+
+
+def _build_all(directory: Path, wheels: dict[str, dict[str, tuple[str, ...]]]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, versions in wheels.items():
+        for version, requires in versions.items():
+            build_wheel(directory, name, version, requires)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A find-links directory of small real wheels (see ``WHEELS``)."""
+    return _build_all(tmp_path_factory.mktemp("wheelhouse"), WHEELS)
+
+
+@pytest.fixture(scope="session")
+def newer_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second find-links directory with alpha 1.2 and beta 2.1."""
+    return _build_all(tmp_path_factory.mktemp("wheelhouse-newer"), NEWER_WHEELS)
+
+
+@pytest.fixture(scope="session")
+def test_cache_dir() -> Path:
+    """A stable cache, so the pip-tools tool environment is built once, not per run."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "isolate-tests"
+
+
+@pytest.fixture(autouse=True)
+def _isolate_cache(monkeypatch: pytest.MonkeyPatch, test_cache_dir: Path) -> None:
+    monkeypatch.setenv("ISOLATE_CACHE_DIR", str(test_cache_dir))
+
+
+@pytest.fixture(scope="session")
+def target_python() -> str:
+    """A runtime Python version for test profiles that this machine has an interpreter of.
+
+    A version other than the controller's is preferred, so that locking shows it resolves
+    for the profile's version and not for the Python that runs isolate.
+    """
+    found = Discovery(Runner()).by_minor()
+    for minor in ((3, 12), (3, 13), (3, 11), (3, 10), (3, 9)):
+        if minor in found and minor != sys.version_info[:2]:
+            return f"{minor[0]}.{minor[1]}"
+    if sys.version_info[:2] in found:
+        return f"{sys.version_info[0]}.{sys.version_info[1]}"
+    pytest.skip("no CPython 3.9+ found by isolate's discovery (pyenv or PATH)")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """An empty isolate workspace: profiles/runtimes, profiles/hosts and constraints."""
+    ws = tmp_path / "ws"
+    for sub in ("profiles/runtimes", "profiles/hosts", "constraints"):
+        (ws / sub).mkdir(parents=True)
+    return ws
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def output(self) -> str:
+        return self.out + self.err
+
+
+def invoke(args: Sequence[str | os.PathLike[str]], cwd: Path | None = None) -> Result:
+    """Run ``isolate ARGS`` in this process, as a user would see it."""
+    out, err = io.StringIO(), io.StringIO()
+    old_cwd = Path.cwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([os.fspath(a) for a in args])
+            except SystemExit as exc:  # argparse: --version, --help, usage errors
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    finally:
+        os.chdir(old_cwd)
+    return Result(code=int(code), out=out.getvalue(), err=err.getvalue())
+
+
+@pytest.fixture
+def run_isolate() -> Callable[..., Result]:
+    """``run_isolate("lock", "app", cwd=ws)`` -> Result(code, out, err)."""
+
+    def run(*args: str | os.PathLike[str], cwd: Path | None = None) -> Result:
+        return invoke(args, cwd=cwd)
+
+    return run
