@@ -311,7 +311,7 @@ class Builder:
             profile_sha256=loaded.sha256,
             lock_sha256=hashlib.sha256(lock_path.read_bytes()).hexdigest(),
             test_lock_sha256=tests_sha,
-            build_root=str(root),
+            build_marker=BUILD_PREFIX,
             interpreter=Interpreter(
                 version=interp.version, source=interp.source,
                 executable=interp.executable.relative_to(root).as_posix(),

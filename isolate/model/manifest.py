@@ -144,7 +144,9 @@ class Manifest:
     profile_sha256: str
     lock_sha256: str
     test_lock_sha256: str | None
-    build_root: str  # absolute path the bundle was built at (for the relocation audit)
+    # Every build directory's name holds this marker, so the relocation audit can find
+    # the build path in any file without the manifest naming the path itself.
+    build_marker: str
     interpreter: Interpreter
     distributions: tuple[Distribution, ...]
     scripts: tuple[str, ...]  # launchers in bin/
@@ -169,7 +171,7 @@ class Manifest:
             "profile_sha256": self.profile_sha256,
             "lock_sha256": self.lock_sha256,
             "test_lock_sha256": self.test_lock_sha256,
-            "build_root": self.build_root,
+            "build_marker": self.build_marker,
             "source_prefixes": list(self.source_prefixes),
             "interpreter": self.interpreter.to_dict(),
             "distributions": [d.to_dict() for d in self.distributions],
@@ -196,7 +198,7 @@ class Manifest:
                 python_tag=str(d["python_tag"]), platform=str(d["platform"]),
                 arch=str(d["arch"]), tool_version=str(d["tool_version"]),
                 profile_sha256=str(d["profile_sha256"]), lock_sha256=str(d["lock_sha256"]),
-                test_lock_sha256=d.get("test_lock_sha256"), build_root=str(d["build_root"]),
+                test_lock_sha256=d.get("test_lock_sha256"), build_marker=str(d["build_marker"]),
                 interpreter=Interpreter.from_dict(d["interpreter"]),
                 distributions=tuple(Distribution.from_dict(x) for x in d["distributions"]),
                 scripts=tuple(d["scripts"]),

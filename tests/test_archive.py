@@ -1,0 +1,728 @@
+"""Bundle archives: byte-reproducible writing, atomic output, and safe unpacking.
+
+Hostile archives are built here with ``tarfile``; every one must be refused with
+``InputError`` without writing anything outside the destination, nor leaving anything in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import socket
+import stat
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from isolate.bundle import archive as arc
+from isolate.bundle.archive import (
+    DEFAULT_MTIME,
+    FORMATS,
+    archive_name,
+    default_mtime,
+    detect_format,
+    sha256_file,
+    unpack,
+    write_archive,
+)
+from isolate.errors import InputError
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def make_tree(root: Path, *, variant: int) -> Path:
+    """One logical tree, made two ways: other creation order, umask, mtimes, owner, and a
+    hard link where the other variant has a copy."""
+    payload = bytes(range(256)) * 1200 + b"tail"
+    files: list[tuple[str, bytes, bool]] = [
+        ("python/bin/python3.12", b"\x7fELF fake interpreter\n" * 50, True),
+        ("python/lib/python3.12/os.py", b"import sys\n" * 300, False),
+        ("python/lib/python3.12/data.bin", payload, False),
+        ("python/lib/python3.12/copy-of-data.bin", payload, False),
+        ("lib/libz.so.1", b"\x7fELF libz\n", True),
+        ("bin/app", b"#!/bin/sh\nexec python \"$@\"\n", True),
+        ("isolate-manifest.json", b'{"schema": "isolate.manifest/1"}\n', False),
+        ("d" * 60 + "/" + "e" * 70 + "/long-name-over-one-hundred-bytes.txt", b"long\n", False),
+        ("unicodé/ファイル.txt", "ü\n".encode(), False),
+        ("empty", b"", False),
+        ("a-b", b"sorts before a/ by bytes? no: '-' < '/'\n", False),
+        ("a/b", b"inside a\n", False),
+    ]
+    links = [("bin/python", "../python/bin/python3.12"),
+             ("python/lib/" + "l" * 110, "python3.12/" + "../python3.12/" * 8 + "os.py")]
+    order = -1 if variant else 1
+    mask = 0o077 if variant else 0o022
+    with umask(mask):
+        root.mkdir(parents=True)
+        (root / "empty-dir").mkdir()
+        for rel, data, exe in files[::order]:
+            p = root / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if variant and rel.endswith("copy-of-data.bin"):
+                os.link(root / "python/lib/python3.12/data.bin", p)
+                continue
+            p.write_bytes(data)
+            if exe:
+                p.chmod(0o777 & ~mask)
+        for rel, target in links[::order]:
+            (root / rel).symlink_to(target)
+    stamp = 1_000_000_000 + variant * 123_456
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            os.utime(p, (stamp, stamp), follow_symlinks=False)
+            if variant and os.geteuid() == 0:
+                os.lchown(p, 1234, 4321)
+    return root
+
+
+def snapshot(root: Path, skip: Path | None = None) -> list[tuple[str, str, int]]:
+    """Every path below ``root`` (except below ``skip``) with its kind and size."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if skip is not None:
+            dirnames[:] = [d for d in dirnames if Path(dirpath, d) != skip]
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            st_ = p.lstat()
+            kind = "l" if p.is_symlink() else "d" if p.is_dir() else "f"
+            out.append((str(p.relative_to(root)), kind, st_.st_size if kind == "f" else 0))
+    return sorted(out)
+
+
+def tree_facts(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    facts = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            rel = str(p.relative_to(root))
+            mode = stat.S_IMODE(p.lstat().st_mode)
+            if p.is_symlink():
+                facts[rel] = ("link", 0, str(p.readlink()).encode())
+            elif p.is_dir():
+                facts[rel] = ("dir", mode, b"")
+            else:
+                facts[rel] = ("file", mode, p.read_bytes())
+    return facts
+
+
+def compress(raw: bytes, fmt: str) -> bytes:
+    if fmt == "tar.zst":
+        return zstandard.ZstdCompressor(write_checksum=True).compress(raw)
+    return gzip.compress(raw, mtime=0)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def test_archive_name() -> None:
+    assert FORMATS == ("tar.zst", "tar.gz")
+    assert archive_name("nova-1", "tar.zst") == "nova-1.tar.zst"
+    with pytest.raises(InputError):
+        archive_name("nova-1", "zip")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_same_tree_gives_identical_bytes(tmp_path: Path, fmt: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    a = make_tree(tmp_path / "one" / "src", variant=0)
+    b = make_tree(tmp_path / "two" / "src", variant=1)
+    assert (b / "python/lib/python3.12/data.bin").stat().st_nlink == 2
+    out_a = tmp_path / "one" / archive_name("bundle", fmt)
+    out_b = tmp_path / "two" / archive_name("bundle", fmt)
+    with umask(0o022):
+        digest_a = write_archive(a, out_a, fmt=fmt, root_name="bundle")
+    with umask(0o077):
+        digest_b = write_archive(b, out_b, fmt=fmt, root_name="bundle")
+    assert out_a.read_bytes() == out_b.read_bytes()
+    assert digest_a == digest_b == sha256_file(out_a) == hashlib.sha256(out_a.read_bytes()).hexdigest()
+    sidecar = out_a.with_name(out_a.name + ".sha256").read_text()
+    assert sidecar == f"{digest_a}  {out_a.name}\n"
+    assert detect_format(out_a) == fmt
+    # a different root name or content changes the bytes
+    other = tmp_path / "other" / archive_name("bundle", fmt)
+    assert write_archive(a, other, fmt=fmt, root_name="bundle2") != digest_a
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_archive_layout(tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    src = make_tree(tmp_path / "src", variant=1)
+    out = tmp_path / archive_name("b", fmt)
+    write_archive(src, out, fmt=fmt, root_name="b")
+    raw = out.read_bytes()
+    if fmt == "tar.gz":
+        assert raw[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0
+        tar = gzip.decompress(raw)
+    else:
+        params = zstandard.get_frame_parameters(raw)
+        assert params.has_checksum
+        tar = zstandard.ZstdDecompressor().decompress(raw)
+        assert params.content_size == len(tar)
+    assert len(tar) % tarfile.RECORDSIZE == 0
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        members = tf.getmembers()
+    names = [m.name for m in members]
+    assert names[0] == "b"
+    assert names[:4] == ["b", "b/a", "b/a/b", "b/a-b"]  # sorted per directory, by bytes
+    assert all(n == "b" or n.startswith("b/") for n in names)
+    assert len(names) == len(set(names))
+    by_name = {m.name: m for m in members}
+    for m in members:
+        assert (m.uid, m.gid, m.uname, m.gname) == (0, 0, "", "")
+        assert m.mtime == DEFAULT_MTIME
+        assert not m.pax_headers
+        assert m.isdir() or m.isreg() or m.issym()
+        assert m.mode == (0o755 if m.isdir() else 0o777 if m.issym() else m.mode)
+        if m.isreg():
+            assert m.mode in (0o644, 0o755)
+    assert by_name["b/bin/app"].mode == 0o755
+    assert by_name["b/isolate-manifest.json"].mode == 0o644
+    assert by_name["b/bin/python"].linkname == "../python/bin/python3.12"
+    assert by_name["b/python/lib/python3.12/copy-of-data.bin"].isreg()  # hard link stored whole
+    assert by_name["b/empty-dir"].isdir()
+
+
+def test_tar_bytes_are_stable(tmp_path: Path) -> None:
+    """The uncompressed tar stream of a fixed tree: guards against header changes in
+    ``tarfile`` across Python versions (identical from 3.9 to 3.13 when written)."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "run").write_bytes(b"#!/bin/sh\n")
+    (src / "sub" / "run").chmod(0o750)
+    (src / ("n" * 120)).write_bytes(b"long name\n")
+    (src / "link").symlink_to("sub/" + "./" * 60 + "run")
+    out = tmp_path / "x.tar.gz"
+    write_archive(src, out, fmt="tar.gz", root_name="root", mtime=1234567890)
+    tar = gzip.decompress(out.read_bytes())
+    assert hashlib.sha256(tar).hexdigest() == GOLDEN_TAR_SHA256
+
+
+GOLDEN_TAR_SHA256 = "to-be-filled"
+
+
+def test_source_date_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+
+    def mtimes(out: Path) -> set[float]:
+        with tarfile.open(out) as tf:
+            return {m.mtime for m in tf.getmembers()}
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert default_mtime() == 1700000000
+    write_archive(src, tmp_path / "a.tar.gz", fmt="tar.gz", root_name="r")
+    assert mtimes(tmp_path / "a.tar.gz") == {1700000000}
+    write_archive(src, tmp_path / "b.tar.gz", fmt="tar.gz", root_name="r", mtime=42)
+    assert mtimes(tmp_path / "b.tar.gz") == {42}
+    for bad in ("", "abc", "-5", "1.5", "٣", "99999999999999999999"):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", bad)
+        assert default_mtime() == DEFAULT_MTIME == 315532800
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert default_mtime() == DEFAULT_MTIME
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_round_trip(tmp_path: Path, fmt: str) -> None:
+    src = make_tree(tmp_path / "src", variant=0)
+    (src / "bin" / "libdir").symlink_to("../lib")
+    out = tmp_path / "dist" / archive_name("nova", fmt)
+    calls: list[tuple[int, int]] = []
+    write_archive(src, out, fmt=fmt, root_name="nova", progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1][0] == calls[-1][1]
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    dest = tmp_path / "unpacked"
+    top = unpack(out, dest)
+    assert top == dest / "nova"
+    assert sorted(os.listdir(dest)) == ["nova"]
+    got, want = tree_facts(top), tree_facts(src)
+    assert got.keys() == want.keys()
+    for rel, (kind, mode, data) in want.items():
+        gkind, gmode, gdata = got[rel]
+        assert (gkind, gdata) == (kind, data), rel
+        if kind == "dir":
+            assert gmode == 0o755, rel
+        elif kind == "file":
+            assert gmode == (0o755 if mode & 0o111 else 0o644), rel
+    assert (top / "bin" / "python").readlink() == Path("../python/bin/python3.12")
+    assert (top / "bin" / "python").resolve() == (top / "python/bin/python3.12").resolve()
+    assert os.access(top / "bin" / "app", os.X_OK)
+    assert (top / "bin" / "app").stat().st_mtime == DEFAULT_MTIME
+    # unpacking again over the existing tree is refused, and leaves it alone
+    with pytest.raises(InputError, match="already exists"):
+        unpack(out, dest)
+    assert sorted(os.listdir(dest)) == ["nova"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_write_leaves_nothing(tmp_path: Path, fmt: str,
+                                          exc: type[BaseException]) -> None:
+    src = make_tree(tmp_path / "src", variant=0)
+    out_dir = tmp_path / "dist"
+
+    def boom(done: int, total: int) -> None:
+        if done > 100_000:
+            raise exc("stop")
+
+    with pytest.raises(exc):
+        write_archive(src, out_dir / archive_name("b", fmt), fmt=fmt, root_name="b",
+                      progress=boom)
+    assert os.listdir(out_dir) == []
+    # an earlier archive and its checksum survive a failed rewrite untouched
+    out = out_dir / archive_name("b", fmt)
+    digest = write_archive(src, out, fmt=fmt, root_name="b")
+    before = snapshot(out_dir)
+    (src / "new-file").write_bytes(b"changes the archive\n")
+    with pytest.raises(exc):
+        write_archive(src, out, fmt=fmt, root_name="b", progress=boom)
+    assert snapshot(out_dir) == before
+    assert sha256_file(out) == digest
+    assert out.with_name(out.name + ".sha256").read_text().split()[0] == digest
+
+
+def test_write_refuses_special_files_and_bad_links(tmp_path: Path) -> None:
+    def fresh(name: str) -> Path:
+        src = tmp_path / name
+        (src / "sub").mkdir(parents=True)
+        (src / "sub" / "ok").write_text("ok")
+        return src
+
+    src = fresh("fifo")
+    os.mkfifo(src / "sub" / "pipe")
+    with pytest.raises(InputError, match=r"sub/pipe.*FIFO"):
+        write_archive(src, tmp_path / "o1.tar.gz", fmt="tar.gz", root_name="r")
+
+    src = fresh("sock")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(src / "sock"))
+        with pytest.raises(InputError, match="socket"):
+            write_archive(src, tmp_path / "o2.tar.zst", fmt="tar.zst", root_name="r")
+
+    for i, target in enumerate(["/etc/passwd", "../../outside", "ok/../../.."]):
+        src = fresh(f"link{i}")
+        (src / "sub" / "bad").symlink_to(target)
+        with pytest.raises(InputError, match="points outside"):
+            write_archive(src, tmp_path / f"l{i}.tar.gz", fmt="tar.gz", root_name="r")
+
+    src = fresh("plain")
+    for kwargs, match in [({"fmt": "zip", "root_name": "r"}, "format"),
+                          ({"fmt": "tar.gz", "root_name": "a/b"}, "root name"),
+                          ({"fmt": "tar.gz", "root_name": ".."}, "root name"),
+                          ({"fmt": "tar.gz", "root_name": "r", "mtime": -1}, "mtime")]:
+        with pytest.raises(InputError, match=match):
+            write_archive(src, tmp_path / "x.tar.gz", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="inside the tree"):
+        write_archive(src, src / "sub" / "self.tar.gz", fmt="tar.gz", root_name="r")
+    with pytest.raises(InputError, match="not a directory"):
+        write_archive(src / "sub" / "ok", tmp_path / "y.tar.gz", fmt="tar.gz", root_name="r")
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
+
+
+@pytest.mark.slow
+def test_zstd_output_does_not_depend_on_thread_count(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large enough for several zstd jobs (about 32 MiB each at level 10)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    block = hashlib.sha256(b"seed").digest() * 2048
+    for i in range(6):
+        (src / f"f{i}").write_bytes(b"".join(
+            hashlib.sha256(block[:64] + bytes([i, j % 251])).digest() * 64 + block[: j % 4096]
+            for j in range(6000)))
+    digests = set()
+    for threads in (1, 2, 4):
+        monkeypatch.setattr(arc, "ZSTD_THREADS", threads)
+        digests.add(write_archive(src, tmp_path / f"t{threads}.tar.zst", fmt="tar.zst",
+                                  root_name="r"))
+    assert len(digests) == 1
+
+
+# ----------------------------------------------------------------------------- unpacking
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, data: bytes = b"", mode: int | None = None,
+           linkname: str = "", pax: dict[str, str] | None = None) -> tuple[tarfile.TarInfo, bytes]:
+    ti = tarfile.TarInfo(name)
+    ti.type = kind
+    ti.mode = mode if mode is not None else (0o755 if kind == tarfile.DIRTYPE else 0o644)
+    ti.size = len(data) if kind in (tarfile.REGTYPE, tarfile.AREGTYPE) else 0
+    ti.linkname = linkname
+    ti.mtime = DEFAULT_MTIME
+    if pax:
+        ti.pax_headers = pax
+    return ti, data
+
+
+def D(name: str, mode: int = 0o755) -> tuple[tarfile.TarInfo, bytes]:  # noqa: N802
+    return member(name, tarfile.DIRTYPE, mode=mode)
+
+
+def F(name: str, data: bytes = b"x\n", mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes]:  # noqa: N802
+    return member(name, tarfile.REGTYPE, data, mode)
+
+
+def L(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:  # noqa: N802
+    return member(name, tarfile.SYMTYPE, linkname=target, mode=0o777)
+
+
+def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes]], fmt: int = tarfile.GNU_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tf:
+        for ti, data in members:
+            tf.addfile(ti, io.BytesIO(data) if ti.size else None)
+    return buf.getvalue()
+
+
+@dataclass
+class Hostile:
+    id: str
+    members: list[tuple[tarfile.TarInfo, bytes]]
+    match: str  # regex the message must match
+    entry: str | None = None  # the entry the message must name
+    limits: dict[str, int] = field(default_factory=dict)
+    tar_format: int = tarfile.GNU_FORMAT
+
+
+def hostile_cases(outside: Path) -> list[Hostile]:
+    ok = [D("top"), F("top/a")]
+    return [
+        Hostile("traversal", [*ok, F("top/../../../../evil")], r"climbs out", "top/../../../../evil"),
+        Hostile("traversal-first", [F("../evil")], r"climbs out", "../evil"),
+        Hostile("absolute", [*ok, F(str(outside / "abs-evil"))], r"absolute path"),
+        Hostile("absolute-dir", [D(str(outside))], r"absolute path"),
+        Hostile("dot-component", [*ok, F("top/./x")], r"'\.' path component", "top/./x"),
+        Hostile("symlink-up", [*ok, L("top/l", "../../etc")], r"symlink.*outside", "top/l"),
+        Hostile("symlink-absolute", [*ok, L("top/l", "/etc/passwd")], r"absolute", "top/l"),
+        Hostile("symlink-empty", [*ok, L("top/l", "")], r"empty target", "top/l"),
+        Hostile("symlink-deep-up", [*ok, D("top/d"), L("top/d/l", "../x/../../y")],
+                r"outside", "top/d/l"),
+        Hostile("symlink-chain", [*ok, D("top/d"), D("top/d/e"), L("top/d/e/s", "../.."),
+                                  L("top/d/e/x", "s/../y")], r"resolves outside", "top/d/e/x"),
+        Hostile("symlink-chain-later", [*ok, D("top/d"), D("top/d/e"), L("top/d/e/x", "s/../y"),
+                                        L("top/d/e/s", "../..")], r"resolves outside",
+                "top/d/e/x"),
+        Hostile("write-through-symlink", [*ok, L("top/l", "."), F("top/l/evil")],
+                r"below the symlink", "top/l/evil"),
+        Hostile("below-file", [*ok, F("top/a/b")], r"below the file", "top/a/b"),
+        Hostile("hardlink", [*ok, member("top/h", tarfile.LNKTYPE, linkname="top/a")],
+                r"hard link", "top/h"),
+        Hostile("hardlink-outside", [*ok, member("top/h", tarfile.LNKTYPE,
+                                                 linkname="/etc/passwd")], r"hard link", "top/h"),
+        Hostile("chardev", [*ok, member("top/null", tarfile.CHRTYPE)], r"device", "top/null"),
+        Hostile("blockdev", [*ok, member("top/sda", tarfile.BLKTYPE)], r"device", "top/sda"),
+        Hostile("fifo", [*ok, member("top/p", tarfile.FIFOTYPE)], r"FIFO", "top/p"),
+        Hostile("unknown-type", [*ok, member("top/z", b"Z")], r"unsupported type", "top/z"),
+        Hostile("setuid", [*ok, F("top/su", mode=0o4755)], r"setuid", "top/su"),
+        Hostile("setgid-dir", [*ok, D("top/sg", mode=0o2755)], r"setgid", "top/sg"),
+        Hostile("sticky", [*ok, D("top/tmp", mode=0o1777)], r"sticky", "top/tmp"),
+        Hostile("duplicate", [*ok, F("top/a", b"again")], r"twice", "top/a"),
+        Hostile("duplicate-dir", [*ok, D("top/d"), D("top/d")], r"twice", "top/d"),
+        Hostile("file-over-implied-dir", [D("top"), F("top/d/x"), F("top/d")], r"clashes",
+                "top/d"),
+        Hostile("two-tops", [*ok, D("other"), F("other/b")], r"one top-level", "other"),
+        Hostile("two-tops-implicit", [F("top/a"), F("other/b")], r"one top-level", "other/b"),
+        Hostile("top-is-file", [F("top")], r"not a directory", "top"),
+        Hostile("top-is-symlink", [L("top", ".")], r"not a directory", "top"),
+        Hostile("nul-in-name", [*ok, F("top/x", pax=None)], r"NUL", None,
+                tar_format=tarfile.PAX_FORMAT),
+        Hostile("oversize-entry", [*ok, F("top/big", b"b" * 1000)], r"over the limit",
+                "top/big", {"max_entry_bytes": 999}),
+        Hostile("oversize-total", [*ok, F("top/b1", b"1" * 800), F("top/b2", b"2" * 800)],
+                r"total", "top/b2", {"max_total_bytes": 1500}),
+        Hostile("huge-pax-header", [*ok, F("top/x", pax={"comment": "c" * (2 << 20)})],
+                r"metadata header", None, tar_format=tarfile.PAX_FORMAT),
+        Hostile("empty", [], r"empty"),
+    ]
+
+
+def _patch_nul(case: Hostile, raw: bytes) -> bytes:
+    """Put a NUL into a pax path record (tarfile will not write one itself)."""
+    if case.id != "nul-in-name":
+        return raw
+    return tar_bytes([*case.members[:2], member("top/x", pax={"path": "top/xZy"})],
+                     tarfile.PAX_FORMAT).replace(b"path=top/xZy", b"path=top/x\0y")
+
+
+def refused(tmp_path: Path, archive: Path, match: str, entry: str | None = None,
+            **limits: int) -> InputError:
+    dest = tmp_path / "box" / "out"
+    dest.mkdir(parents=True, exist_ok=True)
+    before = snapshot(tmp_path, skip=dest)
+    with pytest.raises(InputError) as info:
+        unpack(archive, dest, **limits)
+    err = info.value
+    assert snapshot(tmp_path, skip=dest) == before
+    assert os.listdir(dest) == []  # no partial tree, no temporary directory
+    assert str(archive) in err.message
+    assert err.hint
+    import re
+
+    assert re.search(match, err.message), err.message
+    if entry is not None:
+        assert repr(entry) in err.message, err.message
+    return err
+
+
+HOSTILE_IDS = [c.id for c in hostile_cases(Path("/x"))]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("case_id", HOSTILE_IDS)
+def test_hostile_archive_refused(tmp_path: Path, fmt: str, case_id: str) -> None:
+    case = next(c for c in hostile_cases(tmp_path) if c.id == case_id)
+    raw = _patch_nul(case, tar_bytes(case.members, case.tar_format))
+    archive = tmp_path / "in" / f"hostile.{fmt}"
+    archive.parent.mkdir()
+    archive.write_bytes(compress(raw, fmt))
+    refused(tmp_path, archive, case.match, case.entry, **case.limits)
+    assert not (tmp_path / "abs-evil").exists()
+
+
+def good_archive(tmp_path: Path, fmt: str) -> Path:
+    src = tmp_path / "good-src"
+    if not src.exists():
+        src.mkdir()
+        (src / "f").write_bytes(os.urandom(50_000))
+        (src / "g").write_text("hello\n")
+    out = tmp_path / "in" / archive_name("good", fmt)
+    write_archive(src, out, fmt=fmt, root_name="good")
+    out.with_name(out.name + ".sha256").unlink()
+    return out
+
+
+FormatCase = Callable[[Path, str], tuple[Path, str]]
+
+
+def _truncated_half(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    a = good_archive(tmp_path, fmt)
+    a.write_bytes(a.read_bytes()[: a.stat().st_size // 2])
+    return a, "truncated or corrupt"
+
+
+def _truncated_last_byte(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    a = good_archive(tmp_path, fmt)  # cuts into the zstd checksum / the gzip size field
+    a.write_bytes(a.read_bytes()[:-1])
+    return a, "truncated or corrupt"
+
+
+def _flipped(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    a = good_archive(tmp_path, fmt)
+    data = bytearray(a.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    a.write_bytes(bytes(data))
+    return a, "truncated or corrupt"
+
+
+def _trailing_garbage(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    a = good_archive(tmp_path, fmt)
+    a.write_bytes(a.read_bytes() + b"garbage after the end")
+    return a, "truncated or corrupt"
+
+
+def _garbage(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    a = tmp_path / "in" / f"noise.{fmt}"
+    a.parent.mkdir(exist_ok=True)
+    a.write_bytes(bytes(range(7, 255)) * 40)
+    return a, "not a zstd or gzip"
+
+
+def _magic_then_garbage(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    a = tmp_path / "in" / f"noise.{fmt}"
+    a.parent.mkdir(exist_ok=True)
+    magic = b"\x28\xb5\x2f\xfd" if fmt == "tar.zst" else b"\x1f\x8b"
+    a.write_bytes(magic + bytes(range(7, 255)) * 40)
+    return a, "truncated or corrupt"
+
+
+def _not_a_tar(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    a = tmp_path / "in" / f"text.{fmt}"
+    a.parent.mkdir(exist_ok=True)
+    a.write_bytes(compress(b"just some text, not a tar archive\n" * 100, fmt))
+    return a, "truncated or corrupt"
+
+
+def _wrong_suffix(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    other = "tar.gz" if fmt == "tar.zst" else "tar.zst"
+    a = good_archive(tmp_path, other)
+    b = a.with_name(f"renamed.{fmt}")
+    a.rename(b)
+    return b, f"name says .{fmt}"
+
+
+def _sidecar_mismatch(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    a = good_archive(tmp_path, fmt)
+    a.with_name(a.name + ".sha256").write_text("0" * 64 + f"  {a.name}\n")
+    return a, f"{sha256_file(a)}.*{'0' * 64}"
+
+
+def _sidecar_malformed(tmp_path: Path, fmt: str) -> tuple[Path, str]:
+    a = good_archive(tmp_path, fmt)
+    a.with_name(a.name + ".sha256").write_text("not a checksum\n")
+    return a, "not a sha256sum"
+
+
+FORMAT_CASES: dict[str, FormatCase] = {
+    "truncated-half": _truncated_half, "truncated-last-byte": _truncated_last_byte,
+    "flipped-byte": _flipped, "trailing-garbage": _trailing_garbage, "garbage": _garbage,
+    "magic-then-garbage": _magic_then_garbage, "not-a-tar": _not_a_tar,
+    "wrong-suffix": _wrong_suffix, "sidecar-mismatch": _sidecar_mismatch,
+    "sidecar-malformed": _sidecar_malformed,
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("case_id", list(FORMAT_CASES))
+def test_bad_archive_file_refused(tmp_path: Path, fmt: str, case_id: str) -> None:
+    archive, match = FORMAT_CASES[case_id](tmp_path, fmt)
+    refused(tmp_path, archive, match)
+
+
+def test_good_archive_with_sidecar_unpacks(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    out = tmp_path / "in" / "b.tar.zst"
+    write_archive(src, out, fmt="tar.zst", root_name="b")
+    assert unpack(out, tmp_path / "out") == tmp_path / "out" / "b"
+
+
+def test_detect_format(tmp_path: Path) -> None:
+    gz = tmp_path / "bundle.bin"
+    gz.write_bytes(gzip.compress(b"x"))
+    assert detect_format(gz) == "tar.gz"  # unknown suffix: the content decides
+    zst = tmp_path / "bundle.tzst"
+    zst.write_bytes(zstandard.ZstdCompressor().compress(b"x"))
+    assert detect_format(zst) == "tar.zst"
+    for name in ("b.tar.gz", "b.tgz", "b.tar.xz", "b.tar", "b.zip"):
+        wrong = tmp_path / name
+        wrong.write_bytes(zst.read_bytes())
+        with pytest.raises(InputError, match="name says"):
+            detect_format(wrong)
+    empty = tmp_path / "e.tar.gz"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="not a zstd or gzip"):
+        detect_format(empty)
+    with pytest.raises(InputError):
+        unpack(tmp_path / "missing.tar.gz", tmp_path / "out")
+
+
+def test_unpack_accepts_foreign_but_safe_archive(tmp_path: Path) -> None:
+    """Archives from other tools: './' prefixes, implied directories, pax headers."""
+    raw = tar_bytes([F("./top/sub/f", b"data", 0o600), F("./top/sub/x", b"#!", 0o700),
+                     L("./top/l", "sub/f"), D("./top/sub")], tarfile.PAX_FORMAT)
+    archive = tmp_path / "foreign.tar.gz"
+    archive.write_bytes(compress(raw, "tar.gz"))
+    top = unpack(archive, tmp_path / "out")
+    assert (top / "sub" / "f").read_bytes() == b"data"
+    assert stat.S_IMODE((top / "sub" / "f").stat().st_mode) == 0o644
+    assert stat.S_IMODE((top / "sub" / "x").stat().st_mode) == 0o755
+    assert (top / "l").read_bytes() == b"data"
+
+
+# ----------------------------------------------------------------------------- fuzzing
+
+
+def _fuzz_base() -> dict[str, tuple[bytes, bytes]]:
+    """Per format: (a small valid archive, its uncompressed tar)."""
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d, "src")
+        (src / "sub").mkdir(parents=True)
+        (src / "sub" / "f").write_bytes(b"content\n" * 20)
+        (src / "x").write_bytes(b"#!/bin/sh\n")
+        (src / "x").chmod(0o755)
+        (src / "l").symlink_to("sub/f")
+        out = {}
+        for fmt in FORMATS:
+            a = Path(d, archive_name("fz", fmt))
+            write_archive(src, a, fmt=fmt, root_name="fz")
+            data = a.read_bytes()
+            tar = gzip.decompress(data) if fmt == "tar.gz" else (
+                zstandard.ZstdDecompressor().decompress(data))
+            out[fmt] = (data, tar)
+    return out
+
+
+FUZZ_BASE = _fuzz_base()
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
+    fmt = draw(st.sampled_from(FORMATS))
+    archive, tar = FUZZ_BASE[fmt]
+    layer = draw(st.sampled_from(["compressed", "tar", "random"]))
+    if layer == "random":
+        magic = b"\x28\xb5\x2f\xfd" if fmt == "tar.zst" else b"\x1f\x8b"
+        return fmt, magic + draw(st.binary(max_size=600))
+    data = bytearray(archive if layer == "compressed" else tar)
+    hot = 2048 if layer == "tar" else len(data)  # headers live at the start of the tar
+    for _ in range(draw(st.integers(1, 6))):
+        op = draw(st.sampled_from(["flip", "set", "cut", "insert", "delete"]))
+        if not data:
+            break
+        i = draw(st.integers(0, min(hot, len(data)) - 1))
+        if op == "flip":
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set":
+            data[i] = draw(st.sampled_from([0, 0x30, 0x2F, 0x2E, 0x37, 0xFF, ord("1"),
+                                            ord("2"), ord("3"), ord("5"), ord("6")]))
+        elif op == "cut":
+            del data[i:]
+        elif op == "insert":
+            data[i:i] = draw(st.binary(min_size=1, max_size=40))
+        else:
+            del data[i:i + draw(st.integers(1, 600))]
+    if layer == "tar":
+        return fmt, compress(bytes(data), fmt)
+    return fmt, bytes(data)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_fuzzed_archives_unpack_or_input_error(case: tuple[str, bytes]) -> None:
+    fmt, data = case
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d)
+        archive = root / "in" / f"fuzz.{fmt}"
+        archive.parent.mkdir()
+        archive.write_bytes(data)
+        dest = root / "box" / "out"
+        dest.mkdir(parents=True)
+        before = snapshot(root, skip=dest)
+        try:
+            top = unpack(archive, dest, max_entry_bytes=1 << 20, max_total_bytes=4 << 20)
+        except InputError:
+            assert os.listdir(dest) == []
+        else:
+            assert top.parent == dest
+            assert os.listdir(dest) == [top.name]
+            real_top = os.path.realpath(top)
+            for p in top.rglob("*"):
+                mode = p.lstat().st_mode
+                assert stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode)
+                assert not mode & 0o7000
+                if p.is_symlink():
+                    resolved = os.path.realpath(p)
+                    assert resolved == real_top or resolved.startswith(real_top + "/")
+        assert snapshot(root, skip=dest) == before
