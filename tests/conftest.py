@@ -54,8 +54,11 @@ def _record_hash(data: bytes) -> str:
     return f"sha256={digest.decode()}"
 
 
-def build_wheel(directory: Path, name: str, version: str, requires: Sequence[str] = ()) -> Path:
-    """Write ``name-version-py3-none-any.whl`` into ``directory``; return its path."""
+def build_wheel(directory: Path, name: str, version: str, requires: Sequence[str] = (),
+                *, tag: str = "py3-none-any", extra: dict[str, str] | None = None) -> Path:
+    """Write ``name-version-TAG.whl`` into ``directory``; return its path.
+
+    ``extra`` adds files (e.g. ``{"NAME-V.dist-info/entry_points.txt": ...}``)."""
     dist_info = f"{name}-{version}.dist-info"
     metadata = "".join(
         [
@@ -71,15 +74,16 @@ def build_wheel(directory: Path, name: str, version: str, requires: Sequence[str
         f"{dist_info}/METADATA": metadata,
         f"{dist_info}/WHEEL": (
             "Wheel-Version: 1.0\nGenerator: isolate-tests\nRoot-Is-Purelib: true\n"
-            "Tag: py3-none-any\n"
+            f"Tag: {tag}\n"
         ),
+        **(extra or {}),
     }
     record = "".join(
         f"{path},{_record_hash(text.encode())},{len(text.encode())}\n"
         for path, text in files.items()
     )
     files[f"{dist_info}/RECORD"] = record + f"{dist_info}/RECORD,,\n"
-    path = directory / f"{name}-{version}-py3-none-any.whl"
+    path = directory / f"{name}-{version}-{tag}.whl"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for arcname, text in files.items():
             info = zipfile.ZipInfo(arcname, date_time=_EPOCH)

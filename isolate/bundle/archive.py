@@ -108,6 +108,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _claimed_format(name: str) -> tuple[str, str | None]:
+    """The archive suffix of a file name and the format it claims ("", None: no suffix)."""
+    lower = name.lower()
+    return next(((sfx, fmt) for sfx, fmt in _SUFFIXES if lower.endswith(sfx)), ("", None))
+
+
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise InputError(f"unknown archive format {fmt!r}",
@@ -296,6 +302,10 @@ def write_archive(src: Path, dest: Path, *, fmt: str, root_name: str, mtime: int
     if not root_name or "/" in root_name or root_name in (".", "..") or "\0" in root_name:
         raise InputError(f"bad archive root name {root_name!r}",
                          hint="use the bundle's name: one path component")
+    suffix, claimed = _claimed_format(dest.name)
+    if suffix and claimed != fmt:
+        raise InputError(f"cannot write a {fmt} archive to {dest}: the name says {suffix}",
+                         hint=f"name it {archive_name('<bundle>', fmt)}")
     stamp = default_mtime() if mtime is None else mtime
     if not 0 <= stamp < 8**11:
         raise InputError(f"archive mtime {stamp} is out of range",
@@ -353,7 +363,13 @@ def write_archive(src: Path, dest: Path, *, fmt: str, root_name: str, mtime: int
 
 
 class _Corrupt(Exception):
-    """The compressed or tar data cannot be read; turned into ``InputError``."""
+    """The compressed or tar data cannot be read; turned into ``InputError``. The message
+    completes "refusing to unpack <archive>: ..."."""
+
+
+def _corrupt(exc: BaseException | str) -> _Corrupt:
+    detail = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    return _Corrupt(f"it is truncated or corrupt ({detail})")
 
 
 def detect_format(path: Path) -> str:
@@ -368,48 +384,51 @@ def detect_format(path: Path) -> str:
     if fmt is None:
         raise InputError(f"{path} is not a zstd or gzip compressed archive",
                          hint=f"isolate archives are {' or '.join('.' + f for f in FORMATS)}")
-    name = path.name.lower()
-    for suffix, claimed in _SUFFIXES:
-        if name.endswith(suffix):
-            if claimed != fmt:
-                raise InputError(
-                    f"{path}: the name says {suffix} but the content is {fmt}",
-                    hint=f"rename it to end in .{fmt}, or fetch the archive again")
-            break
+    suffix, claimed = _claimed_format(path.name)
+    if suffix and claimed != fmt:
+        raise InputError(f"{path}: the name says {suffix} but the content is {fmt}",
+                         hint=f"rename it to end in .{fmt}, or fetch the archive again")
     return fmt
 
 
 class _ZstdReader:
-    """Decompresses zstd frames; a truncated frame, bad checksum or a bomb is refused."""
+    """Decompresses zstd frames; a truncated frame or a bad checksum is refused.
+
+    Compressed input is fed 1 KiB at a time and only while the caller wants more, so a
+    decompression bomb never holds more than ~32 MiB beyond the request in memory.
+    (``ZstdDecompressor.stream_reader`` would not notice a truncated frame.)
+    """
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self._dctx = zstandard.ZstdDecompressor()
         self._obj: zstandard.ZstdDecompressionObj | None = None
+        self._pending = memoryview(b"")
         self._buf = bytearray()
         self._eof = False
 
-    def _fill(self) -> None:
-        data = self._raw.read(_CHUNK)
-        if not data:
-            if self._obj is not None:
-                raise _Corrupt("the zstd stream is truncated")
-            self._eof = True
-            return
-        view = memoryview(data)
-        while view:
-            if self._obj is None:
-                self._obj = self._dctx.decompressobj()
-            piece, view = view[:_ZSTD_FEED], view[_ZSTD_FEED:]
-            self._buf += self._obj.decompress(piece)
-            if self._obj.eof:
-                rest = self._obj.unused_data
-                self._obj = None
-                view = memoryview(rest + bytes(view)) if rest else view
+    def _more(self) -> None:
+        if not self._pending:
+            data = self._raw.read(_CHUNK)
+            if not data:
+                if self._obj is not None:
+                    raise _corrupt("the zstd stream ends inside a frame")
+                self._eof = True
+                return
+            self._pending = memoryview(data)
+        if self._obj is None:
+            self._obj = self._dctx.decompressobj()
+        piece, self._pending = self._pending[:_ZSTD_FEED], self._pending[_ZSTD_FEED:]
+        self._buf += self._obj.decompress(piece)
+        if self._obj.eof:  # a frame ended: what follows is another frame
+            rest = self._obj.unused_data
+            self._obj = None
+            if rest:
+                self._pending = memoryview(rest + self._pending.tobytes())
 
     def read(self, size: int = -1) -> bytes:
         while not self._eof and (size < 0 or len(self._buf) < size):
-            self._fill()
+            self._more()
         n = len(self._buf) if size < 0 else min(size, len(self._buf))
         out = bytes(self._buf[:n])
         del self._buf[:n]
@@ -434,7 +453,7 @@ class _LimitedReader:
         except _Corrupt:
             raise
         except (zstandard.ZstdError, zlib.error, EOFError, OSError, ValueError) as exc:
-            raise _Corrupt(str(exc) or type(exc).__name__) from exc
+            raise _corrupt(exc) from exc
         self.count += len(data)
         if self.count > self._limit:
             raise _Corrupt(f"it decompresses to more than {self._limit} bytes")
@@ -454,7 +473,8 @@ class _GuardedTarInfo(tarfile.TarInfo):
 
     def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _META_TYPES and self.size > _MAX_META_BYTES:
-            raise _Corrupt(f"a metadata header of {self.size} bytes")
+            raise _Corrupt(f"it has a metadata header of {self.size} bytes, over the limit of "
+                           f"{_MAX_META_BYTES}")
         member: tarfile.TarInfo = super()._proc_member(tf)  # type: ignore[misc]
         return member
 
@@ -520,7 +540,7 @@ class _Extractor:
         if member.issparse():
             raise self.refuse(name, "is a sparse file")
         if not (member.isreg() or member.isdir() or member.issym()):
-            raise self.refuse(name, f"has an unsupported type {member.type!r}")
+            raise self.refuse(name, f"has an unsupported type {member.type.decode('latin-1')!r}")
         bits = member.mode & 0o7000
         if bits:
             what = [w for b, w in ((0o4000, "setuid"), (0o2000, "setgid"), (0o1000, "sticky"))
@@ -602,7 +622,7 @@ class _Extractor:
             while remaining:
                 chunk = _read_member(src, min(_CHUNK, remaining))
                 if not chunk:
-                    raise _Corrupt(f"entry {member.name!r} is cut short")
+                    raise _corrupt(f"entry {member.name!r} is cut short")
                 out.write(chunk)
                 remaining -= len(chunk)
             os.fchmod(out.fileno(), 0o755 if member.mode & 0o111 else 0o644)
@@ -632,14 +652,14 @@ def _read_member(src: IO[bytes], size: int) -> bytes:
     try:
         return src.read(size)
     except (tarfile.TarError, EOFError, ValueError) as exc:
-        raise _Corrupt(str(exc) or type(exc).__name__) from exc
+        raise _corrupt(exc) from exc
 
 
 def _next(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
     try:
         return tf.next()
     except (tarfile.TarError, EOFError, ValueError, UnicodeError, OverflowError) as exc:
-        raise _Corrupt(str(exc) or type(exc).__name__) from exc
+        raise _corrupt(exc) from exc
 
 
 def _check_sidecar(archive: Path) -> None:
@@ -687,7 +707,7 @@ def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
                         encoding="utf-8", errors="surrogateescape", bufsize=1 << 18)
                 except (tarfile.TarError, EOFError, ValueError, UnicodeError,
                         OverflowError) as exc:
-                    raise _Corrupt(str(exc) or type(exc).__name__) from exc
+                    raise _corrupt(exc) from exc
                 with tf:
                     while (member := _next(tf)) is not None:
                         try:
@@ -698,8 +718,8 @@ def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
                                             ) from exc
                 stream.drain()  # reach the end: verifies the zstd checksum / gzip CRC
             except _Corrupt as exc:
-                raise InputError(f"refusing to unpack {archive}: it is truncated or corrupt "
-                                 f"({exc})", hint="fetch or build the archive again") from exc
+                raise InputError(f"refusing to unpack {archive}: {exc}",
+                                 hint="fetch or build the archive again") from exc
         top = ex.finish()
         final = dest / top
         if os.path.lexists(final):

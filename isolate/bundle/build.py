@@ -259,7 +259,7 @@ class Builder:
         env = clean_env({"PYTHONHASHSEED": "0", "PYTHONNOUSERSITE": "1",
                          "SOURCE_DATE_EPOCH": str(archive_mod.default_mtime())})
         self.runner.run(
-            [interp.executable, "-s", "-m", "compileall", "-q", "-j", "0",
+            [interp.executable, "-B", "-s", "-m", "compileall", "-q", "-f", "-j", "0",
              "--invalidation-mode", "unchecked-hash", "-s", strip, *dirs],
             env=env, timeout=3600, check=False, what="compiling byte code")
 

@@ -114,7 +114,7 @@ class CopiedInterpreter:
 
 
 def describe(runner: Runner, executable: Path, *, source: str) -> SourceInterpreter:
-    done = runner.run([executable, "-I", "-c", _QUERY], env=clean_env(), timeout=60,
+    done = runner.run([executable, "-I", "-B", "-c", _QUERY], env=clean_env(), timeout=60,
                       check=False)
     if not done.ok:
         raise InputError(f"{executable} is not a usable CPython 3.8+ interpreter",
@@ -294,7 +294,7 @@ _SITE_QUERY = "import site, json; print(json.dumps(site.getsitepackages()))"
 
 def _site_packages(runner: Runner, exe: Path, stdlib: Path) -> Path:
     """Where the copied interpreter looks for distributions (Debian: dist-packages)."""
-    done = runner.run([exe, "-I", "-S", "-c", _SITE_QUERY], env=clean_env(), timeout=60,
+    done = runner.run([exe, "-I", "-B", "-S", "-c", _SITE_QUERY], env=clean_env(), timeout=60,
                       check=False)
     if done.ok:
         for p in json.loads(done.stdout):

@@ -1,0 +1,286 @@
+"""isolate bundle on a small runtime made of wheels the tests build: fast, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from isolate.model.manifest import MANIFEST_NAME, Manifest
+from tests.conftest import Result, build_wheel
+
+APP = """\
+name = "app"
+python = "{python}"
+requirements = ["alpha", "tool"]
+
+[tests]
+requirements = ["gamma"]
+command = ["-m", "unittest", "tool"]
+"""
+
+TOOL_MAIN = '''\
+import sys
+
+import alpha
+
+
+def main():
+    print("tool", alpha.__version__, sys.prefix)
+    return 0
+'''
+
+
+def tool_wheel(directory: Path) -> Path:
+    return build_wheel(directory, "tool", "1.0", ["alpha"], extra={
+        "tool/__init__.py": TOOL_MAIN,
+        "tool-1.0.dist-info/entry_points.txt": "[console_scripts]\ntool = tool:main\n",
+    })
+
+
+@pytest.fixture(scope="module")
+def app_wheels(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("app-wheels")
+    for w in wheelhouse.iterdir():
+        shutil.copy(w, d)
+    tool_wheel(d)
+    return d
+
+
+def index(d: Path) -> list[str]:
+    return ["--no-index", "--find-links", str(d)]
+
+
+@pytest.fixture(scope="module")
+def app_ws(tmp_path_factory: pytest.TempPathFactory, target_python: str, app_wheels: Path) -> Path:
+    from tests.conftest import invoke
+
+    ws = tmp_path_factory.mktemp("ws")
+    (ws / "profiles" / "runtimes").mkdir(parents=True)
+    (ws / "profiles" / "runtimes" / "app.toml").write_text(APP.format(python=target_python))
+    r = invoke(["--root", ws, "lock", "app", *index(app_wheels)])
+    assert r.code == 0, r.output
+    return ws
+
+
+@pytest.fixture(scope="module")
+def built(app_ws: Path, app_wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import invoke
+
+    out = tmp_path_factory.mktemp("out")
+    r = invoke(["--root", app_ws, "bundle", "app", "-o", out, "--format", "dir,tar.gz,tar.zst",
+                "-q", *index(app_wheels)])
+    assert r.code == 0, r.output
+    return out
+
+
+def bundle_dir(out: Path) -> Path:
+    (d,) = [p for p in out.iterdir() if p.is_dir() and not p.name.endswith(".tests")
+            and not p.name.startswith(".")]
+    return d
+
+
+def run(argv: list[str | Path], env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=120)
+
+
+def test_bundle_layout_and_manifest(built: Path, app_ws: Path, target_python: str) -> None:
+    b = bundle_dir(built)
+    xy = target_python.replace(".", "")
+    assert b.name.startswith(f"app-1.1-cp{xy}-manylinux_2_")  # alpha 1.1 is the app
+    m = Manifest.loads((b / MANIFEST_NAME).read_text())
+    assert m.runtime == "app" and m.version == "1.1"
+    assert {"alpha", "tool", "beta"} <= {d.name for d in m.distributions}
+    assert "gamma" not in {d.name for d in m.distributions}  # test-only: in the overlay
+    assert m.scripts == ("tool",)
+    assert any(p.startswith("stdlib/test") for p in m.interpreter.pruned)
+    assert any(p.startswith("stdlib/idlelib") for p in m.interpreter.pruned)
+    assert m.elf.glibc_floor is not None and m.elf.glibc_floor_file
+    listed = {f.path for f in m.files}
+    assert "bin/tool" in listed and "bin/python3" in listed
+    on_disk = {p.relative_to(b).as_posix() for p in b.rglob("*")
+               if (p.is_file() or p.is_symlink()) and p.name != MANIFEST_NAME}
+    assert listed == on_disk
+    # the lock's hashes are what was installed
+    lock = (app_ws / "constraints" / "app.txt").read_text()
+    for d in m.distributions:
+        assert d.sha256 in lock, d
+    overlay = built / f"{b.name}.tests"
+    assert list(overlay.glob("site-packages/gamma*"))
+
+
+def test_launcher_runs_moved_through_symlink_with_spaces_and_hostile_env(
+        built: Path, tmp_path: Path, target_python: str) -> None:
+    b = bundle_dir(built)
+    moved = tmp_path / "a dir with spaces" / "rt"
+    moved.parent.mkdir()
+    shutil.copytree(b, moved, symlinks=True)
+    link = tmp_path / "tool-link"
+    link.symlink_to(moved / "bin" / "tool")
+    host = Path(shutil.which(f"python{target_python}") or "/usr/bin/python3")
+    hostile = {
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+        "PYTHONPATH": str(tmp_path / "shadow"),
+        "PYTHONHOME": str(host.parent.parent),
+        "PYTHONSTARTUP": str(tmp_path / "startup.py"),
+        "LD_LIBRARY_PATH": str(host.parent.parent / "lib"),
+        "LC_ALL": "C",
+    }
+    (tmp_path / "shadow").mkdir()
+    (tmp_path / "shadow" / "alpha.py").write_text("raise SystemExit('shadow imported')\n")
+    (tmp_path / "startup.py").write_text("raise SystemExit('startup ran')\n")
+    for argv in ([moved / "bin" / "tool"], [link]):
+        r = run(argv, env=hostile, cwd=tmp_path / "shadow")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split()[:2] == ["tool", "1.1"]
+        assert r.stdout.split(" ", 2)[2].strip() == str(moved / "python")
+    r = run([moved / "bin" / "python3", "-c",
+             "import sys, json, ssl, sqlite3, ctypes, hashlib; print(json.dumps(sys.path))"],
+            env=hostile)
+    assert r.returncode == 0, r.stderr
+    assert all(p.startswith(str(moved)) for p in json.loads(r.stdout))
+
+
+def test_build_path_appears_in_no_file(built: Path) -> None:
+    b = bundle_dir(built)
+    build_dir = re.compile(re.escape(str(built).encode()) + rb"|\.isolate-build-\d")
+    for p in b.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            assert not build_dir.search(p.read_bytes()), p
+
+
+def test_two_builds_give_identical_archives(built: Path, app_ws: Path, app_wheels: Path,
+                                            tmp_path: Path,
+                                            run_isolate: Callable[..., Result]) -> None:
+    out2 = tmp_path / "second"
+    r = run_isolate("--root", app_ws, "bundle", "app", "-o", out2, "--format", "tar.gz,tar.zst",
+                    "-q", *index(app_wheels))
+    assert r.code == 0, r.output
+    for fmt in ("tar.gz", "tar.zst"):
+        (a,) = [p for p in built.glob(f"*.{fmt}") if ".tests." not in p.name]
+        (c,) = [p for p in out2.glob(f"*.{fmt}") if ".tests." not in p.name]
+        assert a.name == c.name
+        assert a.read_bytes() == c.read_bytes(), fmt
+        assert (a.parent / f"{a.name}.sha256").read_text().split()[0] == \
+            (c.parent / f"{c.name}.sha256").read_text().split()[0]
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+def test_unknown_runtime(run_isolate: Callable[..., Result], app_ws: Path) -> None:
+    r = run_isolate("--root", app_ws, "bundle", "nope")
+    assert r.code == 2
+    assert "unknown runtime profile 'nope'" in r.err
+
+
+def test_missing_lock_says_run_isolate_lock(run_isolate: Callable[..., Result], tmp_path: Path,
+                                            target_python: str) -> None:
+    (tmp_path / "profiles" / "runtimes").mkdir(parents=True)
+    (tmp_path / "profiles" / "runtimes" / "app.toml").write_text(APP.format(python=target_python))
+    r = run_isolate("--root", tmp_path, "bundle", "app", "-o", tmp_path / "out")
+    assert r.code == 2, r.output
+    assert "does not exist" in r.err and "isolate lock app" in r.err
+    assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_stale_lock_is_refused(run_isolate: Callable[..., Result], app_ws: Path,
+                               tmp_path: Path, target_python: str) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(app_ws, ws)
+    prof = ws / "profiles" / "runtimes" / "app.toml"
+    prof.write_text(prof.read_text().replace('["alpha", "tool"]', '["alpha", "tool", "beta"]'))
+    r = run_isolate("--root", ws, "bundle", "app", "-o", tmp_path / "out")
+    assert r.code == 2, r.output
+    assert "stale" in r.err and "added beta" in r.err and "isolate lock app" in r.err
+
+
+def test_python_source_of_the_wrong_version(run_isolate: Callable[..., Result], app_ws: Path,
+                                            tmp_path: Path, target_python: str,
+                                            app_wheels: Path) -> None:
+    from isolate.interpreters import Discovery
+    from isolate.proc import Runner
+
+    other = [i for m, i in Discovery(Runner()).by_minor().items()
+             if f"{m[0]}.{m[1]}" != target_python and m >= (3, 8)]
+    if not other:
+        pytest.skip("needs a second CPython 3.8+")
+    r = run_isolate("--root", app_ws, "bundle", "app", "-o", tmp_path / "out", "--python",
+                    other[0].path, *index(app_wheels))
+    assert r.code == 2, r.output
+    assert f"asks for {target_python}" in r.err
+    r = run_isolate("--root", app_ws, "bundle", "app", "-o", tmp_path / "out", "--python",
+                    tmp_path / "no-such-python")
+    assert r.code == 2 and "no such file" in r.err
+
+
+def test_no_interpreter_of_the_profile_version(run_isolate: Callable[..., Result], app_ws: Path,
+                                              tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PYENV_ROOT", str(empty))
+    monkeypatch.setenv("PATH", str(empty))
+    r = run_isolate("--root", app_ws, "bundle", "app", "-o", tmp_path / "out")
+    assert r.code == 3, r.output
+    assert "no CPython" in r.err and "found: none" in r.err and "pyenv install" in r.err
+
+
+def test_hash_mismatch_names_the_package_and_installs_nothing(
+        run_isolate: Callable[..., Result], app_ws: Path, app_wheels: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISOLATE_CACHE_DIR", str(tmp_path / "cache"))
+    evil = tmp_path / "evil"
+    shutil.copytree(app_wheels, evil)
+    (alpha,) = [p for p in evil.glob("alpha-*.whl") if p.name.startswith("alpha-1.1")]
+    data = bytearray(alpha.read_bytes())
+    data[-30] ^= 0xFF
+    alpha.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    r = run_isolate("--root", app_ws, "bundle", "app", "-o", out, *index(evil))
+    assert r.code == 2, r.output
+    assert "hash mismatch for alpha==1.1" in r.err and "expected" in r.err and "got" in r.err
+    assert [p.name for p in out.iterdir()] in ([], [".isolate-build.lock"])
+
+
+def test_no_wheel_for_the_target(run_isolate: Callable[..., Result], tmp_path: Path,
+                                 target_python: str, wheelhouse: Path) -> None:
+    xy = target_python.replace(".", "")
+    wh = tmp_path / "wh"
+    shutil.copytree(wheelhouse, wh)
+    build_wheel(wh, "native", "1.0", tag=f"cp{xy}-cp{xy}-manylinux_2_28_x86_64")
+    ws = tmp_path / "ws"
+    (ws / "profiles" / "runtimes").mkdir(parents=True)
+    (ws / "profiles" / "runtimes" / "nat.toml").write_text(
+        f'name = "nat"\npython = "{target_python}"\nrequirements = ["native"]\n'
+        '[target]\nglibc = "2.17"\n')
+    r = run_isolate("--root", ws, "lock", "nat", *index(wh))
+    assert r.code == 0, r.output
+    r = run_isolate("--root", ws, "bundle", "nat", "-o", tmp_path / "out", *index(wh))
+    assert r.code == 2, r.output
+    assert "no wheel for native==1.0 fits the target" in r.err and "glibc 2.17" in r.err
+
+
+def test_unwritable_output(run_isolate: Callable[..., Result], app_ws: Path,
+                           tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    r = run_isolate("--root", app_ws, "bundle", "app", "-o", blocker / "out")
+    assert r.code == 2, r.output
+    assert "cannot create output directory" in r.err
+
+
+def test_interrupted_build_keeps_previous_output(built: Path) -> None:
+    """A leftover build directory (a killed build) is removed by the next build, and
+    the published output is never a partial one: see test_two_builds... for the rename."""
+    leftovers = list(built.glob(".isolate-build-*"))
+    assert leftovers == []
+    assert os.access(bundle_dir(built) / MANIFEST_NAME, os.R_OK)
