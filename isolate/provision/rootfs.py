@@ -21,8 +21,8 @@ import filelock
 
 from isolate.cache import cache_root
 from isolate.errors import EnvironmentProblem
-from isolate.progress import NoProgress, Progress
 from isolate.proc import Runner
+from isolate.progress import NoProgress, Progress
 
 READY = ".isolate-rootfs-ready"
 # Bundles and work directories are bound below this directory, which the root
