@@ -434,10 +434,23 @@ def hostile_cases(outside: Path) -> list[Hostile]:
         Hostile("write-through-symlink", [*ok, L("top/l", "."), F("top/l/evil")],
                 r"below the symlink", "top/l/evil"),
         Hostile("below-file", [*ok, F("top/a/b")], r"below the file", "top/a/b"),
-        Hostile("hardlink", [*ok, member("top/h", tarfile.LNKTYPE, linkname="top/a")],
+        Hostile("hardlink-absolute", [*ok, member("top/h", tarfile.LNKTYPE,
+                                                  linkname="/etc/passwd")], r"hard link", "top/h"),
+        Hostile("hardlink-traversal", [*ok, member("top/h", tarfile.LNKTYPE,
+                                                   linkname="top/../../a")], r"hard link", "top/h"),
+        Hostile("hardlink-other-top", [*ok, member("top/h", tarfile.LNKTYPE, linkname="x/a")],
                 r"hard link", "top/h"),
-        Hostile("hardlink-outside", [*ok, member("top/h", tarfile.LNKTYPE,
-                                                 linkname="/etc/passwd")], r"hard link", "top/h"),
+        Hostile("hardlink-later", [D("top"), member("top/h", tarfile.LNKTYPE, linkname="top/a"),
+                                   F("top/a")], r"hard link", "top/h"),
+        Hostile("hardlink-to-dir", [*ok, D("top/d"), member("top/h", tarfile.LNKTYPE,
+                                                            linkname="top/d")],
+                r"hard link", "top/h"),
+        Hostile("hardlink-to-symlink", [*ok, L("top/s", "a"),
+                                        member("top/h", tarfile.LNKTYPE, linkname="top/s")],
+                r"hard link", "top/h"),
+        Hostile("hardlink-oversize-total", [D("top"), F("top/a", b"a" * 800),
+                                            member("top/h", tarfile.LNKTYPE, linkname="top/a")],
+                r"total", "top/h", {"max_total_bytes": 1500}),
         Hostile("chardev", [*ok, member("top/null", tarfile.CHRTYPE)], r"device", "top/null"),
         Hostile("blockdev", [*ok, member("top/sda", tarfile.BLKTYPE)], r"device", "top/sda"),
         Hostile("fifo", [*ok, member("top/p", tarfile.FIFOTYPE)], r"FIFO", "top/p"),
@@ -651,6 +664,21 @@ def test_unpack_accepts_foreign_but_safe_archive(tmp_path: Path) -> None:
     assert stat.S_IMODE((top / "sub" / "f").stat().st_mode) == 0o644
     assert stat.S_IMODE((top / "sub" / "x").stat().st_mode) == 0o755
     assert (top / "l").read_bytes() == b"data"
+
+
+def test_internal_hard_links_become_copies(tmp_path: Path) -> None:
+    """Other tools (not isolate) write hard links; one to an earlier file is harmless."""
+    raw = tar_bytes([D("top"), F("top/a", b"shared", 0o755),
+                     member("top/sub/h", tarfile.LNKTYPE, linkname="top/a", mode=0o755),
+                     member("top/h2", tarfile.LNKTYPE, linkname="./top/sub/h")])
+    archive = tmp_path / "links.tar.zst"
+    archive.write_bytes(compress(raw, "tar.zst"))
+    top = unpack(archive, tmp_path / "out")
+    for rel in ("a", "sub/h", "h2"):
+        assert (top / rel).read_bytes() == b"shared"
+        assert (top / rel).stat().st_nlink == 1
+    assert stat.S_IMODE((top / "sub" / "h").stat().st_mode) == 0o755
+    assert stat.S_IMODE((top / "h2").stat().st_mode) == 0o644
 
 
 # ----------------------------------------------------------------------------- fuzzing

@@ -29,12 +29,14 @@ Unpacking (``unpack``)
     module, never by ``tarfile.extract``. Refused with ``InputError``: absolute names,
     ``..`` components, entries below a symlink or a file, symlinks with absolute targets or
     targets that leave the top-level directory (checked lexically per entry, then with
-    ``realpath`` over the finished tree), hard links (all of them: isolate never writes
-    any), device nodes, FIFOs, unknown or sparse entry types, setuid/setgid/sticky bits,
-    duplicate entries, more than one top-level directory or a top-level entry that is not a
-    directory, oversize entries or totals, oversize metadata headers, truncated or corrupt
-    data (the zstd checksum and the gzip CRC are checked by reading to the end), and a name
-    whose suffix disagrees with the content. Owners are not restored; modes are normalised
+    ``realpath`` over the finished tree), hard links except to a regular file extracted
+    earlier from the same top-level directory (those are written as copies, counted in the
+    size limits; isolate never writes hard links, other tools do), device nodes, FIFOs,
+    unknown or sparse entry types, setuid/setgid/sticky bits, duplicate entries, more than
+    one top-level directory or a top-level entry that is not a directory, oversize entries
+    or totals, oversize metadata headers, truncated or corrupt data (the zstd checksum and
+    the gzip CRC are checked by reading to the end), and a name whose suffix disagrees with
+    the content. Owners are not restored; modes are normalised
     as on writing; mtimes are restored where possible.
 
     The tree is extracted into a temporary directory inside ``dest`` and its top-level
@@ -494,6 +496,7 @@ class _Extractor:
         self.top: str | None = None
         self.kinds: dict[tuple[str, ...], str] = {}  # parts below top -> dir | file | symlink
         self.explicit: set[tuple[str, ...]] = set()
+        self.sizes: dict[tuple[str, ...], int] = {}  # regular files written so far
         self.links: list[tuple[str, Path]] = []
         self.dir_times: list[tuple[Path, float]] = []
         self.total = 0
@@ -531,15 +534,14 @@ class _Extractor:
             raise self.refuse(name, f"is outside the top-level directory {self.top!r}: "
                                     "an archive must hold exactly one top-level directory")
         if member.islnk():
-            raise self.refuse(name, f"is a hard link (to {member.linkname!r})",
-                              hint="isolate archives hold no hard links; rebuild the archive")
+            self.hardlink_source(member)  # refuses every hard link but the harmless kind
         if member.ischr() or member.isblk():
             raise self.refuse(name, "is a device node")
         if member.isfifo():
             raise self.refuse(name, "is a FIFO")
         if member.issparse():
             raise self.refuse(name, "is a sparse file")
-        if not (member.isreg() or member.isdir() or member.issym()):
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
             raise self.refuse(name, f"has an unsupported type {member.type.decode('latin-1')!r}")
         bits = member.mode & 0o7000
         if bits:
@@ -558,12 +560,13 @@ class _Extractor:
             if kind in ("symlink", "file"):
                 below = "/".join((parts[0], *rel[:i]))
                 raise self.refuse(name, f"lies below the {kind} {below!r}")
-        if member.isreg():
-            if member.size > self.limits.entry:
-                raise self.refuse(name, f"is {member.size} bytes, over the limit of "
+        size = self.sizes[self.hardlink_source(member)] if member.islnk() else member.size
+        if member.isreg() or member.islnk():
+            if size > self.limits.entry:
+                raise self.refuse(name, f"is {size} bytes, over the limit of "
                                         f"{self.limits.entry}",
                                   hint="raise the entry size limit if the archive is trusted")
-            self.total += member.size
+            self.total += size
             if self.total > self.limits.total:
                 raise self.refuse(name, f"brings the total to over {self.limits.total} bytes",
                                   hint="raise the total size limit if the archive is trusted")
@@ -605,20 +608,47 @@ class _Extractor:
             self.kinds[rel] = "symlink"
             self.links.append((member.name, path))
             self.set_mtime(path, member.mtime)
-        else:
-            self.write_file(tf, member, path)
+        elif member.islnk():
+            source = self.hardlink_source(member)
+            fd = os.open(self.work.joinpath(self.top or "", *source),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as src:
+                self.write_file(member, src, self.sizes[source], path)
             self.kinds[rel] = "file"
+            self.sizes[rel] = self.sizes[source]
+            self.set_mtime(path, member.mtime)
+        else:
+            data = tf.extractfile(member)
+            if data is None:  # pragma: no cover - regular members always have a file object
+                raise self.refuse(member.name, "has no data")
+            self.write_file(member, data, member.size, path)
+            self.kinds[rel] = "file"
+            self.sizes[rel] = member.size
             self.set_mtime(path, member.mtime)
         self.explicit.add(rel)
 
-    def write_file(self, tf: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> None:
+    def hardlink_source(self, member: tarfile.TarInfo) -> tuple[str, ...]:
+        """The earlier regular file (parts below top) a hard link names, or a refusal."""
+        target = member.linkname
+        why = (f"is a hard link to {target!r}, which is not a regular file extracted earlier "
+               f"from {self.top!r}")
+        if not target or target.startswith("/") or "\0" in target:
+            raise self.refuse(member.name, why)
+        parts = target.rstrip("/").split("/")
+        while len(parts) > 1 and parts[0] == ".":
+            del parts[0]
+        source = tuple(parts[1:])
+        if (any(p in ("", ".", "..") for p in parts) or parts[0] != self.top
+                or self.kinds.get(source) != "file"):
+            raise self.refuse(member.name, why)
+        return source
+
+    def write_file(self, member: tarfile.TarInfo, src: IO[bytes], size: int,
+                   path: Path) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path, flags, 0o600)
         with os.fdopen(fd, "wb") as out:
-            src = tf.extractfile(member)
-            if src is None:  # pragma: no cover - regular members always have a file object
-                raise self.refuse(member.name, "has no data")
-            remaining = member.size
+            remaining = size
             while remaining:
                 chunk = _read_member(src, min(_CHUNK, remaining))
                 if not chunk:

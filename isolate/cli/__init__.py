@@ -53,7 +53,7 @@ class App:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from isolate.cli import bundle_cmd, lock_cmd, profiles_cmd
+    from isolate.cli import bundle_cmd, lock_cmd, matrix_cmd, profiles_cmd, report_cmd
 
     parser = _Parser(
         prog="isolate",
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     profiles_cmd.register(sub)
     lock_cmd.register(sub)
     bundle_cmd.register(sub)
+    matrix_cmd.register(sub)
+    report_cmd.register(sub)
     return parser
 
 

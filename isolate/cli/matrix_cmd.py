@@ -1,0 +1,63 @@
+"""isolate matrix BUNDLE --hosts ID[,ID...] [--jobs N] [--shard I/N] [--timeout S] -o RESULTS.json"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from isolate.errors import ExitCode
+
+if TYPE_CHECKING:
+    from isolate.cli import App
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("matrix", help="run the runtime's tests in the bundle on host profiles")
+    p.add_argument("bundle", type=Path, help="a bundle archive (or directory)")
+    p.add_argument("--hosts", required=True, metavar="ID[,ID...]",
+                   help="host profiles (see `isolate profiles`); 'all' for every one")
+    p.add_argument("-j", "--jobs", type=int, default=2, help="cells at once (default 2)")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N of the cells")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="per-cell timeout in seconds (default: the runtime profile's)")
+    p.add_argument("--baseline", metavar="ID", help="the cell others are compared with "
+                   "(default: the first observed cell that passed)")
+    p.add_argument("--keep", action="store_true", help="keep the cells' work directories")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="RESULTS.json")
+    p.set_defaults(handler=run)
+
+
+def run(app: App, args: argparse.Namespace) -> int:
+    from isolate.cli.progress_view import TerminalProgress
+    from isolate.fsutil import write_atomic
+    from isolate.matrix.execute import open_bundle
+    from isolate.matrix.plan import parse_shard
+    from isolate.matrix.run import run_matrix
+
+    shard = parse_shard(args.shard)
+    ids = [h.strip() for h in args.hosts.split(",") if h.strip()]
+    hosts = [h.profile for h in app.catalog.hosts()] if ids == ["all"] else \
+        [app.catalog.host(i).profile for i in ids]
+    bundle = open_bundle(args.bundle)
+    with TerminalProgress() as progress:
+        results = run_matrix(bundle, hosts, runner=app.runner, jobs=args.jobs, shard=shard,
+                             timeout=args.timeout, baseline=args.baseline, keep=args.keep,
+                             progress=progress)
+    write_atomic(args.output, results.dumps())
+    bad = 0
+    for c in results.cells:
+        counts = c.observed.counts
+        eq = {True: "equivalent", False: "NOT equivalent", None: "-"}[c.equivalent]
+        base = " (baseline)" if c.baseline else ""
+        app.out(f"{c.host:<20} predicted {c.predicted.verdict:<12} observed "
+                f"{c.observed.status:<8} {counts['passed']}p/{counts['failed']}f/"
+                f"{counts['error']}e/{counts['skipped']}s  {eq}{base}")
+        if c.observed.reason:
+            app.out(f"{'':<20} {c.observed.reason}")
+        mismatch = c.observed.status != "not-run" and (
+            (c.observed.status == "passed") != (c.predicted.verdict == "compatible"))
+        if mismatch or c.equivalent is False and c.predicted.verdict == "compatible":
+            bad += 1
+    app.out(f"wrote {args.output}")
+    return ExitCode.CHECK_FAILED if bad else ExitCode.OK

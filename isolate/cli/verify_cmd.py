@@ -1,0 +1,70 @@
+"""isolate verify PATH [--host HOST] [--json]
+
+Exit codes: 0 no errors (notes allowed); 1 at least one error finding (a damaged,
+unrelocatable, unclosed or leaky bundle, an unreadable manifest, or a host it cannot run
+on); 2 usage or input error (PATH missing, not a bundle directory or archive, an archive
+that cannot be unpacked, an unknown host profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from isolate.errors import ExitCode
+
+if TYPE_CHECKING:
+    from isolate.cli import App
+    from isolate.verify import VerifyReport
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check a bundle: integrity, relocation, ELF closure, isolation, imports",
+        description="Check a bundle directory or archive against its manifest and prove it "
+                    "relocatable, closed and isolated. Every finding is reported at once. "
+                    "Exit 0: no errors (notes allowed); 1: errors found; 2: bad input.",
+    )
+    p.add_argument("path", type=Path, help="a bundle directory or archive (.tar.zst, .tar.gz)")
+    p.add_argument("--host", metavar="HOST", default=None,
+                   help="a host profile id: also check the bundle's libc family and glibc "
+                        "floor against it (see `isolate profiles`)")
+    p.add_argument("--json", action="store_true",
+                   help="print the JSON report (schema isolate.verify/1) instead of text")
+    p.set_defaults(handler=run)
+
+
+def run(app: App, args: argparse.Namespace) -> int:
+    from isolate.cli import dump_json
+    from isolate.verify import verify
+
+    host = app.catalog.host(args.host).profile if args.host else None
+    report = verify(args.path, host=host, runner=app.runner)
+    if args.json:
+        app.out(dump_json(report.to_dict()))
+    else:
+        _render(app, report)
+    return ExitCode.OK if report.ok else ExitCode.CHECK_FAILED
+
+
+def _render(app: App, report: VerifyReport) -> None:
+    app.out(f"verify {report.name or report.bundle}"
+            + (f" against host {report.host}" if report.host else ""))
+    for f in report.findings:
+        where = f"{f.path}: " if f.path else ""
+        app.out(f"  {f.severity:<5} {f.check:<10} {where}{f.message}")
+    parts = []
+    for c in report.checks:
+        if c.skipped:
+            parts.append(f"{c.name} skipped ({c.skipped})")
+        else:
+            parts.append(f"{c.name} {c.seconds:.2f}s" + (f" [{c.detail}]" if c.detail else ""))
+    for name, seconds in report.timings.items():
+        parts.insert(0, f"{name} {seconds:.2f}s")
+    app.out("  checks: " + "; ".join(parts))
+    errors, notes = len(report.errors), len(report.notes)
+    verdict = "FAILED" if errors else "ok"
+    app.out(f"{verdict}: {errors} error{'s' * (errors != 1)}, {notes} note{'s' * (notes != 1)} "
+            f"in {report.seconds:.2f}s")

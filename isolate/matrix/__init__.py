@@ -1,0 +1,1 @@
+"""The compatibility matrix: plan cells, predict, observe on hosts, compare."""

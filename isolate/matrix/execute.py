@@ -1,0 +1,264 @@
+"""Observe cells: run the runtime's test command in the bundle on a host.
+
+Executors:
+
+- ``local``: this machine with a local interpreter as the host's platform Python, in a
+  hostile environment (that interpreter first on PATH; PYTHONPATH, PYTHONHOME,
+  PYTHONSTARTUP and LD_LIBRARY_PATH pointing into it; a user site and the working
+  directory holding a module that shadows one the app imports; the C locale). Each cell
+  unpacks the bundle into a fresh directory whose path has a space.
+- ``rootfs``: a cached Debian root filesystem under bubblewrap: read-only root, private
+  /tmp, no network, the bundle bound below /opt/isolate.
+- ``static``: not observed; the prediction stands alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isolate.bundle.archive import unpack
+from isolate.errors import IsolateError
+from isolate.matrix.plan import PlannedCell
+from isolate.model.manifest import MANIFEST_NAME, Manifest
+from isolate.model.results import Cell, Observation
+from isolate.proc import Completed, Runner
+from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
+
+SHADOWED = ("six", "yaml", "json")  # modules the app imports; shadows must never load
+SPACE_DIR = "bundle root with space"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BundleInput:
+    manifest: Manifest
+    manifest_sha256: str
+    archive: Path | None
+    directory: Path | None
+    overlay: Path | None  # archive or directory of the test overlay
+
+    def info(self) -> dict[str, Any]:
+        m = self.manifest
+        return {"name": m.name, "runtime": m.runtime, "version": m.version,
+                "python": m.interpreter.version, "platform": m.platform,
+                "glibc_floor": m.elf.glibc_floor, "glibc_floor_file": m.elf.glibc_floor_file,
+                "manifest_sha256": self.manifest_sha256,
+                "test_command": list(m.test_command)}
+
+
+def _place(src: Path, dest_parent: Path) -> Path:
+    """Unpack an archive (or copy a directory) into ``dest_parent``; return the top dir."""
+    dest_parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        top = dest_parent / src.name
+        shutil.copytree(src, top, symlinks=True)
+        return top
+    return unpack(src, dest_parent)
+
+
+def _probe_file(cell_dir: Path) -> Path:
+    dest = cell_dir / "probe.py"
+    dest.write_text(importlib.resources.files("isolate.matrix").joinpath("probe.py")
+                    .read_text(encoding="utf-8"))
+    return dest
+
+
+def _observation(done: Completed | None, out: Path, timeout: float,
+                 reason: str | None = None) -> Observation:
+    tail = done.tail(60) if done is not None else ""
+    if done is not None and done.timed_out:
+        return Observation(status="error", reason=f"timed out after {timeout:g} s",
+                           output_tail=tail, seconds=done.seconds)
+    if not out.exists():
+        code = done.returncode if done is not None else None
+        return Observation(status="error", output_tail=tail,
+                           seconds=done.seconds if done else 0.0,
+                           reason=reason or f"the runtime did not start or the test command "
+                                            f"crashed (exit code {code}); see the output")
+    data = json.loads(out.read_text())
+    tests: Mapping[str, str] = data.get("tests", {})
+    if data.get("crash"):
+        return Observation(status="error", reason="the test command raised an exception",
+                           tests=tests, runtime=data["runtime"], host=data["host"],
+                           output_tail=data["crash"][-4000:], seconds=done.seconds if done else 0)
+    bad = any(o in ("failed", "error") for o in tests.values())
+    status = "failed" if bad or data.get("exit_code") not in (0, None) else "passed"
+    if not tests and status == "passed":
+        status, reason = "error", "the test command ran no test"
+    return Observation(status=status, reason=reason, tests=tests, runtime=data["runtime"],
+                       host=data["host"], output_tail=tail if status != "passed" else "",
+                       seconds=done.seconds if done else 0.0)
+
+
+class CellRunner:
+    def __init__(self, *, runner: Runner, bundle: BundleInput, work: Path, timeout: float):
+        self._runner = runner
+        self._bundle = bundle
+        self._work = work
+        self._timeout = timeout
+
+    def run(self, planned: PlannedCell) -> Cell:
+        h = planned.host
+        facts = {"distro": h.distro, "release": h.release, "arch": h.arch,
+                 "libc": f"{h.libc.family} {h.libc.version}",
+                 "python": h.python or "none", "provision": h.provision.method}
+        try:
+            if planned.executor == "static":
+                obs = Observation(status="not-run", reason="static host profile: it cannot be "
+                                  "provisioned on this machine, so it is predicted only, "
+                                  "not observed")
+            elif planned.executor == "local":
+                obs = self._local(planned)
+            else:
+                obs = self._rootfs(planned)
+        except IsolateError as exc:
+            obs = Observation(status="error", reason=exc.message,
+                              output_tail=(exc.details or "")[-4000:])
+        return Cell(host=h.id, host_name=h.name, executor=planned.executor,
+                    predicted=planned.prediction, observed=obs, host_facts=facts)
+
+    # -- shared --------------------------------------------------------------------
+    def _prepare(self, cell_id: str) -> tuple[Path, Path, Path | None]:
+        cell_dir = self._work / cell_id
+        cell_dir.mkdir(parents=True)
+        src = self._bundle.archive or self._bundle.directory
+        assert src is not None
+        top = _place(src, cell_dir / SPACE_DIR)
+        overlay = None
+        if self._bundle.overlay is not None:
+            overlay = _place(self._bundle.overlay, cell_dir / "overlay")
+        return cell_dir, top, overlay
+
+    def _command(self, python: str, probe: str, bundle: str, overlay: str | None,
+                 out: str) -> list[str]:
+        m = self._bundle.manifest
+        return [python, probe, "--bundle", bundle, "--overlay", overlay or "", "--out", out,
+                "--", *m.test_command]
+
+    # -- local ---------------------------------------------------------------------
+    def _local(self, planned: PlannedCell) -> Observation:
+        host_python = Path(planned.host.provision.interpreter or "")
+        if not host_python.exists():
+            return Observation(status="not-run",
+                               reason=f"the host's interpreter {host_python} is missing")
+        cell_dir, top, overlay = self._prepare(planned.host.id)
+        probe = _probe_file(cell_dir)
+        out = cell_dir / "probe.json"
+        env = self._hostile_env(cell_dir, host_python)
+        shadow_cwd = cell_dir / "cwd"
+        shadow_cwd.mkdir()
+        for mod in SHADOWED:
+            (shadow_cwd / f"{mod}.py").write_text(f"raise ImportError('shadow {mod} from cwd')\n")
+        argv = self._command(str(top / "bin" / "python3"), str(probe), str(top),
+                             str(overlay) if overlay else None, str(out))
+        done = self._runner.run(argv, env=env, cwd=shadow_cwd, timeout=self._timeout,
+                                check=False)
+        return _observation(done, out, self._timeout)
+
+    def _hostile_env(self, cell_dir: Path, host_python: Path) -> dict[str, str]:
+        prefix = host_python.parent.parent
+        fakebin = cell_dir / "host-bin"
+        fakebin.mkdir()
+        for name in ("python", "python3"):
+            (fakebin / name).symlink_to(host_python)
+        home = cell_dir / "home"
+        m = self._bundle.manifest
+        xy = ".".join(m.interpreter.version.split(".")[:2])
+        for site in {f"python{xy}", host_python.name if host_python.name.startswith(
+                "python") and "." in host_python.name else f"python{xy}"}:
+            user_site = home / ".local" / "lib" / site / "site-packages"
+            user_site.mkdir(parents=True, exist_ok=True)
+            for mod in SHADOWED:
+                (user_site / f"{mod}.py").write_text(
+                    f"raise ImportError('shadow {mod} from the user site')\n")
+        startup = cell_dir / "startup.py"
+        startup.write_text("raise SystemExit('PYTHONSTARTUP must not run')\n")
+        stdlib = sorted(prefix.glob("lib/python*"))
+        env = {
+            "PATH": f"{fakebin}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            "PYTHONPATH": ":".join(str(p) for p in stdlib) or str(prefix / "lib"),
+            "PYTHONHOME": str(prefix),
+            "PYTHONSTARTUP": str(startup),
+            "PYTHONUSERBASE": str(home / ".local"),
+            "LD_LIBRARY_PATH": str(prefix / "lib"),
+            "LC_ALL": "C",
+            "LANG": "C",
+            "TMPDIR": str(cell_dir),
+        }
+        env.update(self._bundle.manifest.test_env)
+        return env
+
+    # -- rootfs --------------------------------------------------------------------
+    def _rootfs(self, planned: PlannedCell) -> Observation:
+        problems = missing_tools()
+        if problems:
+            return Observation(status="not-run",
+                               reason="cannot run root filesystems here: " + "; ".join(problems))
+        p = planned.host.provision
+        rootfs = ensure_rootfs(RootfsSpec(suite=p.suite or "", variant=p.variant,
+                                          packages=p.packages, mirror=p.mirror),
+                               runner=self._runner)
+        cell_dir, top, overlay = self._prepare(planned.host.id)
+        probe = _probe_file(cell_dir)
+        base = "/opt/isolate"
+        bundle_at = f"{base}/{SPACE_DIR}/{top.name}"
+        binds = [Bind(source=top, dest=bundle_at),
+                 Bind(source=cell_dir / "rw", dest=f"{base}/work", writable=True)]
+        (cell_dir / "rw").mkdir()
+        shutil.copy(probe, cell_dir / "rw" / "probe.py")
+        if overlay is not None:
+            binds.append(Bind(source=overlay, dest=f"{base}/overlay"))
+        argv = self._command(f"{bundle_at}/bin/python3", f"{base}/work/probe.py", bundle_at,
+                             f"{base}/overlay" if overlay else None, f"{base}/work/probe.json")
+        full = bwrap_argv(rootfs, argv, binds=binds, env=dict(self._bundle.manifest.test_env),
+                          cwd=f"{base}/work")
+        done = self._runner.run(full, env={"PATH": "/usr/bin:/bin"}, timeout=self._timeout,
+                                check=False)
+        return _observation(done, cell_dir / "rw" / "probe.json", self._timeout)
+
+
+def open_bundle(path: Path) -> BundleInput:
+    """A bundle archive or directory, with its manifest and its test overlay (found next
+    to it as ``<name>.tests`` or ``<name>.tests.<fmt>``)."""
+    from isolate.errors import InputError
+
+    path = path.resolve()
+    if not path.exists():
+        raise InputError(f"bundle {path} does not exist", hint="build one with `isolate bundle`")
+    if path.is_dir():
+        mpath = path / MANIFEST_NAME
+        if not mpath.exists():
+            raise InputError(f"{path} is not a bundle: it has no {MANIFEST_NAME}")
+        text = mpath.read_bytes()
+        archive, directory, name = None, path, path.name
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="isolate-peek-") as tmp:
+            top = unpack(path, Path(tmp))
+            mpath = top / MANIFEST_NAME
+            if not mpath.exists():
+                raise InputError(f"{path} is not a bundle archive: no {MANIFEST_NAME} inside")
+            text = mpath.read_bytes()
+            name = top.name
+        archive, directory = path, None
+    try:
+        manifest = Manifest.loads(text.decode())
+    except ValueError as exc:
+        raise InputError(f"{path}: unreadable manifest: {exc}",
+                         hint="rebuild the bundle with this isolate") from exc
+    overlay = None
+    for cand in (path.parent / f"{name}.tests", *(path.parent / f"{name}.tests.{f}"
+                                                  for f in ("tar.zst", "tar.gz"))):
+        if cand.exists():
+            overlay = cand
+            break
+    return BundleInput(manifest=manifest, manifest_sha256=hashlib.sha256(text).hexdigest(),
+                       archive=archive, directory=directory, overlay=overlay)

@@ -1,0 +1,216 @@
+"""Matrix results: one cell per (bundle, host), versioned JSON (``isolate.results/1``).
+
+A cell holds the prediction made from the manifest and the host profile, the observation
+(every test's outcome and two fingerprints) and, once a baseline is chosen, whether it
+is equivalent to the baseline and how it differs. See docs/results.rst for the schema.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+SCHEMA = "isolate.results/1"
+OUTCOMES = ("passed", "failed", "error", "skipped")
+STATUSES = ("passed", "failed", "error", "not-run")
+VERDICTS = ("compatible", "incompatible")
+# Fingerprint fields that legitimately differ from host to host and are not compared.
+HOST_ONLY_FIELDS = ("host",)
+
+
+class ResultsError(ValueError):
+    """A results file cannot be read; the message names the key."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Prediction:
+    verdict: str  # compatible | incompatible
+    reasons: tuple[str, ...] = ()  # why incompatible (or the facts that make it compatible)
+    warnings: tuple[str, ...] = ()  # e.g. an optional host library that is missing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "reasons": list(self.reasons),
+                "warnings": list(self.warnings)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Prediction:
+        return cls(verdict=str(d["verdict"]), reasons=tuple(d.get("reasons", ())),
+                   warnings=tuple(d.get("warnings", ())))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Observation:
+    status: str  # passed | failed | error | not-run
+    reason: str | None = None  # for error and not-run: what happened, and how to fix it
+    tests: Mapping[str, str] = field(default_factory=dict)  # test id -> outcome
+    runtime: Mapping[str, Any] = field(default_factory=dict)  # runtime fingerprint
+    host: Mapping[str, Any] = field(default_factory=dict)  # host fingerprint
+    output_tail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(OUTCOMES, 0)
+        for outcome in self.tests.values():
+            out[outcome] = out.get(outcome, 0) + 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "counts": self.counts,
+                "seconds": round(self.seconds, 3), "runtime_fingerprint": dict(self.runtime),
+                "host_fingerprint": dict(self.host), "output_tail": self.output_tail,
+                "tests": dict(sorted(self.tests.items()))}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Observation:
+        return cls(status=str(d["status"]), reason=d.get("reason"),
+                   tests=dict(d.get("tests", {})), runtime=dict(d.get("runtime_fingerprint", {})),
+                   host=dict(d.get("host_fingerprint", {})), output_tail=str(d.get("output_tail", "")),
+                   seconds=float(d.get("seconds", 0.0)))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Differences:
+    tests: tuple[tuple[str, str, str], ...] = ()  # (test id, baseline outcome, this outcome)
+    fingerprint: tuple[tuple[str, Any, Any], ...] = ()  # (field, baseline value, this value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tests": [{"test": t, "baseline": a, "cell": b} for t, a, b in self.tests],
+            "fingerprint": [{"field": f, "baseline": a, "cell": b} for f, a, b in self.fingerprint],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Differences:
+        return cls(tests=tuple((x["test"], x["baseline"], x["cell"]) for x in d.get("tests", ())),
+                   fingerprint=tuple((x["field"], x["baseline"], x["cell"])
+                                     for x in d.get("fingerprint", ())))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cell:
+    host: str  # host profile id
+    host_name: str
+    executor: str  # local | rootfs | static
+    predicted: Prediction
+    observed: Observation
+    equivalent: bool | None = None  # None: not observed, or no baseline
+    baseline: bool = False
+    differences: Differences = field(default_factory=Differences)
+    host_facts: Mapping[str, Any] = field(default_factory=dict)  # from the host profile
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "host_name": self.host_name, "executor": self.executor,
+                "host_facts": dict(self.host_facts), "predicted": self.predicted.to_dict(),
+                "observed": self.observed.to_dict(), "equivalent": self.equivalent,
+                "baseline": self.baseline, "differences": self.differences.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Cell:
+        return cls(host=str(d["host"]), host_name=str(d.get("host_name", d["host"])),
+                   executor=str(d["executor"]), host_facts=dict(d.get("host_facts", {})),
+                   predicted=Prediction.from_dict(d["predicted"]),
+                   observed=Observation.from_dict(d["observed"]),
+                   equivalent=d.get("equivalent"), baseline=bool(d.get("baseline", False)),
+                   differences=Differences.from_dict(d.get("differences", {})))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Results:
+    bundle: Mapping[str, Any]  # name, runtime, version, manifest_sha256, glibc_floor, ...
+    cells: tuple[Cell, ...]
+    baseline: str | None = None
+    shard: tuple[int, int] | None = None  # (i, n) when this file holds one shard
+    tool_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "tool_version": self.tool_version, "bundle": dict(self.bundle),
+                "baseline": self.baseline,
+                "shard": None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
+                "summary": summary(self.cells),
+                "cells": [c.to_dict() for c in self.cells]}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    @classmethod
+    def loads(cls, text: str, *, where: str = "results") -> Results:
+        try:
+            d = json.loads(text)
+        except ValueError as exc:
+            raise ResultsError(f"{where}: not JSON ({exc})") from exc
+        if not isinstance(d, dict):
+            raise ResultsError(f"{where}: not a JSON object")
+        if d.get("schema") != SCHEMA:
+            raise ResultsError(f"{where}: schema is {d.get('schema')!r}, this isolate reads "
+                               f"{SCHEMA!r}")
+        try:
+            shard = None
+            if d.get("shard"):
+                i, n = str(d["shard"]).split("/")
+                shard = (int(i), int(n))
+            return cls(bundle=dict(d["bundle"]), baseline=d.get("baseline"), shard=shard,
+                       tool_version=str(d.get("tool_version", "")),
+                       cells=tuple(Cell.from_dict(c) for c in d["cells"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultsError(f"{where}: bad or missing key: {exc}") from exc
+
+
+def summary(cells: Iterable[Cell]) -> dict[str, int]:
+    cells = list(cells)
+    return {
+        "cells": len(cells),
+        "predicted_compatible": sum(c.predicted.verdict == "compatible" for c in cells),
+        "observed_passed": sum(c.observed.status == "passed" for c in cells),
+        "observed_failed": sum(c.observed.status in ("failed", "error") for c in cells),
+        "not_run": sum(c.observed.status == "not-run" for c in cells),
+        "equivalent": sum(c.equivalent is True for c in cells),
+        "not_equivalent": sum(c.equivalent is False for c in cells),
+        "prediction_mismatches": sum(prediction_mismatch(c) for c in cells),
+    }
+
+
+def prediction_mismatch(cell: Cell) -> bool:
+    """Observed, and the observation contradicts the prediction."""
+    if cell.observed.status == "not-run":
+        return False
+    ok = cell.observed.status == "passed"
+    return ok != (cell.predicted.verdict == "compatible")
+
+
+def compare(baseline: Cell, cell: Cell) -> Differences:
+    a, b = baseline.observed.tests, cell.observed.tests
+    tests = tuple((t, a.get(t, "absent"), b.get(t, "absent"))
+                  for t in sorted(set(a) | set(b)) if a.get(t) != b.get(t))
+    fa, fb = baseline.observed.runtime, cell.observed.runtime
+    if not fb:  # the runtime never started: its tests and status tell the difference
+        return Differences(tests=tests, fingerprint=(("started", True, False),))
+    fp = tuple((k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb))
+               if k not in HOST_ONLY_FIELDS and fa.get(k) != fb.get(k))
+    return Differences(tests=tests, fingerprint=fp)
+
+
+def with_equivalence(cells: Iterable[Cell], baseline: str | None = None) -> tuple[
+        str | None, tuple[Cell, ...]]:
+    """Choose a baseline (``baseline`` or the first passed cell) and compare every observed
+    cell with it, test by test and runtime-fingerprint field by field."""
+    cells = tuple(cells)
+    observed = [c for c in cells if c.observed.status not in ("not-run",) and c.observed.tests]
+    base = next((c for c in observed if c.host == baseline), None) if baseline else None
+    if base is None:
+        base = next((c for c in observed if c.observed.status == "passed"), None)
+    if base is None:
+        return None, tuple(replace(c, equivalent=None, baseline=False,
+                                   differences=Differences()) for c in cells)
+    out = []
+    for c in cells:
+        if c.observed.status == "not-run":
+            out.append(replace(c, equivalent=None, baseline=False, differences=Differences()))
+            continue
+        diff = compare(base, c)
+        out.append(replace(c, baseline=c.host == base.host, differences=diff,
+                           equivalent=not diff.tests and not diff.fingerprint
+                           and c.observed.status == base.observed.status))
+    return base.host, tuple(out)

@@ -1,0 +1,389 @@
+"""The checks that start the bundled interpreter: isolation and the import smoke test.
+
+Both run through ``isolate.proc.Runner`` with an explicit environment, ``-B`` (so that
+verifying never writes byte code into the bundle being verified) and a working directory
+of their own, outside the bundle.
+
+Isolation
+    ``bin/python3`` is started in interactive mode (so that ``PYTHONSTARTUP`` *would*
+    run) in a hostile environment: ``PYTHONPATH``, ``PYTHONHOME`` and ``PYTHONSTARTUP``
+    point at real directories and files, ``HOME`` holds a user site with a ``base64.py``
+    that shadows the standard library (plus ``usercustomize.py`` and a ``.pth`` file), the
+    current directory holds a shadowing ``quopri.py``, and ``PYTHONPATH`` a shadowing
+    ``colorsys.py`` and a ``sitecustomize.py``. Every one of them writes a marker file
+    when it runs. The probe reports ``sys.path``, the prefixes and the file of every
+    module it loaded; all must lie inside the bundle and no marker may exist.
+
+Import smoke
+    The top-level modules of every shipped distribution (``top_level.txt``, else the
+    first components of ``RECORD``, keeping only modules the site-packages directory
+    really holds) are imported in one process of the bundled interpreter
+    (``-I -B -W ignore``), each in a ``try``. Results are streamed to a file, one JSON
+    line per module, so a crash names the module that caused it; the remaining modules
+    are then imported in a fresh process. A ``ModuleNotFoundError`` for a package the
+    bundle does not contain at all, which the distribution does not require
+    unconditionally, is a note (an optional dependency outside the lock); every other
+    failure is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.markers import InvalidMarker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from isolate.proc import Runner
+from isolate.verify.layout import Layout
+from isolate.verify.report import ERROR, IMPORTS, ISOLATION, NOTE, Finding
+
+ISOLATION_TIMEOUT = 60.0
+IMPORT_TIMEOUT = 600.0
+_RESULT = "@@isolate-verify@@ "
+
+# location label -> (relative file in the hostile sandbox, what it proves when it runs)
+_SHADOWS = {
+    "pythonpath": ("pythonpath/colorsys.py", "PYTHONPATH's colorsys.py shadowed the "
+                                             "standard library"),
+    "sitecustomize": ("pythonpath/sitecustomize.py", "PYTHONPATH's sitecustomize.py ran"),
+    "user-site": ("USER_SITE/base64.py", "the user site's base64.py shadowed the standard "
+                                         "library"),
+    "usercustomize": ("USER_SITE/usercustomize.py", "the user site's usercustomize.py ran"),
+    "user-pth": ("USER_SITE/isolate_verify.pth", "a .pth file in the user site ran"),
+    "cwd": ("cwd/quopri.py", "the current directory's quopri.py shadowed the standard library"),
+    "startup": ("startup.py", "PYTHONSTARTUP ran"),
+    "pythonhome": ("pythonhome/lib/pythonXY/os.py", "PYTHONHOME's os.py was imported"),
+}
+_SHADOWED_MODULES = ("base64", "colorsys", "quopri")
+
+_ISOLATION_PROBE = r"""
+import json, sys
+mods = {}
+for name in NAMES:
+    try:
+        mods[name] = getattr(__import__(name), "__file__", None)
+    except BaseException as exc:
+        mods[name] = "import failed: %r" % (exc,)
+loaded = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())} - {""})
+sys.stdout.write("\nMARK" + json.dumps({
+    "path": sys.path, "prefix": sys.prefix, "base_prefix": sys.base_prefix,
+    "exec_prefix": sys.exec_prefix, "isolated": sys.flags.isolated,
+    "ignore_environment": sys.flags.ignore_environment, "no_user_site": sys.flags.no_user_site,
+    "modules": mods, "loaded": loaded}) + "\n")
+sys.stdout.flush()
+"""
+
+_IMPORT_PROBE = r"""
+import importlib, importlib.util, json, os, sys, traceback, warnings
+warnings.simplefilter("ignore")
+names = json.loads(sys.stdin.read())
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    for name in names:
+        out.write(json.dumps({"start": name}) + "\n")
+        out.flush()
+        rec = {"module": name, "ok": True}
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:
+            rec["ok"] = False
+            rec["error"] = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+            rec["missing"] = missing
+            if missing:
+                try:
+                    rec["missing_found"] = importlib.util.find_spec(missing.partition(".")[0]) is not None
+                except BaseException:
+                    rec["missing_found"] = True
+        out.write(json.dumps(rec) + "\n")
+        out.flush()
+os._exit(0)  # skip interpreter shutdown: threads or atexit hooks of imported modules
+"""
+
+
+def _inside(path: str, root_real: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real + os.sep)
+
+
+def _base_env(home: Path, tmp: Path) -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+            "TMPDIR": str(tmp), "LC_ALL": "C.UTF-8"}
+
+
+# --------------------------------------------------------------------------- isolation
+
+
+def _plant(sandbox: Path, xy: str) -> dict[str, Path]:
+    """Write the shadows; return label -> path of the marker each would write."""
+    markers = sandbox / "markers"
+    markers.mkdir()
+    user_site = f"home/.local/lib/python{xy}/site-packages"
+    out: dict[str, Path] = {}
+    for label, (rel, _why) in _SHADOWS.items():
+        path = sandbox / rel.replace("USER_SITE", user_site).replace("pythonXY", f"python{xy}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        marker = markers / label
+        code = f"open({str(marker)!r}, 'w').close()"
+        if path.suffix == ".pth":
+            path.write_text(f"import os; {code}\n")
+        else:
+            path.write_text(f"{code}\n")
+        out[label] = marker
+    (sandbox / "pythonhome" / "bin").mkdir(exist_ok=True)
+    return out
+
+
+def isolation(root: Path, layout: Layout, runner: Runner) -> list[Finding]:
+    """Start ``bin/python3`` in a hostile environment; prove that nothing outside leaks in."""
+    launcher = root / layout.launcher
+    if not launcher.is_file():
+        return [Finding(severity=ERROR, check=ISOLATION, path=layout.launcher,
+                        message="missing: the runtime cannot be started")]
+    root_real = os.path.realpath(root)
+    with tempfile.TemporaryDirectory(prefix="isolate-verify-isolation-") as tmp:
+        sandbox = Path(tmp)
+        markers = _plant(sandbox, layout.xy)
+        env = {**_base_env(sandbox / "home", sandbox),
+               "PYTHONPATH": str(sandbox / "pythonpath"),
+               "PYTHONHOME": str(sandbox / "pythonhome"),
+               "PYTHONSTARTUP": str(sandbox / "startup.py")}
+        code = _ISOLATION_PROBE.replace("NAMES", repr(_SHADOWED_MODULES)).replace(
+            "MARK", _RESULT)
+        line = f"exec(compile({code!r}, '<isolate-verify>', 'exec'))\n"
+        done = runner.run([launcher, "-B", "-i"], env=env, cwd=sandbox / "cwd",
+                          input=line, timeout=ISOLATION_TIMEOUT, check=False,
+                          what="the isolation probe")
+        ran = sorted(label for label, m in markers.items() if m.exists())
+    out = [Finding(severity=ERROR, check=ISOLATION, path=None,
+                   message=f"not isolated: {_SHADOWS[label][1]}") for label in ran]
+    data = None
+    for text in done.stdout.splitlines():
+        if text.startswith(_RESULT):
+            data = json.loads(text[len(_RESULT):])
+    if not done.ok or data is None:
+        why = "timed out" if done.timed_out else f"exit code {done.returncode}"
+        out.append(Finding(severity=ERROR, check=ISOLATION, path=layout.launcher,
+                           message=f"did not start in a hostile environment ({why}): "
+                                   f"{done.tail(8) or 'no output'}"))
+        return out
+    out.extend(_judge(data, root_real, layout))
+    return out
+
+
+def _judge(data: dict[str, object], root_real: str, layout: Layout) -> list[Finding]:
+    out: list[Finding] = []
+
+    def error(message: str) -> None:
+        out.append(Finding(severity=ERROR, check=ISOLATION, path=None, message=message))
+
+    if not data.get("isolated"):
+        error(f"{layout.launcher} does not start the interpreter in isolated mode (-I)")
+    for entry in data.get("path") or []:  # type: ignore[union-attr]
+        if entry in ("", "."):
+            error("sys.path holds the current directory")
+        elif not _inside(str(entry), root_real):
+            error(f"sys.path holds {entry!r}, outside the bundle")
+    for key in ("prefix", "base_prefix", "exec_prefix"):
+        value = str(data.get(key))
+        if not _inside(value, root_real):
+            error(f"sys.{key} is {value!r}, outside the bundle")
+    modules = data.get("modules") or {}
+    for name, file in modules.items():  # type: ignore[union-attr]
+        if not isinstance(file, str) or not _inside(file, root_real):
+            error(f"`import {name}` loaded {file!r}, not the bundle's standard library")
+    strays = [f for f in data.get("loaded") or [] if not _inside(str(f), root_real)]  # type: ignore[union-attr]
+    if strays:
+        more = f" and {len(strays) - 5} more" if len(strays) > 5 else ""
+        error(f"modules were loaded from outside the bundle: {', '.join(strays[:5])}{more}")
+    return out
+
+
+# --------------------------------------------------------------------------- import smoke
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Dist:
+    name: str
+    dist_info: str  # bundle-relative path of the .dist-info directory
+    modules: tuple[str, ...]
+
+
+_EXT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.(?:[\w.-]+\.)?(?:so|pyd)$")
+
+
+def _present(site: Path) -> set[str]:
+    """Importable top-level names in ``site``: packages, modules, extension modules."""
+    names: set[str] = set()
+    try:
+        entries = list(os.scandir(site))
+    except OSError:
+        return names
+    for e in entries:
+        n = e.name
+        if e.is_dir():
+            if n.isidentifier():
+                names.add(n)
+        elif n.endswith(".py") and n[:-3].isidentifier():
+            names.add(n[:-3])
+        else:
+            m = _EXT.match(n)
+            if m:
+                names.add(m.group(1))
+    return names
+
+
+def _from_record(text: str) -> list[str]:
+    out: list[str] = []
+    for line in text.splitlines():
+        path = line.split(",", 1)[0].strip().strip('"')
+        first = path.split("/", 1)[0]
+        if not first or first.startswith("..") or first.endswith((".dist-info", ".data")):
+            continue
+        if "/" in path:
+            out.append(first)
+        elif first.endswith(".py"):
+            out.append(first[:-3])
+        else:
+            m = _EXT.match(first)
+            if m:
+                out.append(m.group(1))
+    return out
+
+
+def distributions(root: Path, layout: Layout) -> list[Dist]:
+    """The shipped distributions and the top-level modules each provides."""
+    site = root / layout.site_packages
+    present = _present(site)
+    out: list[Dist] = []
+    for info in sorted(site.glob("*.dist-info")):
+        name = info.name[: -len(".dist-info")].split("-", 1)[0]
+        top = info / "top_level.txt"
+        try:
+            if top.is_file():
+                candidates = top.read_text(encoding="utf-8", errors="replace").split()
+            else:
+                candidates = _from_record((info / "RECORD").read_text(encoding="utf-8",
+                                                                      errors="replace"))
+        except OSError:
+            candidates = []
+        mods = tuple(dict.fromkeys(c.replace("/", ".") for c in candidates
+                                   if c.split("/")[0] in present and
+                                   all(p.isidentifier() for p in c.split("/"))))
+        out.append(Dist(name=name, dist_info=info.relative_to(root).as_posix(), modules=mods))
+    return out
+
+
+def _declared(root: Path, dist: Dist, xy: str, version: str) -> tuple[set[str], set[str]]:
+    """Canonical names ``dist`` requires for this Python without an extra, and all it names."""
+    try:
+        text = (root / dist.dist_info / "METADATA").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set(), set()
+    env = {"python_version": xy, "python_full_version": version, "extra": ""}
+    required: set[str] = set()
+    named: set[str] = set()
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the end of the headers
+        if not line.startswith("Requires-Dist:"):
+            continue
+        try:
+            req = Requirement(line.partition(":")[2].strip())
+            named.add(canonicalize_name(req.name))
+            if req.marker is None or req.marker.evaluate(env):
+                required.add(canonicalize_name(req.name))
+        except (InvalidRequirement, InvalidMarker, ValueError):
+            continue
+    return required, named
+
+
+def _run_imports(python: Path, modules: Sequence[str], runner: Runner, tmp: Path
+                 ) -> tuple[dict[str, dict[str, object]], str | None, str]:
+    """(results by module, the module being imported when the process died, output tail)."""
+    results_file = tmp / "results.jsonl"
+    results_file.unlink(missing_ok=True)
+    done = runner.run([python, "-I", "-B", "-W", "ignore", "-c", _IMPORT_PROBE, results_file],
+                      env=_base_env(tmp, tmp), cwd=tmp, input=json.dumps(list(modules)),
+                      timeout=IMPORT_TIMEOUT, check=False, what="the import smoke test")
+    results: dict[str, dict[str, object]] = {}
+    started: str | None = None
+    try:
+        lines = results_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for text in lines:
+        try:
+            rec = json.loads(text)
+        except ValueError:
+            break
+        if "start" in rec:
+            started = str(rec["start"])
+        else:
+            results[str(rec["module"])] = rec
+            started = None
+    if done.ok and started is None and len(results) == len(modules):
+        return results, None, ""
+    why = "timed out" if done.timed_out else f"exit code {done.returncode}"
+    culprit = started if started is not None else (
+        next((m for m in modules if m not in results), None))
+    return results, culprit, f"{why}: {done.tail(6) or 'no output'}"
+
+
+def import_smoke(root: Path, layout: Layout, runner: Runner, *, version: str | None = None
+                 ) -> tuple[list[Finding], str]:
+    """Import every top-level module of every shipped distribution; (findings, detail)."""
+    python = root / layout.executable
+    if not python.is_file():
+        return [Finding(severity=ERROR, check=IMPORTS, path=layout.executable,
+                        message="the interpreter is missing")], ""
+    dists = distributions(root, layout)
+    owner: dict[str, Dist] = {}
+    for d in dists:
+        for m in d.modules:
+            owner.setdefault(m, d)
+    modules = list(owner)
+    results: dict[str, dict[str, object]] = {}
+    out: list[Finding] = []
+    with tempfile.TemporaryDirectory(prefix="isolate-verify-imports-") as tmp:
+        remaining = modules
+        while remaining:
+            got, culprit, why = _run_imports(python, remaining, runner, Path(tmp))
+            results.update(got)
+            if culprit is None:
+                break
+            d = owner[culprit]
+            out.append(Finding(severity=ERROR, check=IMPORTS, path=d.dist_info,
+                               message=f"`import {culprit}` ({d.name}) killed the interpreter "
+                                       f"({why})"))
+            results[culprit] = {"module": culprit, "ok": False, "crashed": True}
+            remaining = [m for m in remaining if m not in results]
+    for module in modules:
+        rec = results.get(module)
+        if rec is None or rec.get("ok") or rec.get("crashed"):
+            continue
+        d = owner[module]
+        error = str(rec.get("error"))
+        missing = rec.get("missing")
+        if isinstance(missing, str) and not rec.get("missing_found"):
+            top = missing.partition(".")[0]
+            required, named = _declared(root, d, layout.xy, version or layout.xy)
+            if canonicalize_name(top) not in required:
+                how = ("declares it only for an extra" if canonicalize_name(top) in named
+                       else "does not declare it")
+                out.append(Finding(
+                    severity=NOTE, check=IMPORTS, path=d.dist_info,
+                    message=f"`import {module}` ({d.name}) fails: {error}; {top} is not part "
+                            f"of the bundle and {d.name} {how}: an optional dependency "
+                            "outside the lock"))
+                continue
+        out.append(Finding(severity=ERROR, check=IMPORTS, path=d.dist_info,
+                           message=f"`import {module}` ({d.name}) fails: {error}"))
+    detail = f"{len(modules)} modules of {len(dists)} distributions"
+    return out, detail

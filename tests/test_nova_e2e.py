@@ -1,0 +1,140 @@
+"""End to end: the real Nova 34.0.0 runtime from the committed lock.
+
+Needs PyPI (the wheels; cached after the first run) and, for the root filesystem test,
+root, debootstrap and bubblewrap. Locally these skip with a reason; on CI (CI=true)
+a missing prerequisite is a failure, never a silent pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from isolate.bundle.archive import unpack
+from isolate.model.manifest import MANIFEST_NAME, Manifest
+from isolate.proc import Runner
+from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
+from tests.conftest import REPO, invoke
+
+pytestmark = pytest.mark.slow
+ON_CI = os.environ.get("CI") == "true"
+IMPORTS = "import ssl, sqlite3, lzma, ctypes, hashlib, nova.compute.manager; print('imports ok')"
+
+
+def require(ok: bool, reason: str) -> None:
+    if not ok:
+        if ON_CI:
+            pytest.fail(f"CI must provide this: {reason}")
+        pytest.skip(reason)
+
+
+def pypi_reachable() -> bool:
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=10).close()  # noqa: S310
+        return True
+    except OSError:
+        return False
+
+
+def build(out: Path, fmt: str) -> Path:
+    r = invoke(["--root", REPO, "bundle", "nova", "-o", out, "--format", fmt, "-q"])
+    assert r.code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def nova_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require(pypi_reachable(), "needs PyPI to fetch Nova's wheels")
+    return build(tmp_path_factory.mktemp("nova-out"), "dir,tar.zst")
+
+
+def the_archive(out: Path) -> Path:
+    (a,) = [p for p in out.glob("nova-34.0.0-*.tar.zst") if ".tests." not in p.name]
+    return a
+
+
+def the_dir(out: Path) -> Path:
+    (d,) = [p for p in out.glob("nova-34.0.0-*") if p.is_dir() and not p.name.endswith(".tests")]
+    return d
+
+
+def quiet_env() -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LC_ALL": "C",
+            "PYTHONWARNINGS": "ignore"}
+
+
+def test_unpacked_into_a_path_with_a_space_nova_manage_prints_its_version(
+        nova_out: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "opt with space"
+    dest.mkdir()
+    top = unpack(the_archive(nova_out), dest)
+    r = subprocess.run([top / "bin" / "nova-manage", "--version"], capture_output=True,
+                       text=True, env=quiet_env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "34.0.0"
+
+
+def test_runs_in_a_debian_12_root_filesystem_without_python(nova_out: Path) -> None:
+    require(not missing_tools(), "; ".join(missing_tools()))
+    rootfs = ensure_rootfs(RootfsSpec(suite="bookworm"), runner=Runner())
+    assert not list((rootfs / "usr" / "bin").glob("python*")), "minbase has no Python"
+    bundle = "/opt/isolate/nova runtime"
+    binds = [Bind(source=the_dir(nova_out), dest=bundle)]
+    for argv, want in (([f"{bundle}/bin/nova-manage", "--version"], "34.0.0"),
+                       ([f"{bundle}/bin/python3", "-W", "ignore", "-c", IMPORTS], "imports ok")):
+        r = subprocess.run(bwrap_argv(rootfs, argv, binds=binds), capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.strip().splitlines()[-1] == want
+
+
+def test_two_builds_give_the_same_archive(nova_out: Path, tmp_path: Path) -> None:
+    second = build(tmp_path / "again", "tar.zst")
+    a, b = the_archive(nova_out), the_archive(second)
+    assert a.name == b.name
+    assert (a.parent / f"{a.name}.sha256").read_text().split()[0] == \
+        (b.parent / f"{b.name}.sha256").read_text().split()[0]
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_the_build_directory_appears_in_no_file(nova_out: Path) -> None:
+    pattern = re.compile(re.escape(str(nova_out).encode()) + rb"|\.isolate-build-\d")
+    hits = [p for p in the_dir(nova_out).rglob("*")
+            if p.is_file() and not p.is_symlink() and pattern.search(p.read_bytes())]
+    assert hits == []
+
+
+def test_manifest_describes_the_runtime(nova_out: Path) -> None:
+    m = Manifest.loads((the_dir(nova_out) / MANIFEST_NAME).read_text())
+    assert m.version == "34.0.0" and m.python_tag == "cp312"
+    assert "nova-manage" in m.scripts
+    names = {d.name for d in m.distributions}
+    assert "nova" in names and "oslo-config" in names
+    assert m.elf.glibc_floor and m.elf.glibc_floor_file
+    assert m.platform == "manylinux_{}_{}_x86_64".format(*m.elf.glibc_floor.split("."))
+    assert m.interpreter.version.startswith("3.12.")
+
+
+def test_verify_is_clean_then_names_a_flipped_byte(nova_out: Path, tmp_path: Path) -> None:
+    if shutil.which("isolate") is None and not (REPO / "isolate" / "verify").is_dir():
+        pytest.fail("isolate verify is missing")
+    copy = tmp_path / "copy"
+    shutil.copytree(the_dir(nova_out), copy, symlinks=True)
+    r = invoke(["verify", copy])
+    assert r.code == 0, r.output
+    victim = copy / "python" / "lib" / "python3.12" / "site-packages" / "nova" / "__init__.py"
+    data = bytearray(victim.read_bytes())
+    data[0] ^= 0x01
+    victim.write_bytes(bytes(data))
+    r = invoke(["verify", copy])
+    assert r.code == 1, r.output
+    rel = "python/lib/python3.12/site-packages/nova/__init__.py"
+    assert rel in r.output
+    flagged = {line for line in r.output.splitlines() if "integrity" in line and "error" in line}
+    assert all(rel in line for line in flagged), flagged
