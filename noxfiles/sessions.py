@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 from noxfiles.common import CLEAN_ENV, CONTROLLER_PYTHONS, install
 
-__all__ = ["bundle", "e2e", "lint", "lock", "main", "tests"]
+__all__ = ["bundle", "e2e", "lint", "lock", "main", "matrix", "report", "tests"]
+
+MATRIX_HOSTS = [
+    "local-2.7", "local-3.6", "local-3.9", "local-3.11", "local-3.13",
+    "debian-11", "debian-12", "debian-13",
+    "ubuntu-20.04", "ubuntu-22.04", "ubuntu-24.04", "rhel-8", "rhel-9", "alpine-3.20",
+    "xenserver-6.2-dom0",
+]
+OUT = "out"
+RESULTS = "results"
+REPORT = "report"
 
 
 @nox.session(python=CONTROLLER_PYTHONS)
@@ -46,10 +58,53 @@ def bundle(session: nox.Session) -> None:
     session.run("isolate", "bundle", "nova", "-o", "out", *session.posargs, env=CLEAN_ENV)
 
 
+def _bundle_archive(session: nox.Session) -> str:
+    """The Nova bundle archive in out/, built when missing."""
+    latest = Path(OUT) / "latest.txt"
+    if not latest.exists():
+        session.run("isolate", "bundle", "nova", "-o", OUT, "--format", "dir,tar.zst",
+                    env=CLEAN_ENV)
+    return str(Path(OUT) / f"{latest.read_text().strip()}.tar.zst")
+
+
+@nox.session(python="3.11")
+@nox.parametrize("host", MATRIX_HOSTS)
+def matrix(session: nox.Session, host: str) -> None:
+    """One matrix cell: Nova's tests in the bundle on HOST (``nox -l --json`` lists them)."""
+    install(session)
+    archive = _bundle_archive(session)
+    Path(RESULTS).mkdir(exist_ok=True)
+    session.run("isolate", "matrix", archive, "--hosts", host, "-o",
+                f"{RESULTS}/{host}.json", *session.posargs, env=CLEAN_ENV, success_codes=[0, 1])
+
+
+@nox.session(python="3.11")
+def report(session: nox.Session) -> None:
+    """Merge results/*.json and render report/ (HTML, Markdown, JUnit, JSON)."""
+    install(session)
+    files = sorted(str(p) for p in Path(RESULTS).glob("*.json"))
+    if not files:
+        session.error(f"no results in {RESULTS}/: run the matrix sessions first")
+    Path(REPORT).mkdir(exist_ok=True)
+    session.run("isolate", "report", *files, "--html", f"{REPORT}/index.html",
+                "--markdown", f"{REPORT}/summary.md", "--junit", f"{REPORT}/junit.xml",
+                "--json", f"{REPORT}/results.json", *session.posargs, env=CLEAN_ENV)
+
+
 @nox.session(python="3.11")
 def main(session: nox.Session) -> None:
-    """The main job: check the Nova lock, build the Nova runtime and verify it."""
+    """The main job: check the Nova lock, build the Nova runtime, run its tests on every
+    host profile and render the compatibility report into report/."""
     install(session)
     session.run("isolate", "lock", "nova", "--check", env=CLEAN_ENV)
-    session.run("isolate", "bundle", "nova", "-o", "out", "--format", "dir,tar.zst",
+    session.run("isolate", "bundle", "nova", "-o", OUT, "--format", "dir,tar.zst",
                 env=CLEAN_ENV)
+    archive = _bundle_archive(session)
+    session.run("isolate", "verify", archive, env=CLEAN_ENV)
+    Path(RESULTS).mkdir(exist_ok=True)
+    session.run("isolate", "matrix", archive, "--hosts", ",".join(MATRIX_HOSTS), "-o",
+                f"{RESULTS}/all.json", env=CLEAN_ENV, success_codes=[0, 1])
+    Path(REPORT).mkdir(exist_ok=True)
+    session.run("isolate", "report", f"{RESULTS}/all.json", "--html", f"{REPORT}/index.html",
+                "--markdown", f"{REPORT}/summary.md", "--junit", f"{REPORT}/junit.xml",
+                "--json", f"{REPORT}/results.json", env=CLEAN_ENV)

@@ -24,6 +24,7 @@ import filelock
 from isolate import __version__
 from isolate.bundle import archive as archive_mod
 from isolate.bundle import elf
+from isolate.bundle.bytecode import compile_tree
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash, sha256_of
 from isolate.bundle.install import Installed, install_all
 from isolate.bundle.interpreter import CopiedInterpreter, copy_interpreter, find_source
@@ -254,14 +255,12 @@ class Builder:
             path.chmod(0o755)
         return tuple(sorted(s[0] for s in chosen))
 
-    def _compile(self, interp: CopiedInterpreter, strip: Path, dirs: list[Path]) -> None:
-        """Deterministic byte code: unchecked-hash .pyc, fixed hash seed, relative names."""
-        env = clean_env({"PYTHONHASHSEED": "0", "PYTHONNOUSERSITE": "1",
-                         "SOURCE_DATE_EPOCH": str(archive_mod.default_mtime())})
-        self.runner.run(
-            [interp.executable, "-B", "-s", "-m", "compileall", "-q", "-f", "-j", "0",
-             "--invalidation-mode", "unchecked-hash", "-s", strip, *dirs],
-            env=env, timeout=3600, check=False, what="compiling byte code")
+    def _compile(self, interp: CopiedInterpreter, root: Path, dirs: list[Path]) -> None:
+        """Deterministic, cached byte code (see ``isolate.bundle.bytecode``)."""
+        stats = compile_tree(interp.executable, root, dirs, cache=cache_root(),
+                             runner=self.runner)
+        self.progress.note(f"byte code: {stats.files} files, {stats.cached} from the cache, "
+                           f"{stats.compiled} compiled, {stats.failed} not Python 3 source")
 
     def _overlay(self, tests_lock: LockFile, target: Target, options: BundleOptions,
                  interp: CopiedInterpreter, work: Path) -> Path:

@@ -1,0 +1,52 @@
+# Runs under the BUNDLED interpreter (CPython 3.8+), not in the controller:
+#   python -B -s compile_worker.py JOBS.json
+# JOBS.json: [[source, pyc, dfile, cache_file], ...]. Writes unchecked-hash .pyc files.
+#
+# Byte code is made reproducible: marshal's output depends on reference counts, which
+# depend on what else the process compiled before. Round-tripping the code object
+# through marshal version 2 (which has no back-references) rebuilds it with counts that
+# depend on its structure alone; the final marshal (current version) is then the same
+# in any process, whatever it compiled before.
+import importlib.util
+import json
+import marshal
+import os
+import sys
+
+FLAGS_UNCHECKED_HASH = (1).to_bytes(4, "little")
+
+
+def write(path, data):
+    d = os.path.dirname(path)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    tmp = "%s.%d.tmp" % (path, os.getpid())
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        jobs = json.load(f)
+    magic = importlib.util.MAGIC_NUMBER
+    failed = 0
+    for src, pyc, dfile, cached in jobs:
+        with open(src, "rb") as f:
+            source = f.read()
+        try:
+            code = compile(source, dfile, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError):
+            failed += 1  # like compileall: such files are data, or for another Python
+            continue
+        code = marshal.loads(marshal.dumps(code, 2))
+        data = magic + FLAGS_UNCHECKED_HASH + importlib.util.source_hash(source) + \
+            marshal.dumps(code)
+        write(pyc, data)
+        if cached:
+            write(cached, data)
+    sys.stdout.write("%d\n" % failed)
+
+
+if __name__ == "__main__":
+    main()
