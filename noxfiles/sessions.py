@@ -8,7 +8,7 @@ import nox
 
 from noxfiles.common import CLEAN_ENV, CONTROLLER_PYTHONS, install
 
-__all__ = ["bundle", "e2e", "lint", "lock", "main", "matrix", "report", "tests"]
+__all__ = ["bench", "bundle", "e2e", "lint", "lock", "main", "matrix", "report", "tests"]
 
 MATRIX_HOSTS = [
     "local-2.7", "local-3.6", "local-3.9", "local-3.11", "local-3.13",
@@ -108,3 +108,10 @@ def main(session: nox.Session) -> None:
     session.run("isolate", "report", f"{RESULTS}/all.json", "--html", f"{REPORT}/index.html",
                 "--markdown", f"{REPORT}/summary.md", "--junit", f"{REPORT}/junit.xml",
                 "--json", f"{REPORT}/results.json", env=CLEAN_ENV)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Figures: cold/warm Nova build vs pip and uv, sizes, verify and start-up time."""
+    install(session, "uv")
+    session.run("python", "noxfiles/benchmark.py", env=CLEAN_ENV)
