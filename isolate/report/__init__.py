@@ -72,15 +72,30 @@ def not_run_reason(cell: Cell) -> str:
     return "no reason recorded"
 
 
+def difference_text(cell: Cell) -> str:
+    """``2 tests and 1 fingerprint field differ``, ``1 test differs``, ``the status differs``."""
+    d = cell.differences
+    parts = []
+    if d.tests:
+        parts.append(f"{len(d.tests):,} test{'s' if len(d.tests) != 1 else ''}")
+    if d.fingerprint:
+        n = len(d.fingerprint)
+        parts.append(f"{n} fingerprint field{'s' if n != 1 else ''}")
+    if not parts:
+        return "the status differs"
+    single = len(parts) == 1 and parts[0].startswith("1 ")
+    return " and ".join(parts) + (" differs" if single else " differ")
+
+
 def cell_problems(cell: Cell, baseline: str | None) -> tuple[str, ...]:
     """Why this cell makes ``isolate report`` exit 1; empty when it does not."""
     out: list[str] = []
+    if cell.predicted.verdict == "incompatible" and cell.observed.status in ("failed", "error"):
+        return ()  # predicted, and proven: the report shows it, but it is not a regression
     if cell.observed.status in ("failed", "error"):
         out.append(f"observed {cell.observed.status}")
     if cell.equivalent is False:
-        d = cell.differences
-        out.append(f"not equivalent to {baseline or 'the baseline'} ({len(d.tests):,} tests and "
-                   f"{len(d.fingerprint)} fingerprint fields differ)")
+        out.append(f"not equivalent to {baseline or 'the baseline'} ({difference_text(cell)})")
     if prediction_mismatch(cell):
         out.append(f"predicted {cell.predicted.verdict} but observed {status_word(cell)}")
     return tuple(out)

@@ -20,6 +20,7 @@ from isolate import __version__
 from isolate.model.results import Cell, Results, prediction_mismatch
 from isolate.report import (
     cell_problems,
+    difference_text,
     equivalence_word,
     is_observed,
     not_run_reason,
@@ -84,8 +85,13 @@ class CellView:
 
 
 def _value(v: Any) -> str:
+    """A fingerprint value as text: strings as they are, a small flat mapping on one line
+    (``family glibc, version 2.36``), anything else as indented JSON."""
     if isinstance(v, str):
         return v
+    if (isinstance(v, Mapping) and len(v) <= 4
+            and all(isinstance(x, str | int | float | bool) or x is None for x in v.values())):
+        return ", ".join(f"{k} {x}" for k, x in v.items())
     return json.dumps(v, indent=1, sort_keys=True, default=str)
 
 
@@ -121,7 +127,7 @@ def _cell_view(cell: Cell, baseline: str | None) -> CellView:
     word = equivalence_word(cell)
     eq_tone = {"yes": "ok", "yes (baseline)": "ok", "not equivalent": "bad"}.get(word, "muted")
     if cell.equivalent is None and not is_observed(cell):
-        eq_note = "not observed: no tests ran on this host"
+        eq_note = "no tests ran on this host"
     elif cell.equivalent is None:
         eq_note = "no baseline: no observed cell passed"
     elif cell.baseline:
@@ -129,9 +135,7 @@ def _cell_view(cell: Cell, baseline: str | None) -> CellView:
     elif cell.equivalent:
         eq_note = f"every test outcome and runtime fingerprint field matches {baseline}"
     else:
-        eq_note = (f"{_plural(len(cell.differences.tests), 'test')} and "
-                   f"{_plural(len(cell.differences.fingerprint), 'fingerprint field')} differ "
-                   f"from {baseline}")
+        eq_note = f"{difference_text(cell)} from {baseline}"
     diff_tests = _listing([(t, a, b) for t, a, b in cell.differences.tests])
     diff_fields = _listing([(f, _value(a), _value(b)) for f, a, b in cell.differences.fingerprint])
     failing = _listing([(t, o) for t, o in sorted(obs.tests.items()) if o in ("failed", "error")])

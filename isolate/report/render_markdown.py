@@ -89,6 +89,10 @@ def _row(cell: Cell) -> str:
     return f"| {host} | {md_text(cell.executor)} | {predicted} | {observed} | {equivalent} |"
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _more(page: _Page, shown: int, total: int, what: str) -> None:
     if total > shown:
         page.add(f"- ... and {total - shown:,} more {what} (list truncated to keep this summary "
@@ -108,7 +112,8 @@ def _cell_section(page: _Page, cell: Cell, baseline: str | None) -> None:
     page.add(head)
     page.add()
     if diff.tests:
-        page.add(f"{len(diff.tests):,} differing tests (baseline outcome → this cell's outcome):")
+        page.add(f"{_count(len(diff.tests), 'differing test')} (baseline outcome → this cell's "
+                 "outcome):")
         page.add()
         shown = 0
         for test, a, b in diff.tests[:MAX_ITEMS]:
@@ -118,7 +123,7 @@ def _cell_section(page: _Page, cell: Cell, baseline: str | None) -> None:
         _more(page, shown, len(diff.tests), "differing tests")
         page.add()
     elif failing:
-        page.add(f"{len(failing):,} tests did not pass:")
+        page.add(f"{_count(len(failing), 'test')} did not pass:")
         page.add()
         shown = 0
         for test, outcome in failing[:MAX_ITEMS]:
@@ -128,7 +133,7 @@ def _cell_section(page: _Page, cell: Cell, baseline: str | None) -> None:
         _more(page, shown, len(failing), "failing tests")
         page.add()
     if diff.fingerprint:
-        page.add(f"{len(diff.fingerprint):,} differing runtime fingerprint fields:")
+        page.add(f"{_count(len(diff.fingerprint), 'differing runtime fingerprint field')}:")
         page.add()
         shown = 0
         for name, a, b in diff.fingerprint[:MAX_ITEMS]:
