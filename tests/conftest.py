@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import os
+import shutil
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
@@ -119,6 +120,11 @@ def test_cache_dir() -> Path:
     return base / "isolate-tests"
 
 
+# Session fixtures run before function fixtures: point every test at the test cache now.
+os.environ.setdefault("ISOLATE_CACHE_DIR", str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "isolate-tests"))
+
+
 @pytest.fixture(autouse=True)
 def _isolate_cache(monkeypatch: pytest.MonkeyPatch, test_cache_dir: Path) -> None:
     monkeypatch.setenv("ISOLATE_CACHE_DIR", str(test_cache_dir))
@@ -185,3 +191,110 @@ def run_isolate() -> Callable[..., Result]:
         return invoke(args, cwd=cwd)
 
     return run
+
+
+# -- a small runtime bundle, built once per session ---------------------------------
+
+APP = """\
+name = "app"
+python = "{python}"
+requirements = ["alpha", "tool"]
+
+[tests]
+requirements = ["gamma"]
+command = ["-m", "unittest", "tool.tests"]
+"""
+
+TOOL_MAIN = '''\
+import sys
+
+import alpha
+
+
+def main():
+    print("tool", alpha.__version__, sys.prefix)
+    return 0
+'''
+
+
+TOOL_TESTS = '''\
+import os
+import shutil
+import sys
+import unittest
+
+import alpha
+
+
+class ToolTests(unittest.TestCase):
+    def test_alpha_version(self):
+        self.assertEqual(alpha.__version__, "1.1")
+
+    def test_isolated(self):
+        self.assertTrue(sys.flags.isolated)
+
+    def test_sqlite(self):
+        import sqlite3  # through a vendored libsqlite3
+
+        self.assertTrue(sqlite3.sqlite_version)
+
+    def test_ssl(self):
+        import ssl  # through vendored libssl/libcrypto
+
+        self.assertTrue(ssl.OPENSSL_VERSION)
+
+    def test_paths_are_the_runtimes(self):
+        self.assertTrue(all(p.startswith(sys.prefix) or "overlay" in p for p in sys.path))
+
+    @unittest.skipIf(os.environ.get("TOOL_SKIP") is None, "skipped unless TOOL_SKIP is set")
+    def test_sometimes_skipped(self):
+        pass
+'''
+
+
+def tool_wheel(directory: Path) -> Path:
+    return build_wheel(directory, "tool", "1.0", ["alpha"], extra={
+        "tool/__init__.py": TOOL_MAIN,
+        "tool/tests.py": TOOL_TESTS,
+        "tool-1.0.dist-info/entry_points.txt": "[console_scripts]\ntool = tool:main\n",
+    })
+
+
+@pytest.fixture(scope="session")
+def app_wheels(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("app-wheels")
+    for w in wheelhouse.iterdir():
+        shutil.copy(w, d)
+    tool_wheel(d)
+    return d
+
+
+def index(d: Path) -> list[str]:
+    return ["--no-index", "--find-links", str(d)]
+
+
+@pytest.fixture(scope="session")
+def app_ws(tmp_path_factory: pytest.TempPathFactory, target_python: str, app_wheels: Path) -> Path:
+    ws = tmp_path_factory.mktemp("ws")
+    (ws / "profiles" / "runtimes").mkdir(parents=True)
+    (ws / "profiles" / "runtimes" / "app.toml").write_text(APP.format(python=target_python))
+    r = invoke(["--root", ws, "lock", "app", *index(app_wheels)])
+    assert r.code == 0, r.output
+    return ws
+
+
+@pytest.fixture(scope="session")
+def built(app_ws: Path, app_wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out")
+    r = invoke(["--root", app_ws, "bundle", "app", "-o", out, "--format", "dir,tar.gz,tar.zst",
+                "-q", *index(app_wheels)])
+    assert r.code == 0, r.output
+    return out
+
+
+def bundle_dir(out: Path) -> Path:
+    (d,) = [p for p in out.iterdir() if p.is_dir() and not p.name.endswith(".tests")
+            and not p.name.startswith(".")]
+    return d
+
+

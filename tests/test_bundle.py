@@ -13,77 +13,7 @@ from pathlib import Path
 import pytest
 
 from isolate.model.manifest import MANIFEST_NAME, Manifest
-from tests.conftest import Result, build_wheel
-
-APP = """\
-name = "app"
-python = "{python}"
-requirements = ["alpha", "tool"]
-
-[tests]
-requirements = ["gamma"]
-command = ["-m", "unittest", "tool"]
-"""
-
-TOOL_MAIN = '''\
-import sys
-
-import alpha
-
-
-def main():
-    print("tool", alpha.__version__, sys.prefix)
-    return 0
-'''
-
-
-def tool_wheel(directory: Path) -> Path:
-    return build_wheel(directory, "tool", "1.0", ["alpha"], extra={
-        "tool/__init__.py": TOOL_MAIN,
-        "tool-1.0.dist-info/entry_points.txt": "[console_scripts]\ntool = tool:main\n",
-    })
-
-
-@pytest.fixture(scope="module")
-def app_wheels(wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("app-wheels")
-    for w in wheelhouse.iterdir():
-        shutil.copy(w, d)
-    tool_wheel(d)
-    return d
-
-
-def index(d: Path) -> list[str]:
-    return ["--no-index", "--find-links", str(d)]
-
-
-@pytest.fixture(scope="module")
-def app_ws(tmp_path_factory: pytest.TempPathFactory, target_python: str, app_wheels: Path) -> Path:
-    from tests.conftest import invoke
-
-    ws = tmp_path_factory.mktemp("ws")
-    (ws / "profiles" / "runtimes").mkdir(parents=True)
-    (ws / "profiles" / "runtimes" / "app.toml").write_text(APP.format(python=target_python))
-    r = invoke(["--root", ws, "lock", "app", *index(app_wheels)])
-    assert r.code == 0, r.output
-    return ws
-
-
-@pytest.fixture(scope="module")
-def built(app_ws: Path, app_wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import invoke
-
-    out = tmp_path_factory.mktemp("out")
-    r = invoke(["--root", app_ws, "bundle", "app", "-o", out, "--format", "dir,tar.gz,tar.zst",
-                "-q", *index(app_wheels)])
-    assert r.code == 0, r.output
-    return out
-
-
-def bundle_dir(out: Path) -> Path:
-    (d,) = [p for p in out.iterdir() if p.is_dir() and not p.name.endswith(".tests")
-            and not p.name.startswith(".")]
-    return d
+from tests.conftest import APP, Result, build_wheel, bundle_dir, index
 
 
 def run(argv: list[str | Path], env: dict[str, str] | None = None,

@@ -114,7 +114,7 @@ def test_fixture_cells_are_what_the_tests_assume():
     assert (DIFFERING, "passed", "failed") in by["debian-13"].differences.tests
     assert by["debian-12-nopython"].equivalent is None and by["alpine-3.20"].equivalent is None
     found = problems(r)
-    assert [p.split(":")[0] for p in found] == ["debian-13"]  # debian-11 fails as predicted: shown, not a problem
+    assert [p.split(":")[0] for p in found] == ["debian-13"]  # debian-11: failed as predicted
     assert "predicted compatible but observed failed" in found[0]
 
 
