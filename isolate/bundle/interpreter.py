@@ -266,15 +266,18 @@ def _relocate_sysconfigdata(stdlib: Path, src: SourceInterpreter, prefixes: list
     if not path.exists():
         return
     text = path.read_text(encoding="utf-8")
-    # Longest first, so /usr/local is not cut by /usr.
+    # Longest first, so /usr/local is not cut by /usr. A private prefix (pyenv's, an
+    # unpacked archive's) is replaced wherever it appears (-Wl,-rpath,PREFIX/lib too);
+    # a system prefix only where it starts a path value, so /usr/bin/install stays.
     for prefix in sorted(prefixes, key=len, reverse=True):
-        if prefix not in ("/", ""):
-            text = text.replace(f"'{prefix}/", f"'{PREFIX_PLACEHOLDER}/")
-            text = text.replace(f" {prefix}/", f" {PREFIX_PLACEHOLDER}/")
-            text = text.replace(f"'{prefix}'", f"'{PREFIX_PLACEHOLDER}'")
-            text = text.replace(f"={prefix}/", f"={PREFIX_PLACEHOLDER}/")
-            text = text.replace(f"-L{prefix}/", f"-L{PREFIX_PLACEHOLDER}/")
-            text = text.replace(f"-I{prefix}/", f"-I{PREFIX_PLACEHOLDER}/")
+        if prefix in ("/", ""):
+            continue
+        if prefix not in ("/usr", "/usr/local"):
+            text = text.replace(prefix, PREFIX_PLACEHOLDER)
+            continue
+        for lead in ("'", " ", "=", "-L", "-I"):
+            text = text.replace(f"{lead}{prefix}/", f"{lead}{PREFIX_PLACEHOLDER}/")
+        text = text.replace(f"'{prefix}'", f"'{PREFIX_PLACEHOLDER}'")
     text += (
         "\n# isolate: this runtime is relocatable; paths of its installation are derived\n"
         "# from where it runs, not from where it was built.\n"

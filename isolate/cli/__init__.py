@@ -53,7 +53,14 @@ class App:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from isolate.cli import bundle_cmd, lock_cmd, matrix_cmd, profiles_cmd, report_cmd
+    from isolate.cli import (
+        bundle_cmd,
+        lock_cmd,
+        matrix_cmd,
+        profiles_cmd,
+        report_cmd,
+        verify_cmd,
+    )
 
     parser = _Parser(
         prog="isolate",
@@ -72,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundle_cmd.register(sub)
     matrix_cmd.register(sub)
     report_cmd.register(sub)
+    verify_cmd.register(sub)
     return parser
 
 

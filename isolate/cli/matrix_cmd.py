@@ -57,7 +57,7 @@ def run(app: App, args: argparse.Namespace) -> int:
             app.out(f"{'':<20} {c.observed.reason}")
         mismatch = c.observed.status != "not-run" and (
             (c.observed.status == "passed") != (c.predicted.verdict == "compatible"))
-        if mismatch or c.equivalent is False and c.predicted.verdict == "compatible":
+        if mismatch or (c.equivalent is False and c.predicted.verdict == "compatible"):
             bad += 1
     app.out(f"wrote {args.output}")
     return ExitCode.CHECK_FAILED if bad else ExitCode.OK

@@ -54,7 +54,8 @@ def _render(app: App, report: VerifyReport) -> None:
             + (f" against host {report.host}" if report.host else ""))
     for f in report.findings:
         where = f"{f.path}: " if f.path else ""
-        app.out(f"  {f.severity:<5} {f.check:<10} {where}{f.message}")
+        message = f.message.replace("\n", "\n" + " " * 20)  # e.g. a probe's output
+        app.out(f"  {f.severity:<5} {f.check:<10} {where}{message}")
     parts = []
     for c in report.checks:
         if c.skipped:

@@ -188,7 +188,7 @@ def _rpath_findings(f: ScannedFile) -> list[Finding]:
     return out
 
 
-def _elf_hit_findings(tree: Tree, f: ScannedFile, needles: dict[str, Needle],
+def _elf_hit_findings(f: ScannedFile, needles: dict[str, Needle],
                       layout: Layout | None, landmark_ok: bool) -> list[Finding]:
     out: list[Finding] = []
     sections = f.sections
@@ -207,13 +207,13 @@ def _elf_hit_findings(tree: Tree, f: ScannedFile, needles: dict[str, Needle],
                 where.setdefault("debug", set()).add(section)
             else:
                 where.setdefault("code", set()).add(section or "outside any section")
-        if hit.count > classified:
+        if hit.count > classified:  # not located: assume the worst
             where.setdefault("code", set()).add(f"{hit.count - classified} more occurrences")
         sample = f"{hit.sample!r}"
         if "dynstr" in where:
             out.append(_note(RELOCATION, f.path, f"names {needle.what} in .dynstr ({sample}), "
-                             "left over from an RPATH rewrite: no dynamic tag refers to it, so "
-                             "the dynamic loader never reads it"))
+                             "but no dynamic tag refers to it (a leftover, e.g. of an RPATH "
+                             "rewrite), so the dynamic loader never reads it"))
         if "debug" in where:
             out.append(_note(RELOCATION, f.path, f"names {needle.what} in debug information "
                              f"({', '.join(sorted(where['debug']))}), which is not used at run "
@@ -254,7 +254,7 @@ def relocation(tree: Tree, needles: Sequence[Needle], layout: Layout | None) -> 
         if not f.hits:
             continue
         if f.is_elf:
-            out.extend(_elf_hit_findings(tree, f, by_text, layout, landmark_ok))
+            out.extend(_elf_hit_findings(f, by_text, layout, landmark_ok))
             continue
         for hit in f.hits:
             needle = by_text[hit.needle]

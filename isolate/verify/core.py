@@ -84,7 +84,8 @@ def _manifest(root: Path) -> tuple[Manifest | None, list[Finding]]:
                               f"{MANIFEST_NAME}) or its archive")
     try:
         return Manifest.loads(path.read_text(encoding="utf-8")), []
-    except (OSError, UnicodeDecodeError, ManifestError) as exc:
+    except (OSError, UnicodeDecodeError, ManifestError, AttributeError, TypeError,
+            ValueError) as exc:  # from_dict meets whatever JSON it is given
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return None, [Finding(severity=ERROR, check=MANIFEST, path=MANIFEST_NAME,
                               message=f"cannot be read: {why}; integrity cannot be checked "
@@ -148,6 +149,8 @@ def _static(root: Path, manifest: Manifest | None, layout: Layout | None,
     tree: Tree
     tree, seconds = _timed(lambda: scan_tree(root, [n.text for n in needles],
                                              skip=[MANIFEST_NAME], size_hint=sizes))
+    findings += [Finding(severity=ERROR, check=SCAN, path=rel, message=why)
+                 for rel, why in tree.unlisted]
     elf_count = sum(1 for f in tree.files.values() if f.is_elf)
     runs.append(CheckRun(name=SCAN, seconds=seconds,
                          detail=f"{len(tree.files)} files, {tree.bytes_read / 1e6:.1f} MB, "
