@@ -18,6 +18,7 @@ import pytest
 
 from isolate.bundle.archive import unpack
 from isolate.model.manifest import MANIFEST_NAME, Manifest
+from isolate.model.results import Results
 from isolate.proc import Runner
 from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
 from tests.conftest import REPO, invoke
@@ -138,3 +139,73 @@ def test_verify_is_clean_then_names_a_flipped_byte(nova_out: Path, tmp_path: Pat
     assert rel in r.output
     flagged = {line for line in r.output.splitlines() if "integrity" in line and "error" in line}
     assert all(rel in line for line in flagged), flagged
+
+
+# -- the matrix: Nova's own unit tests in the runtime on many hosts ------------------------
+
+MATRIX_HOSTS = ["local-2.7", "local-3.6", "local-3.9", "local-3.11", "local-3.13",
+                "debian-12", "debian-13", "debian-11"]
+
+
+@pytest.fixture(scope="module")
+def nova_results(nova_out: Path, tmp_path_factory: pytest.TempPathFactory) -> Results:
+    from isolate.interpreters import Discovery
+
+    have = {f"local-{m[0]}.{m[1]}" for m in Discovery(Runner()).by_minor()}
+    missing = [h for h in MATRIX_HOSTS if h.startswith("local-") and h not in have]
+    require(not missing, f"needs local interpreters for {missing} (pyenv install them)")
+    require(not missing_tools(), "; ".join(missing_tools()))
+    out = tmp_path_factory.mktemp("matrix") / "results.json"
+    r = invoke(["matrix", the_archive(nova_out), "--hosts", ",".join(MATRIX_HOSTS), "-j", "2",
+                "-o", out])
+    assert out.exists(), r.output
+    return Results.loads(out.read_text())
+
+
+def test_every_observed_cell_passes_and_is_equivalent(nova_results: Results) -> None:
+    by = {c.host: c for c in nova_results.cells}
+    for host in MATRIX_HOSTS[:-1]:
+        c = by[host]
+        assert c.observed.status == "passed", (host, c.observed.reason, c.observed.output_tail)
+        assert c.equivalent is True, (host, c.differences)
+        assert sum(c.observed.counts.values()) >= 1000, c.observed.counts
+    for h in MATRIX_HOSTS[:5]:  # the host's own Python really was first on PATH
+        version = by[h].observed.host["platform_python"]["version"]
+        assert version.startswith(h.removeprefix("local-") + "."), (h, version)
+    assert by["debian-12"].observed.host["distro_id"] == "debian"
+
+
+def test_debian_11_prediction_matches_observation(nova_results: Results) -> None:
+    c = next(c for c in nova_results.cells if c.host == "debian-11")
+    floor = nova_results.bundle["glibc_floor"]
+    if floor and tuple(map(int, floor.split("."))) > (2, 31):
+        assert c.predicted.verdict == "incompatible"
+        assert any(f"glibc {floor}" in r and "2.31" in r for r in c.predicted.reasons)
+        assert c.observed.status == "error"
+        assert "GLIBC_2." in c.observed.output_tail and "not found" in c.observed.output_tail
+    else:
+        assert c.predicted.verdict == "compatible" and c.observed.status == "passed"
+
+
+def test_a_bundle_missing_a_vendored_library_fails_in_a_root_filesystem(
+        nova_out: Path, tmp_path: Path) -> None:
+    require(not missing_tools(), "; ".join(missing_tools()))
+    src = the_dir(nova_out)
+    broken = tmp_path / src.name
+    shutil.copytree(src, broken, symlinks=True)
+    shutil.copytree(nova_out / f"{src.name}.tests", tmp_path / f"{src.name}.tests",
+                    symlinks=True)
+    m = Manifest.loads((broken / MANIFEST_NAME).read_text())
+    (sqlite,) = [v.path for v in m.elf.vendored if v.soname.startswith("libsqlite3")]
+    (broken / sqlite).unlink()  # minbase has no libsqlite3 to fall back on
+    out = tmp_path / "results.json"
+    r = invoke(["matrix", broken, "--hosts", "debian-12-nopython", "-o", out])
+    assert r.code == 1, r.output
+    cell = Results.loads(out.read_text()).cells[0]
+    assert cell.observed.status == "failed", cell.observed.reason
+    failing = sorted(t for t, o in cell.observed.tests.items() if o in ("failed", "error"))
+    assert failing
+    md = tmp_path / "summary.md"
+    r = invoke(["report", out, "--markdown", md])
+    assert r.code == 1
+    assert failing[0] in md.read_text()
