@@ -27,6 +27,7 @@ from isolate.interpreters import Discovery
 from isolate.proc import Runner, clean_env
 
 PREFIX_PLACEHOLDER = "@ISOLATE_PREFIX@"
+SYSTEM_PREFIXES = ("/", "/usr", "/usr/local")
 
 # Relative to the stdlib directory. What a runtime never needs.
 PRUNE_STDLIB = (
@@ -254,7 +255,9 @@ def copy_interpreter(src: SourceInterpreter, home: Path, *, include_headers: boo
     return CopiedInterpreter(
         version=src.version, source=src.source, home=home, executable=exe, stdlib=stdlib,
         site_packages=site, pruned=tuple(sorted(pruned)), pruned_bytes=pruned_bytes,
-        source_prefixes=tuple(prefixes),
+        # /usr and friends are every host's paths, not the build host's: a system
+        # interpreter leaves nothing private behind for the relocation audit to find.
+        source_prefixes=tuple(p for p in prefixes if p not in SYSTEM_PREFIXES),
     )
 
 
@@ -272,7 +275,7 @@ def _relocate_sysconfigdata(stdlib: Path, src: SourceInterpreter, prefixes: list
     for prefix in sorted(prefixes, key=len, reverse=True):
         if prefix in ("/", ""):
             continue
-        if prefix not in ("/usr", "/usr/local"):
+        if prefix not in SYSTEM_PREFIXES:
             text = text.replace(prefix, PREFIX_PLACEHOLDER)
             continue
         for lead in ("'", " ", "=", "-L", "-I"):
