@@ -307,11 +307,12 @@ class AllowList:
 
 
 def load_allowlist() -> AllowList:
-    """The packaged allow-list (``elf_allowlist.toml``: manylinux_2_17 plus the loaders)."""
+    """The packaged allow-list (``elf_allowlist.toml``: glibc, the GCC runtime, loaders)."""
     resource = importlib.resources.files("isolate.bundle").joinpath(ALLOWLIST_RESOURCE)
     try:
         data = tomllib.loads(resource.read_text(encoding="utf-8"))
-        names = [*data["manylinux_2_17"]["lib_whitelist"], *data["dynamic_loaders"]["sonames"]]
+        names = [*(n for group in data["host_provided"].values() for n in group),
+                 *data["dynamic_loaders"]["sonames"]]
     except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError) as exc:
         raise EnvironmentProblem(
             f"cannot read the ELF allow-list isolate/bundle/{ALLOWLIST_RESOURCE}: {exc}",
