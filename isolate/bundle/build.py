@@ -363,6 +363,10 @@ class Builder:
             if overlay is not None:
                 overlay_dir = out / f"{manifest.name}.tests"
                 _publish_dir(overlay, overlay_dir)
+        # The manifest's own hash, kept outside it, so that a tampered manifest is seen.
+        manifest_sha = hashlib.sha256(((directory or root) / MANIFEST_NAME).read_bytes())
+        write_atomic(out / f"{manifest.name}.{MANIFEST_NAME}.sha256",
+                     f"{manifest_sha.hexdigest()}  {MANIFEST_NAME}\n")
         write_atomic(out / "latest.txt", manifest.name + "\n")
         return BundleResult(name=manifest.name, manifest=manifest, directory=directory,
                             archives=tuple(archives), overlay=overlay_dir,
