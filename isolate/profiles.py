@@ -13,8 +13,10 @@ import difflib
 import hashlib
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from isolate.errors import InputError, ProfileError
 from isolate.interpreters import Discovery, Interpreter
@@ -26,6 +28,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+T = TypeVar("T")
 PROFILE_HINT = "see 'Profile format' in README.rst"
 
 
@@ -122,32 +125,28 @@ def _raise_problems(path: Path, text: str, kind: str, problems: list[Problem]) -
     )
 
 
-def load_runtime_file(path: Path, *, builtin: bool = False) -> LoadedRuntime:
+def _load(path: Path, parse: Callable[..., T | None], key: str, kind: str) -> tuple[T, str]:
+    """Parse and validate one profile file whose ``key`` must match its file name."""
     data, text = _read_toml(path)
     problems: list[Problem] = []
-    profile = RuntimeProfile.from_dict(data, problems=problems)
-    if profile is not None and profile.name != path.stem:
-        problems.append(Problem("name", f"{profile.name!r} must match the file name {path.stem!r}"))
+    profile = parse(data, problems=problems)
+    if profile is not None and getattr(profile, key) != path.stem:
+        problems.append(Problem(key, f"{getattr(profile, key)!r} must match the file name "
+                                     f"{path.stem!r}"))
     if profile is None or problems:
-        _raise_problems(path, text, "runtime", problems)
+        _raise_problems(path, text, kind, problems)
     assert profile is not None
-    return LoadedRuntime(
-        profile=profile,
-        path=path,
-        sha256=hashlib.sha256(text.encode()).hexdigest(),
-        builtin=builtin,
-    )
+    return profile, text
+
+
+def load_runtime_file(path: Path, *, builtin: bool = False) -> LoadedRuntime:
+    profile, text = _load(path, RuntimeProfile.from_dict, "name", "runtime")
+    return LoadedRuntime(profile=profile, path=path, builtin=builtin,
+                         sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
 def load_host_file(path: Path, *, builtin: bool = False) -> LoadedHost:
-    data, text = _read_toml(path)
-    problems: list[Problem] = []
-    profile = HostProfile.from_dict(data, problems=problems)
-    if profile is not None and profile.id != path.stem:
-        problems.append(Problem("id", f"{profile.id!r} must match the file name {path.stem!r}"))
-    if profile is None or problems:
-        _raise_problems(path, text, "host", problems)
-    assert profile is not None
+    profile, _text = _load(path, HostProfile.from_dict, "id", "host")
     return LoadedHost(profile=profile, path=path, builtin=builtin)
 
 

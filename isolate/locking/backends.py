@@ -83,6 +83,17 @@ def _resolution_error(done: Completed, profile: str) -> ResolutionError:
     )
 
 
+def _run_compiler(runner: Runner, argv: list[str | Path], req: CompileRequest) -> None:
+    """Run a pip-compile-like command: upgrade flags and the input file appended, run in
+    the output's directory (so annotations name files relatively)."""
+    argv = [*argv, *(["--upgrade"] if req.upgrade else []),
+            *(f"--upgrade-package={name}" for name in req.upgrade_packages),
+            req.requirements_in.name]
+    done = runner.run(argv, env=clean_env(), cwd=req.output.parent, timeout=1800, check=False)
+    if not done.ok:
+        raise _resolution_error(done, req.profile)
+
+
 class PipTools:
     """pip-compile, run under an interpreter of the runtime's Python version.
 
@@ -142,15 +153,7 @@ class PipTools:
             f"--output-file={req.output.name}",
             *req.index.pip_args(),
         ]
-        if req.upgrade:
-            argv.append("--upgrade")
-        for name in req.upgrade_packages:
-            argv.append(f"--upgrade-package={name}")
-        argv.append(req.requirements_in.name)
-        done = self._runner.run(argv, env=clean_env(), cwd=req.output.parent, timeout=1800,
-                                check=False)
-        if not done.ok:
-            raise _resolution_error(done, req.profile)
+        _run_compiler(self._runner, argv, req)
 
 
 class Uv:
@@ -190,12 +193,4 @@ class Uv:
             f"--output-file={req.output.name}",
             *req.index.pip_args(),
         ]
-        if req.upgrade:
-            argv.append("--upgrade")
-        for name in req.upgrade_packages:
-            argv.append(f"--upgrade-package={name}")
-        argv.append(req.requirements_in.name)
-        done = self._runner.run(argv, env=clean_env(), cwd=req.output.parent, timeout=1800,
-                                check=False)
-        if not done.ok:
-            raise _resolution_error(done, req.profile)
+        _run_compiler(self._runner, argv, req)
