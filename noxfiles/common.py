@@ -15,14 +15,14 @@ INDEX = os.environ.get("ISOLATE_INDEX_URL", "https://pypi.org/simple")
 # change what the toolkit or its tests see.
 CLEAN_ENV = {
     "PIP_CONFIG_FILE": os.devnull,
-    "PIP_CONSTRAINT": "",
-    "PIP_FIND_LINKS": "",
     "PIP_INDEX_URL": INDEX,
-    "UV_INDEX_URL": INDEX,
     "UV_DEFAULT_INDEX": INDEX,
     "UV_NO_CONFIG": "1",
-    "UV_CONSTRAINT": "",
 }
+# Machine-wide settings that must not reach pip or uv (see .ci/run, which unsets them).
+for _name in ("PIP_CONSTRAINT", "PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "UV_CONSTRAINT",
+              "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS"):
+    os.environ.pop(_name, None)
 
 
 def install(session: nox.Session, *extras: str) -> None:
