@@ -29,11 +29,12 @@ from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash, sha256_o
 from isolate.bundle.install import Installed, install_all
 from isolate.bundle.interpreter import CopiedInterpreter, copy_interpreter, find_source
 from isolate.bundle.launchers import python_launcher, script_launcher
+from isolate.bundle.wheelhouse import wheel_from_sdist
 from isolate.cache import cache_root
-from isolate.errors import CommandFailed, InputError
+from isolate.errors import InputError
 from isolate.fsutil import ensure_writable_dir, write_atomic
 from isolate.interpreters import Discovery
-from isolate.locking.backends import IndexOptions, PipTools
+from isolate.locking.backends import IndexOptions
 from isolate.locking.lock import lock_inputs, read_lock
 from isolate.model.lock import LockFile, Pin
 from isolate.model.manifest import (
@@ -45,7 +46,8 @@ from isolate.model.manifest import (
     Manifest,
     VendoredLib,
 )
-from isolate.proc import Runner, clean_env
+from isolate.model.profiles import RuntimeProfile
+from isolate.proc import Runner
 from isolate.profiles import LoadedRuntime
 from isolate.progress import NoProgress, Progress
 
@@ -62,6 +64,12 @@ class BundleOptions:
     include_headers: bool = False
     tests_overlay: bool = True
     jobs: int = 4
+    # A directory filled by `isolate fetch`: a find-links source (the caller adds it to
+    # ``index``) and where wheels built from sdists are found (built/<sdist sha256>/).
+    wheelhouse: Path | None = None
+    # No index at all (``index.index_url`` must be None); whatever would need the network
+    # is an error that says to run `isolate fetch` first.
+    offline: bool = False
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -86,6 +94,12 @@ def fresh_lock(loaded: LoadedRuntime, path: Path, kind: str) -> LockFile:
             hint=f"run `isolate lock {loaded.profile.name}` first",
         )
     return lf
+
+
+def target_of(profile: RuntimeProfile) -> Target:
+    """What the artifacts must fit: the profile's Python, arch and glibc floor."""
+    glibc = tuple(int(p) for p in profile.glibc.split(".")[:2])
+    return Target(python=profile.python_tuple, arch=profile.arch, glibc=(glibc[0], glibc[1]))
 
 
 @contextlib.contextmanager
@@ -129,10 +143,10 @@ class Builder:
         self.timings[name] = round(time.monotonic() - start, 3)
 
     # -- artifacts ----------------------------------------------------------------------
-    def _wheels(self, pins: tuple[Pin, ...], target: Target, index: IndexOptions,
-                python: tuple[int, int]) -> list[tuple[Artifact, Path, str | None]]:
+    def _wheels(self, pins: tuple[Pin, ...], target: Target, options: BundleOptions,
+                offline_hint: str | None) -> list[tuple[Artifact, Path, str | None]]:
         """(artifact, wheel path, sdist sha256 when built) per pin, all hash-checked."""
-        fetcher = Fetcher(index, cache_root())
+        fetcher = Fetcher(options.index, cache_root(), offline_hint=offline_hint)
         arts = fetcher.fetch(pins, target, progress=lambda _f: self.progress.advance())
         out: list[tuple[Artifact, Path, str | None]] = []
         for art in arts:
@@ -140,37 +154,11 @@ class Builder:
             if art.is_wheel:
                 out.append((art, art.path, None))
             else:
-                out.append((art, self._build_sdist(art, index, python), art.sha256))
+                out.append((art, wheel_from_sdist(
+                    art, index=options.index, python=target.python, runner=self.runner,
+                    discovery=self.discovery, progress=self.progress,
+                    wheelhouse=options.wheelhouse, offline_hint=offline_hint), art.sha256))
         return out
-
-    def _build_sdist(self, art: Artifact, index: IndexOptions, python: tuple[int, int]) -> Path:
-        built = cache_root() / "built" / art.sha256
-        wheels = sorted(built.glob("*.whl")) if built.is_dir() else []
-        if wheels:
-            return wheels[0]
-        self.progress.note(f"building a wheel from {art.path.name} (no wheel fits the target)")
-        tool = PipTools(self.runner, self.discovery).tool_python(python)
-        tmp = built.with_name(built.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            self.runner.run(
-                [tool, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-q",
-                 *index.pip_args(), "-w", tmp, art.path],
-                env=clean_env(), timeout=1800, what=f"building a wheel of {art.pin.key}")
-        except CommandFailed as exc:
-            raise InputError(
-                f"{art.pin.key}: no wheel fits the target and building one from "
-                f"{art.path.name} failed",
-                details=exc.details,
-                hint="install the build dependencies it names, or raise [target] glibc so "
-                     "that a published wheel fits",
-            ) from exc
-        if built.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.replace(tmp, built)
-        return sorted(built.glob("*.whl"))[0]
 
     # -- the build ----------------------------------------------------------------------
     def build(self, loaded: LoadedRuntime, *, lock_path: Path, tests_lock_path: Path,
@@ -182,9 +170,19 @@ class Builder:
         lock = fresh_lock(loaded, lock_path, "runtime")
         tests_lock = (fresh_lock(loaded, tests_lock_path, "tests")
                       if options.tests_overlay and profile.tests.requirements else None)
-        glibc = tuple(int(p) for p in profile.glibc.split(".")[:2])
-        target = Target(python=profile.python_tuple, arch=profile.arch,
-                        glibc=(glibc[0], glibc[1]))
+        target = target_of(profile)
+        offline_hint = None
+        if options.offline:
+            if options.index.index_url is not None:
+                raise InputError("an offline build takes no index",
+                                 hint="drop --index-url, or drop --offline")
+            wh = options.wheelhouse or "DIR"
+            offline_hint = (f"run `isolate fetch {profile.name} --wheelhouse {wh}` where there "
+                            "is network first, then build offline again")
+        if options.wheelhouse is not None and not options.wheelhouse.is_dir():
+            raise InputError(f"the wheelhouse {options.wheelhouse} does not exist",
+                             hint=f"run `isolate fetch {profile.name} --wheelhouse "
+                                  f"{options.wheelhouse}` first")
         out = options.output_dir
         with _build_dir(out) as work:
             root = work / "bundle"
@@ -196,7 +194,7 @@ class Builder:
                                           include_headers=options.include_headers,
                                           runner=self.runner)
             with self._timed("download", len(lock.pins)):
-                wheels = self._wheels(lock.pins, target, options.index, profile.python_tuple)
+                wheels = self._wheels(lock.pins, target, options, offline_hint)
             with self._timed("install", len(wheels)):
                 installed = install_all([w for _a, w, _s in wheels], python_home=interp.home,
                                         site_packages=interp.site_packages,
@@ -221,7 +219,8 @@ class Builder:
             overlay_root = None
             if tests_lock is not None:
                 with self._timed("tests overlay", len(tests_lock.pins)):
-                    overlay_root = self._overlay(tests_lock, target, options, interp, work)
+                    overlay_root = self._overlay(tests_lock, target, options, interp, work,
+                                                 offline_hint)
             with self._timed("manifest"):
                 manifest = self._manifest(loaded, lock_path, tests_lock_path if tests_lock else
                                           None, root, interp, wheels, installed, scripts,
@@ -263,9 +262,9 @@ class Builder:
                            f"{stats.compiled} compiled, {stats.failed} not Python 3 source")
 
     def _overlay(self, tests_lock: LockFile, target: Target, options: BundleOptions,
-                 interp: CopiedInterpreter, work: Path) -> Path:
+                 interp: CopiedInterpreter, work: Path, offline_hint: str | None) -> Path:
         """The test requirements, installed apart from the runtime."""
-        wheels = self._wheels(tests_lock.pins, target, options.index, target.python)
+        wheels = self._wheels(tests_lock.pins, target, options, offline_hint)
         root = work / "overlay"
         site = root / "site-packages"
         site.mkdir(parents=True)

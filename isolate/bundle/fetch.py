@@ -106,11 +106,16 @@ def sha256_of(path: Path) -> str:
 
 class Fetcher:
     def __init__(self, index: IndexOptions, cache: Path, *, timeout: float = 60.0,
-                 jobs: int = 8):
+                 jobs: int = 8, offline_hint: str | None = None):
+        """``offline_hint``: offline (no index may be used; ``index.index_url`` must be
+        None), and what to tell the user when an artifact is missing."""
+        if offline_hint is not None and index.index_url is not None:
+            raise ValueError("an offline Fetcher takes no index")
         self._index = index
         self._cache = cache
         self._timeout = timeout
         self._jobs = jobs
+        self._offline_hint = offline_hint
 
     # -- listing --------------------------------------------------------------------
     def _open(self, url: str, accept: str | None = None) -> tuple[bytes, str, str]:
@@ -127,8 +132,9 @@ class Fetcher:
             reason = getattr(exc, "reason", exc)
             raise EnvironmentProblem(
                 f"package index {url} is unreachable: {reason}",
-                hint="check --index-url and your network, or build offline from a wheelhouse "
-                     "with --find-links DIR --no-index",
+                hint="check --index-url and your network, or build offline: `isolate fetch "
+                     "RUNTIME --wheelhouse DIR` where there is network, then `isolate bundle "
+                     "RUNTIME --wheelhouse DIR --offline`",
             ) from exc
 
     def links(self, name: str) -> list[Link]:
@@ -262,6 +268,13 @@ class Fetcher:
                 return hit
             wheel, sdist = self.choose(pin, self.links(pin.name), target)
             link = wheel or sdist
+            if link is None and self._offline_hint is not None:
+                where = ", ".join(self._index.find_links) or "no --find-links/--wheelhouse"
+                raise InputError(
+                    f"offline: no artifact of {pin.key} that fits the target is in the "
+                    f"wheelhouse or find-links ({where}) or in the cache",
+                    hint=self._offline_hint,
+                )
             if link is None:
                 raise InputError(
                     f"no wheel for {pin.key} fits the target (CPython "

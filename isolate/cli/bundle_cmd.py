@@ -1,4 +1,5 @@
-"""isolate bundle RUNTIME [-o DIR] [--format dir|tar.zst|tar.gz] [--python SOURCE]"""
+"""isolate bundle RUNTIME [-o DIR] [--format dir|tar.zst|tar.gz] [--python SOURCE]
+[--wheelhouse DIR] [--offline]"""
 
 from __future__ import annotations
 
@@ -31,19 +32,36 @@ def register(sub: Any) -> None:
     p.add_argument("-j", "--jobs", type=int, default=4, help="parallel installs (default 4)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     add_index_options(p)
+    p.add_argument("--wheelhouse", type=Path, default=None, metavar="DIR",
+                   help="a directory filled by `isolate fetch`: a --find-links source, and "
+                        "where wheels built from sdists are found")
+    p.add_argument("--offline", action="store_true",
+                   help="use no index and no network: every artifact must be in the "
+                        "wheelhouse, --find-links or the cache")
     p.set_defaults(handler=run)
 
 
 def run(app: App, args: argparse.Namespace) -> int:
     from isolate.bundle.build import Builder, BundleOptions
     from isolate.cli.progress_view import TerminalProgress
+    from isolate.errors import InputError
+    from isolate.locking.backends import IndexOptions
 
     loaded = app.catalog.runtime(args.runtime)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    if args.offline and args.index_url:
+        raise InputError("--offline and --index-url exclude each other",
+                         hint="an offline build uses no index: drop --index-url")
+    index = index_options(args)
+    wheelhouse = args.wheelhouse.resolve() if args.wheelhouse else None
+    index = IndexOptions(
+        index_url=None if args.offline else index.index_url,
+        find_links=(*([str(wheelhouse)] if wheelhouse else []), *index.find_links))
     options = BundleOptions(output_dir=args.output_dir.resolve(), formats=formats,
-                            python=args.python, index=index_options(args),
+                            python=args.python, index=index,
                             include_headers=args.headers,
-                            tests_overlay=not args.no_tests_overlay, jobs=max(1, args.jobs))
+                            tests_overlay=not args.no_tests_overlay, jobs=max(1, args.jobs),
+                            wheelhouse=wheelhouse, offline=args.offline)
     with TerminalProgress(quiet=args.quiet) as progress:
         builder = Builder(runner=app.runner, discovery=app.discovery, progress=progress)
         result = builder.build(loaded,
