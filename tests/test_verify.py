@@ -100,6 +100,7 @@ def bundle(tiny: Tiny, tmp_path: Path) -> Iterator[Path]:
     """A private copy of the bundle directory, to tamper with."""
     copy = tmp_path / tiny.directory.name
     shutil.copytree(tiny.directory, copy, symlinks=True)
+    shutil.copy(f"{tiny.directory}.{MANIFEST_NAME}.sha256", tmp_path)  # the manifest's hash
     yield copy
 
 

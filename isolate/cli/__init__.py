@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,10 +56,13 @@ class App:
 def build_parser() -> argparse.ArgumentParser:
     from isolate.cli import (
         bundle_cmd,
+        fetch_cmd,
         lock_cmd,
         matrix_cmd,
         profiles_cmd,
         report_cmd,
+        sbom_cmd,
+        unpack_cmd,
         verify_cmd,
     )
 
@@ -77,9 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     profiles_cmd.register(sub)
     lock_cmd.register(sub)
     bundle_cmd.register(sub)
+    fetch_cmd.register(sub)
     matrix_cmd.register(sub)
     report_cmd.register(sub)
     verify_cmd.register(sub)
+    unpack_cmd.register(sub)
+    sbom_cmd.register(sub)
     return parser
 
 
@@ -103,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:  # `isolate ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitCode.OK)
 
 
 def dump_json(data: object) -> str:

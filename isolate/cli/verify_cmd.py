@@ -1,9 +1,10 @@
-"""isolate verify PATH [--host HOST] [--json]
+"""isolate verify PATH [--host HOST] [--manifest-sha256 HEX] [--json]
 
 Exit codes: 0 no errors (notes allowed); 1 at least one error finding (a damaged,
-unrelocatable, unclosed or leaky bundle, an unreadable manifest, or a host it cannot run
-on); 2 usage or input error (PATH missing, not a bundle directory or archive, an archive
-that cannot be unpacked, an unknown host profile).
+unrelocatable, unclosed or leaky bundle, an unreadable manifest or one changed after the
+build, or a host it cannot run on); 2 usage or input error (PATH missing, not a bundle
+directory or archive, an archive that cannot be unpacked or does not match its .sha256, an
+unknown host profile, a --manifest-sha256 that is not a sha256).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def register(sub: Any) -> None:
     p.add_argument("--host", metavar="HOST", default=None,
                    help="a host profile id: also check the bundle's libc family and glibc "
                         "floor against it (see `isolate profiles`)")
+    p.add_argument("--manifest-sha256", metavar="HEX", default=None,
+                   help="the manifest's expected sha256 (default: read from "
+                        "PATH.isolate-manifest.json.sha256, which `isolate bundle` writes "
+                        "beside the bundle; an archive's own .sha256 covers it)")
     p.add_argument("--json", action="store_true",
                    help="print the JSON report (schema isolate.verify/1) instead of text")
     p.set_defaults(handler=run)
@@ -41,7 +46,8 @@ def run(app: App, args: argparse.Namespace) -> int:
     from isolate.verify import verify
 
     host = app.catalog.host(args.host).profile if args.host else None
-    report = verify(args.path, host=host, runner=app.runner)
+    report = verify(args.path, host=host, runner=app.runner,
+                    manifest_sha256=args.manifest_sha256)
     if args.json:
         app.out(dump_json(report.to_dict()))
     else:

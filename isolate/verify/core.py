@@ -6,8 +6,11 @@ mode, build-path search, ELF facts) and the static checks judge the scan.
 
 Inputs that are not a bundle raise ``InputError`` (exit 2): a path that does not exist, a
 file that is not a bundle archive or cannot be unpacked, a directory without
-``isolate-manifest.json``. A manifest that exists but cannot be read is a finding (exit
-1): the checks that do not need it still run, the others are reported as skipped.
+``isolate-manifest.json``, a ``--manifest-sha256`` that is not a sha256, an archive whose
+``.sha256`` does not match. A manifest that exists but cannot be read is a finding (exit
+1): the checks that do not need it still run, the others are reported as skipped. So is a
+manifest whose sha256 differs from the one recorded outside the bundle (see
+``isolate.verify.manifest_hash``); when nothing records it, a note says so.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from isolate.errors import InputError, IsolateError
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
 from isolate.model.profiles import HostProfile
 from isolate.proc import Runner
-from isolate.verify import checks, probes
+from isolate.verify import checks, manifest_hash, probes
 from isolate.verify.layout import Layout, layout_of
 from isolate.verify.report import (
     CHECK_ORDER,
@@ -76,21 +79,29 @@ def _opened(path: Path) -> Iterator[tuple[Path, float | None]]:
         yield top, round(time.monotonic() - start, 3)
 
 
-def _manifest(root: Path) -> tuple[Manifest | None, list[Finding]]:
-    path = root / MANIFEST_NAME
-    if not path.is_file() and not path.is_symlink():
+def _manifest(root: Path, path: Path, given_sha256: str | None
+              ) -> tuple[Manifest | None, list[Finding], str]:
+    """The manifest, its findings (unreadable, changed after the build) and a summary."""
+    mpath = root / MANIFEST_NAME
+    if not mpath.is_file() and not mpath.is_symlink():
         raise InputError(f"{root} is not an isolate bundle: it has no {MANIFEST_NAME}",
                          hint="give the bundle's top directory (the one holding "
                               f"{MANIFEST_NAME}) or its archive")
+    expected = manifest_hash.locate(path, root, given=given_sha256)
+    found: list[Finding] = []
+    detail = ""
     try:
-        return Manifest.loads(path.read_text(encoding="utf-8")), []
+        data = mpath.read_bytes()
+        found, detail = manifest_hash.check(data, expected)
+        return Manifest.loads(data.decode("utf-8")), found, detail
     except (OSError, UnicodeDecodeError, ManifestError, AttributeError, TypeError,
             ValueError) as exc:  # from_dict meets whatever JSON it is given
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        changed = "".join(f"; {f.message}" for f in found if f.severity == ERROR)
         return None, [Finding(severity=ERROR, check=MANIFEST, path=MANIFEST_NAME,
                               message=f"cannot be read: {why}; integrity cannot be checked "
                                       "and the relocation audit looks for the build marker "
-                                      "only")]
+                                      f"only{changed}")], detail
 
 
 def _probe(check: str, fn: Callable[[], tuple[list[Finding], str]]
@@ -106,12 +117,19 @@ def _probe(check: str, fn: Callable[[], tuple[list[Finding], str]]
     return found, detail, round(time.monotonic() - start, 3)
 
 
-def verify(path: Path, *, host: HostProfile | None, runner: Runner) -> VerifyReport:
-    """Verify the bundle directory or archive at ``path``; every finding at once."""
+def verify(path: Path, *, host: HostProfile | None, runner: Runner,
+           manifest_sha256: str | None = None) -> VerifyReport:
+    """Verify the bundle directory or archive at ``path``; every finding at once.
+
+    ``manifest_sha256`` is the manifest's expected sha256; by default it is read from the
+    file ``isolate bundle`` records it in (see ``isolate.verify.manifest_hash``).
+    """
     start = time.monotonic()
+    given = manifest_hash.given_hex(manifest_sha256) if manifest_sha256 is not None else None
     with _opened(path) as (root, unpack_seconds):
-        (manifest, findings), seconds = _timed(lambda: _manifest(root))
-        runs = [CheckRun(name=MANIFEST, seconds=seconds)]
+        (manifest, findings, detail), seconds = _timed(
+            lambda: _manifest(root, Path(os.path.abspath(path)), given))
+        runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
         layout = layout_of(root, manifest)
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="isolate-probe") as pool:
             started: dict[str, Future[tuple[list[Finding], str, float]]] = {}
