@@ -8,7 +8,8 @@ import nox
 
 from noxfiles.common import CLEAN_ENV, CONTROLLER_PYTHONS, install
 
-__all__ = ["bench", "bundle", "e2e", "lint", "lock", "main", "matrix", "report", "tests"]
+__all__ = ["bench", "bundle", "e2e", "lint", "lock", "main", "matrix", "reliability", "report",
+           "tests"]
 
 MATRIX_HOSTS = [
     "local-2.7", "local-3.6", "local-3.9", "local-3.11", "local-3.13",
@@ -23,9 +24,9 @@ REPORT = "report"
 
 @nox.session(python=CONTROLLER_PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The toolkit's own suite, without the slow end-to-end tests."""
+    """The toolkit's own suite, without the slow end-to-end and the reliability tests."""
     install(session, "dev", "uv")
-    session.run("pytest", "-m", "not slow", "-n", "2", *session.posargs)
+    session.run("pytest", "-m", "not slow and not reliability", "-n", "2", *session.posargs)
 
 
 @nox.session(python="3.11")
@@ -33,6 +34,14 @@ def e2e(session: nox.Session) -> None:
     """End-to-end: the real Nova runtime, built, moved, run in Debian root filesystems."""
     install(session, "dev", "uv")
     session.run("pytest", "-m", "slow", *session.posargs)
+
+
+@nox.session(python="3.11")
+def reliability(session: nox.Session) -> None:
+    """Fault injection (SIGKILL, concurrent builds, a full disk) and the security of what
+    isolate ships and runs; mounting a tmpfs and the rootfs sandbox need root."""
+    install(session, "dev", "uv")
+    session.run("pytest", "-m", "reliability", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -347,9 +347,19 @@ def write_archive(src: Path, dest: Path, *, fmt: str, root_name: str, mtime: int
             os.fsync(raw.fileno())
         tmp.chmod(0o644)
         digest = sink.sha256.hexdigest()
-        with contextlib.suppress(FileNotFoundError):
-            sidecar.unlink()  # never leave a stale checksum next to a new archive
+        line = f"{digest}  {dest.name}\n"
+        try:
+            unchanged = sidecar.read_text() == line
+        except (OSError, UnicodeDecodeError):
+            unchanged = False
+        if not unchanged:
+            # Never a stale checksum beside a new archive: without one, unpack checks
+            # nothing; with a stale one it would refuse a good archive.
+            with contextlib.suppress(FileNotFoundError):
+                sidecar.unlink()
         tmp.replace(dest)
+        if unchanged:
+            return digest  # the same bytes: the checksum beside it stays right throughout
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write archive {dest}: {exc.strerror or exc}",

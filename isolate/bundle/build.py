@@ -9,6 +9,8 @@ leftovers of killed builds are removed when the next build starts.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import os
 import shutil
@@ -31,7 +33,7 @@ from isolate.bundle.interpreter import CopiedInterpreter, copy_interpreter, find
 from isolate.bundle.launchers import python_launcher, script_launcher
 from isolate.bundle.wheelhouse import wheel_from_sdist
 from isolate.cache import cache_root
-from isolate.errors import InputError
+from isolate.errors import EnvironmentProblem, InputError
 from isolate.fsutil import ensure_writable_dir, write_atomic
 from isolate.interpreters import Discovery
 from isolate.locking.backends import IndexOptions
@@ -109,17 +111,75 @@ def _build_dir(output_dir: Path) -> Iterator[Path]:
     with filelock.FileLock(str(output_dir / ".isolate-build.lock")):
         for stale in output_dir.glob(BUILD_PREFIX + "*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed build
+        for tmp in output_dir.glob(".*.tmp"):  # archives and files a killed build was writing
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink(missing_ok=True)
         work = output_dir / f"{BUILD_PREFIX}{os.getpid()}"
-        work.mkdir()
         try:
-            yield work
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            try:
+                yield work
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        except OSError as exc:
+            full = _disk_full(exc)
+            if full is None:
+                raise
+            raise EnvironmentProblem(
+                f"cannot build in the output directory {output_dir}: "
+                f"{os.strerror(errno.ENOSPC)} (writing {full})",
+                hint="free space there, or choose an output directory on a larger disk (-o)",
+            ) from exc
+
+
+def _disk_full(exc: OSError) -> str | None:
+    """The file being written when ``exc`` says the disk is full (or the quota spent)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return str(exc.filename2 or exc.filename or "")
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        for item in exc.args[0]:  # copytree: (source, destination, reason) per failure
+            if len(item) == 3 and ("No space left" in str(item[2])
+                                   or "Disk quota exceeded" in str(item[2])):
+                return str(item[1])
+    return None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap ``a`` and ``b`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False
+    when the system or the file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _normalise_modes(root: Path) -> None:
+    """Directories 0755, files 0755 or 0644: what a build ships never follows the umask."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            mode = 0o755 if st.st_mode & 0o111 else 0o644
+            if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
+                os.chmod(path, mode)
 
 
 def _publish_dir(src: Path, dest: Path) -> None:
-    """Replace ``dest`` with ``src``: never a moment with a partial ``dest``."""
-    if dest.exists() or dest.is_symlink():
+    """Replace ``dest`` with ``src``: never a moment with a partial or missing ``dest``."""
+    if (dest.exists() or dest.is_symlink()) and _exchange(src, dest):
+        shutil.rmtree(src, ignore_errors=True)  # the old tree, now in the work directory
+    elif dest.exists() or dest.is_symlink():
         trash = dest.with_name(f"{BUILD_PREFIX}old-{os.getpid()}-{dest.name}")
         os.replace(dest, trash)
         os.replace(src, dest)
@@ -340,6 +400,9 @@ class Builder:
     def _publish(self, manifest: Manifest, root: Path, overlay: Path | None,
                  options: BundleOptions) -> BundleResult:
         out = options.output_dir
+        for tree in (root, overlay):
+            if tree is not None:
+                _normalise_modes(tree)
         archives: list[tuple[Path, str]] = []
         mtime = archive_mod.default_mtime()
         for fmt in options.formats:

@@ -111,6 +111,9 @@ def bwrap_argv(rootfs: Path, command: Sequence[str], *, binds: Sequence[Bind] = 
     argv = ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
             "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/var/tmp",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+            # as root, the command must not keep capabilities: with CAP_SYS_ADMIN it
+            # could remount the read-only root and write into the cached filesystem
+            "--cap-drop", "ALL",
             "--hostname", "isolate-host", "--clearenv"]
     if not network:
         argv.append("--unshare-net")
