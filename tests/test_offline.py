@@ -118,7 +118,7 @@ def test_fetch_is_idempotent_and_complete(app_wheelhouse: Path, app_ws: Path,
     assert [n.split("-")[0] for n in names] == ["alpha", "beta", "delta", "gamma", "tool"]
     lock = (app_ws / "constraints" / "app.txt").read_text() + \
         (app_ws / "constraints" / "app-tests.txt").read_text()
-    from isolate.bundle.fetch import sha256_of
+    from isolate.fsutil import sha256_file as sha256_of
 
     for n in names:
         assert sha256_of(app_wheelhouse / n) in lock, n
@@ -226,7 +226,7 @@ def setuptools_wheel(directory: Path) -> Path:
 def test_sdist_only_package_is_prebuilt_by_fetch_and_used_offline(
         app_wheels: Path, target_python: str, tmp_path: Path, test_cache_dir: Path,
         run_isolate: Callable[..., Result]) -> None:
-    from isolate.bundle.fetch import sha256_of
+    from isolate.fsutil import sha256_file as sha256_of
 
     links = tmp_path / "links"
     shutil.copytree(app_wheels, links)

@@ -62,7 +62,7 @@ from typing import IO, BinaryIO, Protocol, cast
 import zstandard
 
 from isolate.errors import InputError
-from isolate.fsutil import ensure_writable_dir, write_atomic
+from isolate.fsutil import ensure_writable_dir, sha256_file, write_atomic
 
 FORMATS = ("tar.zst", "tar.gz")
 
@@ -100,14 +100,6 @@ def default_mtime() -> int:
     if value.isascii() and value.isdigit() and int(value) < 8**11:
         return int(value)
     return DEFAULT_MTIME
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _claimed_format(name: str) -> tuple[str, str | None]:

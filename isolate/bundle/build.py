@@ -27,14 +27,14 @@ from isolate import __version__
 from isolate.bundle import archive as archive_mod
 from isolate.bundle import elf
 from isolate.bundle.bytecode import compile_tree
-from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash, sha256_of
+from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
 from isolate.bundle.install import Installed, install_all
 from isolate.bundle.interpreter import CopiedInterpreter, copy_interpreter, find_source
 from isolate.bundle.launchers import python_launcher, script_launcher
 from isolate.bundle.wheelhouse import wheel_from_sdist
 from isolate.cache import cache_root
 from isolate.errors import EnvironmentProblem, InputError
-from isolate.fsutil import ensure_writable_dir, write_atomic
+from isolate.fsutil import ensure_writable_dir, sha256_file, write_atomic
 from isolate.interpreters import Discovery
 from isolate.locking.backends import IndexOptions
 from isolate.locking.lock import lock_inputs, read_lock
@@ -210,7 +210,7 @@ class Builder:
         arts = fetcher.fetch(pins, target, progress=lambda _f: self.progress.advance())
         out: list[tuple[Artifact, Path, str | None]] = []
         for art in arts:
-            check_hash(art.pin, sha256_of(art.path), art.path.name)  # again, before use
+            check_hash(art.pin, sha256_file(art.path), art.path.name)  # again, before use
             if art.is_wheel:
                 out.append((art, art.path, None))
             else:
@@ -350,7 +350,7 @@ class Builder:
         name = f"{profile.name}-{app_version}-{py_tag}-{platform}"
         files = hash_tree(root)
         dists = tuple(sorted(
-            (Distribution(name=a.pin.name, version=a.pin.version, sha256=sha256_of(w)
+            (Distribution(name=a.pin.name, version=a.pin.version, sha256=sha256_file(w)
                           if built else a.sha256, filename=w.name, built_from_sdist=built)
              for a, w, built in wheels), key=lambda d: d.name))
         site_rel = interp.site_packages.relative_to(root).as_posix()
@@ -458,7 +458,7 @@ def hash_tree(root: Path) -> tuple[FileEntry, ...]:
         mode = 0o755 if st.st_mode & 0o111 else 0o644
         if stat.S_IMODE(st.st_mode) != mode:
             os.chmod(p, mode)  # normalise: no group/world write, no setuid
-        return FileEntry(path=rel, sha256=sha256_of(p), mode=mode, size=st.st_size)
+        return FileEntry(path=rel, sha256=sha256_file(p), mode=mode, size=st.st_size)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         entries = [e for e in pool.map(entry, sorted(paths)) if e is not None]

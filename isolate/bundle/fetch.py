@@ -96,14 +96,6 @@ def _link(url: str) -> Link:
                 sha256=frag.get("sha256"))
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class Fetcher:
     def __init__(self, index: IndexOptions, cache: Path, *, timeout: float = 60.0,
                  jobs: int = 8, offline_hint: str | None = None):

@@ -21,10 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash, sha256_of
+from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
 from isolate.cache import cache_root
 from isolate.errors import CommandFailed, InputError
-from isolate.fsutil import ensure_writable_dir
+from isolate.fsutil import ensure_writable_dir, sha256_file
 from isolate.interpreters import Discovery
 from isolate.locking.backends import IndexOptions, PipTools
 from isolate.model.lock import Pin
@@ -156,7 +156,7 @@ def fill(pins: Sequence[Pin], target: Target, index: IndexOptions, wheelhouse: P
         nonlocal added, present, total, added_bytes
         size = src.stat().st_size
         total += size
-        if dest.is_file() and sha256_of(dest) == sha256:
+        if dest.is_file() and sha256_file(dest) == sha256:
             present += 1
             return
         _copy_in(src, dest)
@@ -164,7 +164,7 @@ def fill(pins: Sequence[Pin], target: Target, index: IndexOptions, wheelhouse: P
         added_bytes += size
 
     for art in arts:
-        check_hash(art.pin, sha256_of(art.path), art.path.name)  # again, before it is kept
+        check_hash(art.pin, sha256_file(art.path), art.path.name)  # again, before it is kept
         place(art.path, wheelhouse / art.path.name, art.sha256)
         if art.is_wheel:
             continue
@@ -180,7 +180,7 @@ def fill(pins: Sequence[Pin], target: Target, index: IndexOptions, wheelhouse: P
         tmp = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{art.sha256}.",
                                     suffix=_PART))
         try:
-            place(wheel, tmp / wheel.name, sha256_of(wheel))
+            place(wheel, tmp / wheel.name, sha256_file(wheel))
             shutil.rmtree(dest_dir, ignore_errors=True)  # empty or stale
             os.replace(tmp, dest_dir)
         finally:
