@@ -58,3 +58,7 @@ class ResolutionError(InputError):
 
 class CommandFailed(EnvironmentProblem):
     """A subprocess failed; ``details`` holds the tail of its output."""
+
+    def __init__(self, message: str, *, hint: str | None = None, details: str | None = None):
+        super().__init__(message, details=details, hint=hint or (
+            "the command's own output is above; fix what it names and run isolate again"))

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from isolate.errors import InputError
+from isolate.errors import EnvironmentProblem, InputError
 
 
 def sha256_file(path: Path) -> str:
@@ -46,6 +46,11 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise EnvironmentProblem(f"cannot write {path}: {exc.strerror or exc}",
+                                 hint="check free space and permissions there") from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

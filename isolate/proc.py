@@ -103,15 +103,24 @@ class Runner:
                 f"cannot run {args[0]!r}: not found",
                 hint="install it or put it on PATH",
             ) from exc
-        except PermissionError as exc:
-            raise EnvironmentProblem(f"cannot run {args[0]!r}: {exc.strerror}") from exc
+        except OSError as exc:  # not executable, not a program (ENOEXEC), ...
+            raise EnvironmentProblem(f"cannot run {args[0]!r}: {exc.strerror or exc}",
+                                     hint="check that it is an executable for this machine"
+                                     ) from exc
         timed_out = False
         try:
             out, err = proc.communicate(input=input, timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
-            out, err = proc.communicate()
+            try:  # a daemon the command left behind may still hold the pipes
+                out, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+                proc.wait()
+                out, err = "", "(output lost: the pipes stayed open after the kill)"
         except BaseException:
             _kill_group(proc)
             proc.wait()

@@ -169,6 +169,22 @@ def local_host(interp: Interpreter) -> HostProfile:
     )
 
 
+def absent_local_host(host_id: str) -> HostProfile | None:
+    """For a well-formed ``local-X.Y`` id with no such interpreter here: a profile whose
+    cells are "not run" (with the reason), so a matrix can name hosts a machine lacks."""
+    m = re.fullmatch(r"local-(\d+)\.(\d+)", host_id)
+    if m is None:
+        return None
+    facts = local_host(Interpreter(path=Path("/nonexistent"), version=(int(m[1]), int(m[2]), 0),
+                                   implementation="CPython", prefix=Path("/nonexistent"),
+                                   origin="absent"))
+    return HostProfile(id=host_id, name=f"this machine, platform Python {m[1]}.{m[2]} (not "
+                       "installed here)", distro=facts.distro, release=facts.release,
+                       codename=facts.codename, arch=facts.arch, libc=facts.libc,
+                       python=f"{m[1]}.{m[2]}", provision=Provision(method="local"),
+                       notes="no such interpreter on this machine")
+
+
 class Catalog:
     """All profiles visible from one workspace. Reads files on demand."""
 

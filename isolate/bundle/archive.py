@@ -450,8 +450,23 @@ class _LimitedReader:
         self._inner = inner
         self._limit = limit
         self.count = 0
+        self._pushed = b""
+
+    def first_block_is_blank(self) -> bool:
+        """Whether the tar stream starts with an end-of-archive (zero) block or nothing:
+        an archive without entries. (tarfile's stream mode reports that differently
+        from one Python version to the next.)"""
+        block = self.read(512)
+        self._pushed = block
+        return not block.strip(b"\0")
 
     def read(self, size: int = -1) -> bytes:
+        if self._pushed:
+            if size < 0 or size >= len(self._pushed):
+                data, self._pushed = self._pushed, b""
+                return data + (self.read(size - len(data)) if size > len(data) else b"")
+            data, self._pushed = self._pushed[:size], self._pushed[size:]
+            return data
         try:
             data = self._inner.read(size)
         except _Corrupt:
@@ -733,6 +748,10 @@ def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
                                 else gzip.GzipFile(fileobj=raw, mode="rb"))
             stream = _LimitedReader(inner, max_total_bytes + _HEADER_ALLOWANCE)
             try:
+                if stream.first_block_is_blank():
+                    stream.drain()  # still verify the checksum: corrupt beats empty
+                    raise InputError(f"refusing to unpack {archive}: the archive is empty",
+                                     hint=_UNPACK_HINT)
                 try:
                     tf = tarfile.open(  # noqa: SIM115 - closed by the `with tf` below
                         fileobj=cast(IO[bytes], stream), mode="r|", tarinfo=_GuardedTarInfo,

@@ -234,28 +234,41 @@ class Fetcher:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def cached_wheel(self, pin: Pin, target: Target) -> Artifact | None:
-        """A wheel for ``pin`` already in the cache (no index needed)."""
-        root = self._cache / "artifacts"
-        links = []
-        for h in pin.hashes:
-            algo, _, digest = h.partition(":")
-            d = root / digest[:2] / digest
-            if algo == "sha256" and d.is_dir():
-                links += [Link(filename=p.name, url=p.as_uri(), sha256=digest)
-                          for p in d.iterdir() if p.name.endswith(".whl")]
-        wheel, _ = self.choose(pin, links, target)
-        if wheel is None or wheel.sha256 is None:
+    def _selection(self, pin: Pin, target: Target) -> Path:
+        """Where the choice made for ``pin``, ``target`` and these sources is remembered.
+
+        The choice is made once against the index and find-links, never among whatever
+        the cache happens to hold, so the same lock always gives the same artifacts."""
+        key = json.dumps([pin.key, sorted(pin.hashes), [target.python, target.arch,
+                          target.glibc], self._index.index_url,
+                          list(self._index.find_links)], sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return self._cache / "selections" / digest[:2] / digest
+
+    def cached_choice(self, pin: Pin, target: Target) -> Artifact | None:
+        """The artifact chosen for ``pin`` before, when it is still in the cache."""
+        try:
+            sha, filename = self._selection(pin, target).read_text().split()
+        except (OSError, ValueError):
             return None
-        return Artifact(pin=pin, path=self._cached(wheel.sha256, wheel.filename),
-                        sha256=wheel.sha256, is_wheel=True)
+        path = self._cached(sha, filename)
+        if not path.exists():
+            return None
+        return Artifact(pin=pin, path=path, sha256=sha, is_wheel=filename.endswith(".whl"))
+
+    def _remember(self, art: Artifact, target: Target) -> None:
+        record = self._selection(art.pin, target)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")
+        tmp.write_text(f"{art.sha256} {art.path.name}\n")
+        os.replace(tmp, record)
 
     def fetch(self, pins: Sequence[Pin], target: Target, *,
               progress: Callable[[str], None] | None = None) -> list[Artifact]:
         """One artifact per pin: the best cached or downloadable wheel, else the sdist."""
 
         def one(pin: Pin) -> Artifact:
-            hit = self.cached_wheel(pin, target)
+            hit = self.cached_choice(pin, target)
             if hit is not None:
                 return hit
             wheel, sdist = self.choose(pin, self.links(pin.name), target)
@@ -275,6 +288,7 @@ class Fetcher:
                     hint="raise [target] glibc in the runtime profile, or pick another version",
                 )
             art = self._download(pin, link)
+            self._remember(art, target)
             if progress is not None:
                 progress(link.filename)
             return art

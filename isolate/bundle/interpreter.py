@@ -121,9 +121,17 @@ def describe(runner: Runner, executable: Path, *, source: str) -> SourceInterpre
         raise InputError(f"{executable} is not a usable CPython 3.8+ interpreter",
                          details=done.tail(10),
                          hint="pass --python a CPython executable or an install_only archive")
-    d = json.loads(done.stdout)
-    if d["implementation"] != "cpython":
-        raise InputError(f"{executable} is {d['implementation']}, not CPython")
+    try:
+        d = json.loads(done.stdout)
+        implementation = d["implementation"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{executable} is not a usable CPython 3.8+ interpreter: it did not "
+                         "describe itself", details=done.tail(10),
+                         hint="pass --python a CPython executable or an install_only archive"
+                         ) from exc
+    if implementation != "cpython":
+        raise InputError(f"{executable} is {implementation}, not CPython",
+                         hint="isolate bundles CPython; pass --python a CPython executable")
     return SourceInterpreter(
         version=d["version"],
         executable=Path(d["executable"]),

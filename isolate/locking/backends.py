@@ -73,8 +73,22 @@ def diagnosis(text: str) -> str:
     return "\n".join(out[-40:]).strip()
 
 
-def _resolution_error(done: Completed, profile: str) -> ResolutionError:
+_NETWORK_SIGNS = ("NewConnectionError", "Failed to establish a new connection",
+                  "Name or service not known", "Temporary failure in name resolution",
+                  "Network is unreachable", "Connection refused", "ConnectTimeoutError",
+                  "Max retries exceeded", "error sending request", "dns error")
+
+
+def _resolution_error(done: Completed, profile: str) -> EnvironmentProblem | ResolutionError:
     reason = "timed out" if done.timed_out else f"exit code {done.returncode}"
+    output = done.stdout + "\n" + done.stderr
+    if any(sign in output for sign in _NETWORK_SIGNS):
+        return EnvironmentProblem(
+            f"cannot resolve runtime profile {profile!r}: the package index is unreachable "
+            f"({reason})",
+            details=diagnosis(output),
+            hint="check the network and --index-url; no lock was written or changed",
+        )
     return ResolutionError(
         f"cannot resolve the requirements of runtime profile {profile!r} ({reason})",
         details=diagnosis(done.stdout + "\n" + done.stderr),

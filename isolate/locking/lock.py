@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from isolate.errors import CheckFailed, InputError
+from isolate.errors import CheckFailed, InputError, ResolutionError
 from isolate.fsutil import temp_dir, write_atomic
 from isolate.locking.backends import Backend, CompileRequest, IndexOptions
 from isolate.model.lock import (
@@ -135,8 +135,12 @@ def _resolve(
     runtime_out = work / f"{p.name}.txt"
     shutil.copyfile(combined_out, runtime_out)
     backend.compile(request(runtime_in, runtime_out))
-    combined = parse_lock(combined_out.read_text()).pins
-    runtime = list(parse_lock(runtime_out.read_text()).pins)
+    try:
+        combined = parse_lock(combined_out.read_text()).pins
+        runtime = list(parse_lock(runtime_out.read_text()).pins)
+    except ValueError as exc:
+        raise ResolutionError(f"the resolver wrote a lock isolate cannot read: {exc}",
+                              hint="report this with the resolver's version") from exc
     names = {pin.name for pin in runtime}
     tests = [pin for pin in combined if pin.name not in names]
     return runtime, tests
@@ -168,11 +172,11 @@ def lock(
     """Resolve and write both locks; nothing is written unless both resolutions succeed."""
     name = loaded.profile.name
     paths = LockPaths(runtime=out_dir / f"{name}.txt", tests=out_dir / f"{name}-tests.txt")
-    seeds = []
-    if seed_dir is not None and not upgrade:
-        seeds = [seed_dir / f"{name}.txt", seed_dir / f"{name}-tests.txt"]
-    old = [line for s in seeds if s.exists()
-           for line in summary_lines(parse_lock(s.read_text()).pins)]
+    previous = [] if seed_dir is None else [seed_dir / f"{name}.txt",
+                                            seed_dir / f"{name}-tests.txt"]
+    previous = [p for p in previous if p.exists()]
+    seeds = [] if upgrade else previous
+    old = [line for s in previous for line in summary_lines(read_lock(s).pins)]
     with temp_dir(prefix="isolate-lock-") as work:
         runtime, tests = _resolve(loaded, backend, index, work, seeds,
                                   upgrade=upgrade, upgrade_packages=upgrade_packages)

@@ -120,6 +120,9 @@ class CellRunner:
         except IsolateError as exc:
             obs = Observation(status="error", reason=exc.message,
                               output_tail=(exc.details or "")[-4000:])
+        except Exception as exc:  # one broken cell must not lose the others' results
+            obs = Observation(status="error", reason=f"isolate could not run this cell: "
+                              f"{type(exc).__name__}: {exc}")
         return Cell(host=h.id, host_name=h.name, executor=planned.executor,
                     predicted=planned.prediction, observed=obs, host_facts=facts)
 
@@ -143,10 +146,12 @@ class CellRunner:
 
     # -- local ---------------------------------------------------------------------
     def _local(self, planned: PlannedCell) -> Observation:
-        host_python = Path(planned.host.provision.interpreter or "")
-        if not host_python.exists():
-            return Observation(status="not-run",
-                               reason=f"the host's interpreter {host_python} is missing")
+        if not planned.host.provision.interpreter or not Path(
+                planned.host.provision.interpreter).exists():
+            return Observation(status="not-run", reason=(
+                f"no CPython {planned.host.python} on this machine to stand in as the host's "
+                "platform Python (install it, e.g. with pyenv, to observe this cell)"))
+        host_python = Path(planned.host.provision.interpreter)
         cell_dir, top, overlay = self._prepare(planned.host.id)
         probe = _probe_file(cell_dir)
         out = cell_dir / "probe.json"

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from isolate import __version__
+from isolate.errors import InputError
 from isolate.matrix.execute import BundleInput, CellRunner
 from isolate.matrix.plan import PlannedCell, plan
 from isolate.model.profiles import HostProfile
@@ -23,6 +24,9 @@ def run_matrix(bundle: BundleInput, hosts: Sequence[HostProfile], *, runner: Run
                work_dir: Path | None = None, keep: bool = False,
                progress: Progress | None = None) -> Results:
     progress = progress or NoProgress()
+    if baseline is not None and baseline not in {h.id for h in hosts}:
+        raise InputError(f"--baseline {baseline}: not one of the hosts of this matrix",
+                         hint=f"use one of {', '.join(h.id for h in hosts)}")
     cells = plan(bundle.manifest, hosts, shard)
     work = Path(tempfile.mkdtemp(prefix="isolate-matrix-", dir=work_dir))
     try:

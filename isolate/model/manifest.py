@@ -212,7 +212,7 @@ class Manifest:
             )
         except KeyError as exc:
             raise ManifestError(f"missing key {exc.args[0]!r}") from exc
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:
             raise ManifestError(f"bad value: {exc}") from exc
 
     @classmethod

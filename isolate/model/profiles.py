@@ -96,7 +96,7 @@ class RuntimeProfile:
             elif minor < (3, 8):
                 f.problem("python", f"runtimes need CPython 3.8 or newer, got {python!r}")
         reqs = f.str_list("requirements", required=True)
-        if f.has("requirements") and not reqs and not problems:
+        if f.has("requirements") and isinstance(data.get("requirements"), list) and not reqs:
             f.problem("requirements", "must list at least one requirement")
         _check_requirements(f, "requirements", reqs)
         description = f.string("description", "") or ""
@@ -123,7 +123,8 @@ class RuntimeProfile:
                 env[k] = v
             else:
                 t.problem(f"env.{k}", f"expected a string, got {type(v).__name__}")
-        timeout = t.get("timeout", float, 1800.0) or 1800.0
+        timeout = t.get("timeout", float, 1800.0)
+        timeout = 1800.0 if timeout is None else timeout
         if timeout <= 0:
             t.problem("timeout", "must be a positive number of seconds")
         t.finish()

@@ -154,7 +154,7 @@ class Results:
             return cls(bundle=dict(d["bundle"]), baseline=d.get("baseline"), shard=shard,
                        tool_version=str(d.get("tool_version", "")),
                        cells=tuple(Cell.from_dict(c) for c in d["cells"]))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultsError(f"{where}: bad or missing key: {exc}") from exc
 
 
