@@ -12,7 +12,6 @@ import hashlib
 import html.parser
 import json
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.parse
@@ -307,10 +306,3 @@ def check_hash(pin: Pin, actual: str, filename: str) -> None:
             hint="the artifact is not the one locked; nothing was installed. Check the index "
                  "or relock with `isolate lock`",
         )
-
-
-def copy_to(art: Artifact, dest_dir: Path) -> Path:
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / art.path.name
-    shutil.copyfile(art.path, dest)
-    return dest

@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from isolate.errors import CheckFailed, InputError, ResolutionError
+from isolate.errors import InputError, ResolutionError
 from isolate.fsutil import temp_dir, write_atomic
 from isolate.locking.backends import Backend, CompileRequest, IndexOptions
 from isolate.model.lock import (
@@ -244,12 +244,3 @@ def check(
         problems=(f"{runtime_path}: a fresh resolution of the profile gives other pins",),
         diff=diff,
     )
-
-
-def raise_if_stale(result: CheckResult, name: str) -> None:
-    if not result.fresh:
-        raise CheckFailed(
-            f"the lock of {name!r} is stale",
-            details="\n".join([*result.problems, *result.diff]),
-            hint=f"run `isolate lock {name}` and commit the result",
-        )

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from isolate.bundle import archive as archive_mod
+from isolate.bundle.build import BUILD_PREFIX
 from isolate.bundle.elf import load_allowlist
 from isolate.errors import InputError, IsolateError
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
@@ -53,7 +54,7 @@ T = TypeVar("T")
 
 # The marker every build directory's name holds (isolate.bundle.build.BUILD_PREFIX);
 # used only when the manifest, which records it, cannot be read.
-DEFAULT_BUILD_MARKER = ".isolate-build-"
+DEFAULT_BUILD_MARKER = BUILD_PREFIX  # for manifests that do not name their marker
 _NO_MANIFEST = "needs a readable manifest"
 
 
