@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from isolate.cache import cache_root
 from isolate.errors import EnvironmentProblem
 from isolate.proc import Runner, clean_env
 
@@ -112,6 +113,25 @@ class Discovery:
             key=lambda i: (i.version, i.origin == "pyenv"),
         )
 
+    def _built(self, minor: tuple[int, int]) -> Interpreter | None:
+        xy = f"{minor[0]}.{minor[1]}"
+        base = cache_root() / "interpreters"
+        best: Interpreter | None = None
+        for info in sorted(base.glob(f"cpython-{xy}.*/build-info.json")):
+            exe = info.parent / "python" / "bin" / f"python{xy}"
+            try:
+                version = tuple(int(p) for p in info.parent.name.split("-")[1].split("."))
+            except ValueError:
+                continue
+            if len(version) != 3 or not os.access(exe, os.X_OK):
+                continue
+            cand = Interpreter(path=exe, version=(version[0], version[1], version[2]),
+                               implementation="CPython", prefix=exe.parent.parent,
+                               origin="isolate")
+            if best is None or cand.version > best.version:
+                best = cand
+        return best
+
     def by_minor(self) -> dict[tuple[int, int], Interpreter]:
         """The newest interpreter of each major.minor version (pyenv's win a tie)."""
         out: dict[tuple[int, int], Interpreter] = {}
@@ -120,7 +140,9 @@ class Discovery:
         return out
 
     def find(self, minor: tuple[int, int], *, purpose: str) -> Interpreter:
-        interp = self.by_minor().get(minor)
+        """The local interpreter of ``minor``; else one that isolate built from source
+        (``isolate python build``) and keeps in its cache."""
+        interp = self.by_minor().get(minor) or self._built(minor)
         if interp is not None:
             return interp
         have = ", ".join(i.minor_text for i in self.by_minor().values()) or "none"
@@ -128,6 +150,7 @@ class Discovery:
         raise EnvironmentProblem(
             f"no CPython {want} found on this machine (needed {purpose}); found: {have}",
             hint=(
-                f"install one (e.g. `pyenv install {want}`) or put a python{want} on PATH"
+                f"install one (e.g. `pyenv install {want}`), put a python{want} on PATH, "
+                f"or build one: `isolate python build {want}`"
             ),
         )

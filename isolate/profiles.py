@@ -239,6 +239,26 @@ class Catalog:
     def runtimes(self) -> list[LoadedRuntime]:
         return [load_runtime_file(p, builtin=b) for p, b in self._files("runtimes").values()]
 
+    # -- interpreter locks (the source interpreter provider) ----------------------------
+    def interpreter_versions(self) -> list[str]:
+        """The CPython versions that have an interpreter lock (``cpython-X.Y.toml``)."""
+        names = [n.removeprefix("cpython-") for n in self._files("interpreters")
+                 if n.startswith("cpython-")]
+        return sorted(names, key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
+
+    def interpreter_lock_path(self, python: str) -> Path:
+        files = self._files("interpreters")
+        name = f"cpython-{python}"
+        if name not in files:
+            known = self.interpreter_versions()
+            raise InputError(
+                f"no interpreter lock for CPython {python}: isolate can build "
+                f"{', '.join(known) or 'no version'} from source",
+                hint=f"use one of {', '.join(known) or '(none)'}, or add "
+                     f"profiles/interpreters/{name}.toml to the workspace",
+            )
+        return files[name][0]
+
     # -- hosts ------------------------------------------------------------------------
     def local_hosts(self) -> list[LoadedHost]:
         return [

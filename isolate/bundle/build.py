@@ -29,7 +29,13 @@ from isolate.bundle import elf
 from isolate.bundle.bytecode import compile_tree
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
 from isolate.bundle.install import Installed, install_all
-from isolate.bundle.interpreter import CopiedInterpreter, copy_interpreter, find_source
+from isolate.bundle.interpreter import (
+    CopiedInterpreter,
+    SourceInterpreter,
+    copy_interpreter,
+    describe,
+    find_source,
+)
 from isolate.bundle.launchers import python_launcher, script_launcher
 from isolate.bundle.wheelhouse import wheel_from_sdist
 from isolate.cache import cache_root
@@ -62,6 +68,9 @@ class BundleOptions:
     output_dir: Path
     formats: tuple[str, ...] = ("tar.zst",)
     python: str | None = None  # an executable or an install_only archive
+    # The source provider: the interpreter lock to build CPython from (``source:X.Y``, or
+    # ``interpreter = "source"`` in the profile); ``python`` is then ignored.
+    interpreter_lock: Path | None = None
     index: IndexOptions = field(default_factory=IndexOptions)
     include_headers: bool = False
     tests_overlay: bool = True
@@ -248,8 +257,11 @@ class Builder:
             root = work / "bundle"
             root.mkdir()
             with self._timed("interpreter"):
-                src = find_source(self.runner, self.discovery, profile.python, options.python,
-                                  work / "source", archive_mod.unpack)
+                if options.interpreter_lock is not None:
+                    src = self._source_built(options.interpreter_lock, profile)
+                else:
+                    src = find_source(self.runner, self.discovery, profile.python,
+                                      options.python, work / "source", archive_mod.unpack)
                 interp = copy_interpreter(src, root / "python",
                                           include_headers=options.include_headers,
                                           runner=self.runner)
@@ -286,6 +298,25 @@ class Builder:
                                           None, root, interp, wheels, installed, scripts,
                                           closure, src_prefixes=interp.source_prefixes)
             return self._publish(manifest, root, overlay_root, options)
+
+    def _source_built(self, lock_path: Path, profile: RuntimeProfile) -> SourceInterpreter:
+        """CPython built from the interpreter lock (cached), described for the copy."""
+        from isolate.pybuild.build import build_interpreter
+        from isolate.pybuild.lock import load_interpreter_lock
+
+        ilock = load_interpreter_lock(lock_path)
+        if ilock.python != profile.python:
+            raise InputError(
+                f"the interpreter lock {lock_path} builds CPython {ilock.python}, but the "
+                f"runtime profile {profile.name!r} asks for {profile.python}",
+                hint=f"use source:{profile.python}, or change the profile's python")
+        built = build_interpreter(ilock, arch=profile.arch, runner=self.runner,
+                                  step=lambda text: self.progress.note(
+                                      f"building CPython: {text}"))
+        info = built.info
+        return describe(self.runner, built.executable,
+                        source=f"source:{info['version']} (glibc {info['glibc_target']}, "
+                               f"{info['compiler']}, inputs {info['key'][:16]})")
 
     def _launchers(self, loaded: LoadedRuntime, root: Path, interp: CopiedInterpreter,
                    installed: list[Installed]) -> tuple[str, ...]:

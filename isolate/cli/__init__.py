@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         lock_cmd,
         matrix_cmd,
         profiles_cmd,
+        python_cmd,
         report_cmd,
         sbom_cmd,
         unpack_cmd,
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify_cmd.register(sub)
     unpack_cmd.register(sub)
     sbom_cmd.register(sub)
+    python_cmd.register(sub)
     return parser
 
 

@@ -23,9 +23,11 @@ def register(sub: Any) -> None:
                    help="dir, tar.zst, tar.gz, or several separated by commas "
                         "(default: tar.zst)")
     p.add_argument("--python", metavar="SOURCE", default=None,
-                   help="the CPython to bundle: an executable, or a python-build-standalone "
-                        "install_only archive (default: a local CPython of the profile's "
-                        "version)")
+                   help="the CPython to bundle: source:X.Y (built by isolate from pinned "
+                        "sources for an old glibc, cached; see `isolate python build`), an "
+                        "executable, or a python-build-standalone install_only archive "
+                        "(default: the profile's `interpreter`: source, or a local CPython "
+                        "of the profile's version)")
     p.add_argument("--headers", action="store_true", help="keep the C headers")
     p.add_argument("--no-tests-overlay", action="store_true",
                    help="do not build the test overlay (the test requirements)")
@@ -57,8 +59,15 @@ def run(app: App, args: argparse.Namespace) -> int:
     index = IndexOptions(
         index_url=None if args.offline else index.index_url,
         find_links=(*([str(wheelhouse)] if wheelhouse else []), *index.find_links))
+    python = args.python
+    interpreter_lock = None
+    if python is None and loaded.profile.interpreter == "source":
+        python = f"source:{loaded.profile.python}"
+    if python is not None and python.startswith("source:"):
+        interpreter_lock = app.catalog.interpreter_lock_path(python.removeprefix("source:"))
+        python = None
     options = BundleOptions(output_dir=args.output_dir.resolve(), formats=formats,
-                            python=args.python, index=index,
+                            python=python, interpreter_lock=interpreter_lock, index=index,
                             include_headers=args.headers,
                             tests_overlay=not args.no_tests_overlay, jobs=max(1, args.jobs),
                             wheelhouse=wheelhouse, offline=args.offline)

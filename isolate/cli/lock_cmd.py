@@ -11,6 +11,7 @@ from isolate.errors import ExitCode
 if TYPE_CHECKING:
     from isolate.cli import App
     from isolate.locking.backends import Backend, IndexOptions
+    from isolate.model.profiles import RuntimeProfile
 
 
 def add_index_options(p: argparse.ArgumentParser) -> None:
@@ -54,6 +55,21 @@ def make_backend(app: App, name: str) -> Backend:
     return PipTools(app.runner, app.discovery)
 
 
+def _ensure_interpreter(app: App, profile: RuntimeProfile) -> None:
+    """pip-compile runs under the runtime's Python version. A profile whose interpreter
+    is built from source needs no local CPython of that version: build it (once)."""
+    if profile.interpreter != "source" or profile.python_tuple in app.discovery.by_minor():
+        return
+    from isolate.pybuild.build import build_interpreter
+    from isolate.pybuild.lock import load_interpreter_lock
+
+    ilock = load_interpreter_lock(app.catalog.interpreter_lock_path(profile.python))
+    app.err(f"no local CPython {profile.python}: building it from source to resolve with "
+            "(cached; later runs reuse it)")
+    build_interpreter(ilock, arch=profile.arch, runner=app.runner,
+                      step=lambda text: app.err(f"  building {text} ..."))
+
+
 def run(app: App, args: argparse.Namespace) -> int:
     from isolate.errors import InputError
     from isolate.locking.lock import check, lock
@@ -64,6 +80,8 @@ def run(app: App, args: argparse.Namespace) -> int:
     if args.no_resolve and not args.check:
         raise InputError("--no-resolve only makes sense with --check")
     backend = make_backend(app, args.backend)
+    if args.backend == "pip-tools" and not (args.check and args.no_resolve):
+        _ensure_interpreter(app, loaded.profile)
     index = index_options(args)
     if args.check:
         lock_path = app.catalog.lock_path(loaded.profile.name)

@@ -15,6 +15,7 @@ from isolate.model.fields import Fields, Problem
 ARCHES = ("x86_64", "aarch64")
 LIBC_FAMILIES = ("glibc", "musl")
 PROVISION_METHODS = ("debootstrap", "local", "static")
+INTERPRETER_PROVIDERS = ("local", "source")
 _MINOR = re.compile(r"^(\d+)\.(\d+)$")
 _VERSION = re.compile(r"^\d+(\.\d+){1,2}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -70,6 +71,9 @@ class RuntimeProfile:
     scripts: tuple[str, ...] | None = None  # None: those of the top-level requirements
     arch: str = "x86_64"
     glibc: str = "2.17"  # the glibc floor the runtime targets (manylinux_2_N)
+    # Where the runtime's CPython comes from: "local" (a CPython of this machine) or
+    # "source" (built by isolate from profiles/interpreters/cpython-X.Y.toml).
+    interpreter: str = "local"
     tests: TestSpec = field(default_factory=TestSpec)
     host_libraries: tuple[HostLibrary, ...] = ()
 
@@ -102,6 +106,10 @@ class RuntimeProfile:
         description = f.string("description", "") or ""
         constraints = f.string("constraints")
         scripts = f.str_list("scripts") if f.has("scripts") else None
+        interpreter = f.string("interpreter", "local") or "local"
+        if interpreter not in INTERPRETER_PROVIDERS:
+            f.problem("interpreter", f"{interpreter!r} is not one of "
+                                     f"{', '.join(INTERPRETER_PROVIDERS)}")
 
         target = f.table("target")
         arch = target.string("arch", "x86_64") or "x86_64"
@@ -152,6 +160,7 @@ class RuntimeProfile:
             scripts=scripts,
             arch=arch,
             glibc=glibc,
+            interpreter=interpreter,
             tests=TestSpec(requirements=treqs, command=command, env=env, timeout=timeout),
             host_libraries=tuple(libs),
         )
@@ -164,6 +173,7 @@ class RuntimeProfile:
             "requirements": list(self.requirements),
             "constraints": self.constraints,
             "scripts": None if self.scripts is None else list(self.scripts),
+            "interpreter": self.interpreter,
             "target": {"arch": self.arch, "glibc": self.glibc},
             "tests": self.tests.to_dict(),
             "host_libraries": [lib.to_dict() for lib in self.host_libraries],

@@ -1,0 +1,1 @@
+"""CPython from pinned sources for an old glibc: the ``source:`` interpreter provider."""

@@ -1,0 +1,100 @@
+"""The cross compiler: PyPI's ziglang, targeting a chosen glibc from any build machine.
+
+``zig cc -target x86_64-linux-gnu.2.17`` compiles and links against the symbol set of
+glibc 2.17, so what it builds needs nothing newer, whatever glibc this machine has. Its
+own headers and libc stubs replace the build machine's, so no library of this machine
+can leak into the result. The wrappers written here give autoconf, make and cmake one
+program per tool (``cc``, ``c++``, ``ar``, ``ranlib``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from isolate.errors import EnvironmentProblem, InputError
+
+ARCH_TRIPLES = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}
+# The oldest glibc whose symbol set zig's libc stubs offer for these architectures.
+LOWEST_GLIBC = {"x86_64": (2, 17), "aarch64": (2, 17)}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Toolchain:
+    zig: Path
+    version: str
+    target: str  # e.g. x86_64-linux-gnu.2.17
+    bin_dir: Path  # the wrappers: cc, c++, ar, ranlib
+
+    @property
+    def cc(self) -> Path:
+        return self.bin_dir / "cc"
+
+    @property
+    def cxx(self) -> Path:
+        return self.bin_dir / "c++"
+
+    def env(self) -> dict[str, str]:
+        """Variables that make configure, make and cmake use the cross compiler."""
+        return {
+            "CC": str(self.cc), "CXX": str(self.cxx),
+            "AR": str(self.bin_dir / "ar"), "RANLIB": str(self.bin_dir / "ranlib"),
+        }
+
+
+def parse_glibc(text: str, *, arch: str = "x86_64") -> tuple[int, int]:
+    try:
+        major, minor = (int(p) for p in text.split("."))
+    except ValueError:
+        raise InputError(f"glibc {text!r} is not a version like 2.17",
+                         hint="give the glibc floor as MAJOR.MINOR, e.g. --glibc 2.17") from None
+    lowest = LOWEST_GLIBC[arch]
+    if (major, minor) < lowest:
+        raise InputError(
+            f"glibc {text} is below what the cross compiler supports for {arch} "
+            f"({lowest[0]}.{lowest[1]})",
+            hint=f"target glibc {lowest[0]}.{lowest[1]} or newer: a runtime built for it "
+                 "runs on every newer glibc too")
+    return major, minor
+
+
+def find_zig(want_version: str) -> tuple[Path, str]:
+    """The zig binary of the installed ``ziglang`` distribution, checked against the lock."""
+    spec = importlib.util.find_spec("ziglang")
+    if spec is None or not spec.submodule_search_locations:
+        raise EnvironmentProblem(
+            "the cross compiler is not installed (the Python distribution 'ziglang')",
+            hint=f"pip install ziglang=={want_version} into isolate's environment "
+                 "(isolate-runtime depends on it; reinstall isolate)")
+    zig = Path(next(iter(spec.submodule_search_locations))) / "zig"
+    if not zig.is_file() or not os.access(zig, os.X_OK):
+        raise EnvironmentProblem(f"the ziglang distribution has no usable zig binary ({zig})",
+                                 hint=f"reinstall it: pip install ziglang=={want_version}")
+    version = importlib.metadata.version("ziglang")
+    if version != want_version:
+        raise EnvironmentProblem(
+            f"ziglang {version} is installed, but the interpreter lock pins {want_version}",
+            hint=f"pip install ziglang=={want_version}, or change the lock's "
+                 "toolchain.compiler_version (which rebuilds the interpreter)")
+    return zig, version
+
+
+def write_wrappers(zig: Path, version: str, target: str, bin_dir: Path,
+                   zig_cache: Path) -> Toolchain:
+    """Shell wrappers around zig, one per tool, in ``bin_dir``."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    cache = f"ZIG_GLOBAL_CACHE_DIR='{zig_cache}' ZIG_LOCAL_CACHE_DIR='{zig_cache}'"
+    tools = {
+        "cc": f"cc -target {target}",
+        "c++": f"c++ -target {target}",
+        "ar": "ar",
+        "ranlib": "ranlib",
+    }
+    for name, sub in tools.items():
+        path = bin_dir / name
+        path.write_text(f"#!/bin/sh\n{cache} exec '{zig}' {sub} \"$@\"\n")
+        path.chmod(0o755)
+    return Toolchain(zig=zig, version=version, target=target, bin_dir=bin_dir)
