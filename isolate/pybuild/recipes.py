@@ -85,9 +85,7 @@ def xz(c: Context) -> list[Step]:
 
 
 def libffi(c: Context) -> list[Step]:
-    # Debian's tarball is a git export: generate configure first.
     return [
-        Step(argv=("autoreconf", "-fi"), cwd=c.src),
         _configure(c, "--disable-shared", "--enable-static", "--disable-docs",
                    "--disable-multi-os-directory", "--with-pic"),
         _make(c), Step(argv=("make", "install"), cwd=c.src),
