@@ -42,14 +42,12 @@ from isolate.pybuild.lock import InterpreterLock, Source
 from isolate.pybuild.toolchain import ARCH_TRIPLES, find_zig, parse_glibc, write_wrappers
 
 FORMAT = 1  # bump when the layout of a cached interpreter changes
-BUILD_EPOCH = 946684800  # 2000-01-01: every mtime, and the build date CPython reports
-BUILD_DATE, BUILD_TIME = "Jan  1 2000", "00:00:00"
+BUILD_EPOCH = recipes.BUILD_EPOCH
 MAPPED_BUILD_DIR = "/build"  # what the build directory is called inside the binaries
-INSTALL_PREFIX = "/install"  # configure's --prefix; the tree is relocatable
+INSTALL_PREFIX = recipes.INSTALL_PREFIX
 GLIBC_LIBS = frozenset({"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2",
                         "librt.so.1", "libutil.so.1", "ld-linux-x86-64.so.2",
                         "ld-linux-aarch64.so.1"})
-_CSRC = Path(__file__).resolve().parent.parent / "bundle" / "csrc" / "isolated_main.c"
 _LOG_TAIL = 30
 
 
@@ -76,9 +74,10 @@ def input_key(lock: InterpreterLock, *, glibc: str, arch: str, compiler_version:
     parts = {
         "format": FORMAT, "lock": lock.sha256, "glibc": glibc, "arch": arch,
         "compiler": f"{lock.compiler} {compiler_version}",
+        # How each source is built; a change to the builder's own output (its layout,
+        # what it scrubs) bumps FORMAT instead.
         "recipes": sha256_file(Path(recipes.__file__)),
-        "builder": sha256_file(Path(__file__)),
-        "main": sha256_file(_CSRC),
+        "main": sha256_file(recipes.ISOLATED_MAIN),
     }
     h.update(json.dumps(parts, sort_keys=True).encode())
     return h.hexdigest()
@@ -180,42 +179,6 @@ def _unpack(runner: Runner, tarball: Path, dest: Path) -> None:
     dest.mkdir(parents=True)
     runner.run(["tar", "-xf", tarball, "-C", dest, "--strip-components=1", "--no-same-owner"],
                timeout=600, what=f"unpacking {tarball.name}")
-
-
-def _patch_cpython(src: Path) -> None:
-    """The isolated main(), and no build date in ``sys.version``."""
-    shutil.copyfile(_CSRC, src / "Programs" / "python.c")
-    info = src / "Modules" / "getbuildinfo.c"
-    text = info.read_text()
-    text = text.replace("__DATE__", f'"{BUILD_DATE}"').replace("__TIME__", f'"{BUILD_TIME}"')
-    info.write_text(text)
-
-
-def _cpython_steps(ctx: recipes.Context, deps: Path, stage: Path) -> list[recipes.Step]:
-    env = {
-        "CPPFLAGS": f"-I{deps}/include",
-        "LDFLAGS": f"-L{deps}/lib -Wl,-s",
-        "PKG_CONFIG_LIBDIR": f"{deps}/lib/pkgconfig",
-        "PKG_CONFIG_PATH": "",
-        "CFLAGS": ctx.cflags.replace("-fPIC", "").strip(),
-    }
-    configure = recipes.Step(argv=(
-        "./configure", f"--prefix={INSTALL_PREFIX}", "--without-ensurepip",
-        "--with-system-expat", "--with-system-libmpdec", "--enable-loadable-sqlite-extensions",
-        f"--with-openssl={deps}", "--with-openssl-rpath=no", "--without-readline",
-        "--with-lto=no", "--without-static-libpython",
-        # Not available for an isolated runtime (no ncurses, gdbm or Tk here).
-        "py_cv_module__curses=n/a", "py_cv_module__curses_panel=n/a",
-        "py_cv_module__gdbm=n/a", "py_cv_module__dbm=n/a", "py_cv_module_readline=n/a",
-        "py_cv_module__tkinter=n/a",
-    ), cwd=ctx.src, env=env)
-    return [
-        configure,
-        recipes.Step(argv=("make", f"-j{ctx.jobs}"), cwd=ctx.src, env=env),
-        # PYTHON_FOR_BUILD=true: no byte code at install (the bundle compiles its own).
-        recipes.Step(argv=("make", "install", f"DESTDIR={stage}", "PYTHON_FOR_BUILD=true"),
-                     cwd=ctx.src, env=env),
-    ]
 
 
 def _run_steps(runner: Runner, name: str, steps: list[recipes.Step], env: dict[str, str],
@@ -398,12 +361,10 @@ def _build(lock: InterpreterLock, *, glibc: str, arch: str, runner: Runner, cach
         src = work / "src" / name
         _unpack(runner, tarballs[name], src)
         ctx = recipes.Context(src=src, prefix=deps, jobs=jobs, cflags=cflags,
-                              tools=tools.env(), arch=arch)
+                              tools=tools.env(), arch=arch, destdir=stage)
         if name == "cpython":
-            _patch_cpython(src)
-            steps = _cpython_steps(ctx, deps, stage)
-        else:
-            steps = getattr(recipes, name)(ctx)
+            recipes.patch_cpython(src)
+        steps = getattr(recipes, name)(ctx)
         part = _Log(work / "logs" / f"{name}.log")
         try:
             _run_steps(runner, f"{name} {source.version}", steps, env, part)
@@ -467,6 +428,7 @@ def _build(lock: InterpreterLock, *, glibc: str, arch: str, runner: Runner, cach
         "glibc_target": glibc,
         "compiler": f"{lock.compiler} {zig_version}",
         "key": key,
+        "dir_name": interpreter_dir_name(lock, glibc, arch, key),
         "lock": str(lock.path),
         "lock_sha256": lock.sha256,
         "sources": {s.name: {"version": s.version, "sha256": s.sha256} for s in lock.sources},

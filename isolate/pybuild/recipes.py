@@ -10,6 +10,7 @@ way and a test can read them.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,13 @@ class Context:
     tools: Mapping[str, str]  # CC, CXX, AR, RANLIB: the cross compiler's wrappers
     arch: str = "x86_64"
     host_cc: str = "cc"  # for programs that only run during the build (generators)
+    destdir: Path | None = None  # CPython's staging directory (make install DESTDIR=)
 
+
+ISOLATED_MAIN = Path(__file__).resolve().parent.parent / "bundle" / "csrc" / "isolated_main.c"
+BUILD_EPOCH = 946684800  # 2000-01-01: every mtime, and the build date CPython reports
+BUILD_DATE, BUILD_TIME = "Jan  1 2000", "00:00:00"
+INSTALL_PREFIX = "/install"  # configure's --prefix; the tree is relocatable
 
 # Order matters: a dependency comes before what needs it; CPython last.
 ORDER = ("zlib", "bzip2", "xz", "libffi", "mpdecimal", "expat", "libuuid", "sqlite", "openssl",
@@ -162,4 +169,41 @@ def openssl(c: Context) -> list[Step]:
                    *c.cflags.split()), cwd=c.src),
         _make(c, "build_libs"),
         Step(argv=("make", "install_dev"), cwd=c.src),
+    ]
+
+
+def patch_cpython(src: Path) -> None:
+    """The isolated main(), and no build date in ``sys.version``."""
+    shutil.copyfile(ISOLATED_MAIN, src / "Programs" / "python.c")
+    info = src / "Modules" / "getbuildinfo.c"
+    text = info.read_text()
+    text = text.replace("__DATE__", f'"{BUILD_DATE}"').replace("__TIME__", f'"{BUILD_TIME}"')
+    info.write_text(text)
+
+
+def cpython(ctx: Context) -> list[Step]:
+    deps, stage = ctx.prefix, ctx.destdir
+    env = {
+        "CPPFLAGS": f"-I{deps}/include",
+        "LDFLAGS": f"-L{deps}/lib -Wl,-s",
+        "PKG_CONFIG_LIBDIR": f"{deps}/lib/pkgconfig",
+        "PKG_CONFIG_PATH": "",
+        "CFLAGS": ctx.cflags.replace("-fPIC", "").strip(),
+    }
+    configure = Step(argv=(
+        "./configure", f"--prefix={INSTALL_PREFIX}", "--without-ensurepip",
+        "--with-system-expat", "--with-system-libmpdec", "--enable-loadable-sqlite-extensions",
+        f"--with-openssl={deps}", "--with-openssl-rpath=no", "--without-readline",
+        "--with-lto=no", "--without-static-libpython",
+        # Not available for an isolated runtime (no ncurses, gdbm or Tk here).
+        "py_cv_module__curses=n/a", "py_cv_module__curses_panel=n/a",
+        "py_cv_module__gdbm=n/a", "py_cv_module__dbm=n/a", "py_cv_module_readline=n/a",
+        "py_cv_module__tkinter=n/a",
+    ), cwd=ctx.src, env=env)
+    return [
+        configure,
+        Step(argv=("make", f"-j{ctx.jobs}"), cwd=ctx.src, env=env),
+        # PYTHON_FOR_BUILD=true: no byte code at install (the bundle compiles its own).
+        Step(argv=("make", "install", f"DESTDIR={stage}", "PYTHON_FOR_BUILD=true"),
+                     cwd=ctx.src, env=env),
     ]
