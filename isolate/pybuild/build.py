@@ -299,11 +299,14 @@ def build_interpreter(
     base = cache / "interpreters"
     name = interpreter_dir_name(lock, glibc, arch, key)
     final = base / name
-    with _lock(base / f".{name}.lock"):
+    with _lock(base / f".cpython-{lock.version}-{arch}-glibc{glibc}.lock"):
         found = find_cached(lock, glibc=glibc, arch=arch, cache=cache)
         if found is not None:  # another process built it while we waited
             return found
-        work = base / f".build-{key[:16]}"
+        # The same directory for every build of this version and target: the zig cache
+        # (keyed by each compile's arguments, which name it) serves a rebuild after a
+        # recipe change. Builds of one version and target take turns (the lock).
+        work = base / f".build-cpython-{lock.version}-{arch}-glibc{glibc}"
         if work.exists():
             shutil.rmtree(work)  # a killed build's leftovers
         work.mkdir(parents=True)
