@@ -13,16 +13,21 @@ import base64
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from isolate import hostile_env
 from isolate.cli import main
 from isolate.interpreters import Discovery
 from isolate.proc import Runner
@@ -252,11 +257,18 @@ class ToolTests(unittest.TestCase):
 '''
 
 
+# A console script that starts sys.executable children: verify's own probe, shipped by
+# the app (isolate/verify/children_probe.py runs inside bundles on CPython 3.8+).
+CHILDREN_PROBE = REPO / "isolate" / "verify" / "children_probe.py"
+
+
 def tool_wheel(directory: Path) -> Path:
     return build_wheel(directory, "tool", "1.0", ["alpha"], extra={
         "tool/__init__.py": TOOL_MAIN,
         "tool/tests.py": TOOL_TESTS,
-        "tool-1.0.dist-info/entry_points.txt": "[console_scripts]\ntool = tool:main\n",
+        "tool/children.py": CHILDREN_PROBE.read_text(),
+        "tool-1.0.dist-info/entry_points.txt": "[console_scripts]\ntool = tool:main\n"
+                                              "tool-children = tool.children:console\n",
     })
 
 
@@ -298,3 +310,54 @@ def bundle_dir(out: Path) -> Path:
     return d
 
 
+
+
+# -- children of the runtime, in a clean and a hostile environment ---------------------
+
+
+def children_views(argv: Sequence[str | os.PathLike[str]], work: Path, xy: str,
+                   *, hostile: bool) -> dict[str, Any]:
+    """Run ``argv --out FILE`` (the children probe, as a script or a console script) from an
+    empty directory, in a clean environment or in isolate's hostile one; what it wrote."""
+    work.mkdir(parents=True)
+    (work / "cwd").mkdir()
+    # forkserver's socket lives in TMPDIR: a pytest path can be too long for AF_UNIX
+    tmpdir = tempfile.mkdtemp(prefix="iso-")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(work / "home"), "LC_ALL": "C.UTF-8",
+           "TMPDIR": tmpdir}
+    planted = None
+    if hostile:
+        planted = hostile_env.plant(work / "env", versions=[xy])
+        env.update(planted.env)
+    out = work / "children.json"
+    try:
+        done = subprocess.run([*map(str, argv), "--out", str(out)], env=env, cwd=work / "cwd",
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == done.stderr == "", done.stdout + done.stderr
+    if planted is not None:
+        assert planted.ran() == []
+    data: dict[str, Any] = json.loads(out.read_text())
+    return data
+
+
+def assert_children_isolated(argv: Sequence[str | os.PathLike[str]], tmp: Path,
+                             xy: str) -> None:
+    """``argv``'s children see the same with and without every hostile variable."""
+    clean = children_views(argv, tmp / "clean", xy, hostile=False)
+    hostile = children_views(argv, tmp / "hostile", xy, hostile=True)
+    assert_same_views(clean, hostile)
+
+
+def assert_same_views(clean: dict[str, Any], hostile: dict[str, Any]) -> None:
+    """Every child started, ignores PYTHON* and the user site, and saw the same."""
+    assert set(clean) == {"self", "subprocess", "spawn", "forkserver", "execv"}
+    for how, view in [*clean.items(), *hostile.items()]:
+        assert "error" not in view, (how, view)
+        assert view["flags"]["ignore_environment"] == 1, how
+        assert view["flags"]["no_user_site"] == 1, how
+        assert view["breakpoint"] == "pdb", how
+        assert all(not str(f).startswith("import failed") for f in view["modules"].values())
+    assert hostile == clean

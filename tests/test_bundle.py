@@ -12,8 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from isolate import hostile_env
+from isolate.bundle.elf import read_elf
 from isolate.model.manifest import MANIFEST_NAME, Manifest
-from tests.conftest import APP, Result, build_wheel, bundle_dir, index
+from tests.conftest import (
+    APP,
+    CHILDREN_PROBE,
+    Result,
+    assert_children_isolated,
+    build_wheel,
+    bundle_dir,
+    index,
+)
 
 
 def run(argv: list[str | Path], env: dict[str, str] | None = None,
@@ -30,7 +40,8 @@ def test_bundle_layout_and_manifest(built: Path, app_ws: Path, target_python: st
     assert m.runtime == "app" and m.version == "1.1"
     assert {"alpha", "tool", "beta"} <= {d.name for d in m.distributions}
     assert "gamma" not in {d.name for d in m.distributions}  # test-only: in the overlay
-    assert m.scripts == ("tool",)
+    assert m.scripts == ("tool", "tool-children")
+    assert m.interpreter.isolated == "embedded-main"
     assert any(p.startswith("stdlib/test") for p in m.interpreter.pruned)
     assert any(p.startswith("stdlib/idlelib") for p in m.interpreter.pruned)
     assert m.elf.glibc_floor is not None and m.elf.glibc_floor_file
@@ -77,6 +88,39 @@ def test_launcher_runs_moved_through_symlink_with_spaces_and_hostile_env(
             env=hostile)
     assert r.returncode == 0, r.stderr
     assert all(p.startswith(str(moved)) for p in json.loads(r.stdout))
+
+
+def test_children_of_the_runtime_ignore_every_hostile_variable(built: Path, tmp_path: Path,
+                                                                target_python: str) -> None:
+    """sys.executable started by subprocess -c, multiprocessing spawn and forkserver and
+    os.execv, from bin/python3 and from a console script: the same with every hostile
+    variable set as without."""
+    b = bundle_dir(built)
+    moved = tmp_path / "moved here" / "rt"
+    shutil.copytree(b, moved, symlinks=True)
+    assert_children_isolated([moved / "bin" / "python3", CHILDREN_PROBE], tmp_path / "script",
+                             target_python)
+    assert_children_isolated([moved / "bin" / "tool-children"], tmp_path / "console",
+                             target_python)
+
+
+def test_sys_executable_started_bare_ignores_the_environment(built: Path, tmp_path: Path,
+                                                             target_python: str) -> None:
+    """What the issue saw: PYTHONHOME=/nonexistent killed a child, PYTHONPATH reached it."""
+    b = bundle_dir(built)
+    exe = b / "python" / "bin" / f"python{target_python}"
+    planted = hostile_env.plant(tmp_path / "env", versions=[target_python])
+    code = "import sys, colorsys; print(sys.flags.ignore_environment, colorsys.__file__)"
+    for env in ({**planted.env, "PYTHONHOME": "/nonexistent"}, planted.env):
+        r = run([exe, "-c", code], env={"PATH": "/usr/bin:/bin", **env}, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        flag, where = r.stdout.split()
+        assert flag == "1" and where.startswith(str(b / "python")), r.stdout
+    assert planted.ran() == []
+    # linked against the bundled libpython, found through $ORIGIN only
+    info = read_elf(exe)
+    assert info.rpath == ("$ORIGIN/../lib",) and not info.runpath
+    assert any(n.startswith("libpython") for n in info.needed)
 
 
 def test_build_path_appears_in_no_file(built: Path) -> None:
@@ -214,3 +258,83 @@ def test_interrupted_build_keeps_previous_output(built: Path) -> None:
     leftovers = list(built.glob(".isolate-build-*"))
     assert leftovers == []
     assert os.access(bundle_dir(built) / MANIFEST_NAME, os.R_OK)
+
+
+# -- in a Debian root filesystem -------------------------------------------------------------
+
+
+def test_rootfs_cells_get_the_hostile_environment(built: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rootfs executor passes isolate.hostile_env's variables into bubblewrap."""
+    from isolate.matrix import execute
+    from isolate.matrix.plan import PlannedCell
+    from isolate.model.profiles import HostProfile, Libc, Provision
+    from isolate.proc import Completed, Runner
+
+    seen: list[list[str]] = []
+
+    class Recording(Runner):
+        def run(self, argv, **kwargs):  # type: ignore[no-untyped-def,override]
+            seen.append([str(a) for a in argv])
+            return Completed(argv=tuple(seen[-1]), returncode=1, stdout="", stderr="",
+                             seconds=0.0)
+
+    monkeypatch.setattr(execute, "missing_tools", lambda: [])
+    monkeypatch.setattr(execute, "ensure_rootfs", lambda spec, runner: tmp_path / "rootfs")
+    host = HostProfile(id="debian-12", name="Debian 12", distro="debian", release="12",
+                       arch="x86_64", python=None, libc=Libc(family="glibc", version="2.36"),
+                       provision=Provision(method="debootstrap", suite="bookworm"))
+    cell = PlannedCell(host=host, executor="rootfs", prediction=None)  # type: ignore[arg-type]
+    b = bundle_dir(built)
+    bundle = execute.open_bundle(b)
+    execute.CellRunner(runner=Recording(), bundle=bundle, work=tmp_path / "work",
+                       timeout=60).run(cell)
+    (argv,) = seen
+    env = {argv[i + 1]: argv[i + 2] for i, a in enumerate(argv) if a == "--setenv"}
+    for name in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONUSERBASE",
+                 "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONBREAKPOINT"):
+        assert name in env, name
+    assert env["PYTHONPATH"].startswith("/opt/isolate/work/")
+    assert argv[argv.index("--chdir") + 1] == "/opt/isolate/work/hostile/cwd"
+
+
+@pytest.mark.slow
+def test_children_of_the_runtime_are_isolated_in_a_debian_rootfs(
+        built: Path, tmp_path: Path, target_python: str) -> None:
+    """The same script as above, in a Debian 12 minbase root filesystem (no Python of its
+    own) under bubblewrap, with and without every hostile variable."""
+    from isolate.proc import Runner
+    from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
+    from tests.conftest import assert_same_views
+
+    problems = missing_tools()
+    if problems:
+        pytest.skip("cannot run root filesystems here: " + "; ".join(problems))
+    rootfs = ensure_rootfs(RootfsSpec(suite="bookworm"), runner=Runner())
+    b = bundle_dir(built)
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(CHILDREN_PROBE, work / "children_probe.py")
+    views = {}
+    for run_name in ("clean", "hostile"):
+        (work / run_name / "cwd").mkdir(parents=True)
+        env = {"LC_ALL": "C.UTF-8", "TMPDIR": "/tmp"}
+        planted = None
+        if run_name == "hostile":
+            planted = hostile_env.plant(work / run_name / "env", versions=[target_python],
+                                        seen_as=f"/opt/isolate/work/{run_name}/env")
+            env.update(planted.env)
+        argv = bwrap_argv(rootfs, ["/opt/isolate/rt/bin/python3",
+                                   "/opt/isolate/work/children_probe.py", "--out",
+                                   f"/opt/isolate/work/{run_name}/children.json"],
+                          binds=[Bind(source=b, dest="/opt/isolate/rt"),
+                                 Bind(source=work, dest="/opt/isolate/work", writable=True)],
+                          env=env, cwd=f"/opt/isolate/work/{run_name}/cwd")
+        r = run(argv, env={"PATH": "/usr/bin:/bin"})
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout == r.stderr == "", r.stdout + r.stderr
+        if planted is not None:
+            assert planted.ran() == []
+        views[run_name] = json.loads((work / run_name / "children.json").read_text())
+    assert_same_views(views["clean"], views["hostile"])
+    assert views["clean"]["subprocess"]["prefix"] == "/opt/isolate/rt/python"

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from isolate.bundle.elf import find_patchelf
+from isolate.bundle import isolated_main
+from isolate.bundle.elf import find_patchelf, read_elf
+from isolate.bundle.interpreter import describe
 from isolate.interpreters import Discovery
 from isolate.model.manifest import MANIFEST_NAME, Manifest
 from isolate.proc import Runner
-from tests.conftest import Result, bundle_dir, index
+from tests.conftest import CHILDREN_PROBE, Result, assert_children_isolated, bundle_dir, index
 
 PROFILE = 'name = "app"\npython = "{python}"\nrequirements = ["alpha"]\n'
 
@@ -49,7 +51,10 @@ def check_bundle(out: Path, tmp: Path, run_isolate: Callable[..., Result]) -> Ma
     assert alpha_file.startswith(str(moved)) and prefix == str(moved / "python")
     v = run_isolate("verify", moved)
     assert v.code == 0, v.output
-    return Manifest.loads((moved / MANIFEST_NAME).read_text())
+    m = Manifest.loads((moved / MANIFEST_NAME).read_text())
+    xy = ".".join(m.interpreter.version.split(".")[:2])
+    assert_children_isolated([moved / "bin" / "python3", CHILDREN_PROBE], tmp / "children", xy)
+    return m
 
 
 def test_debian_system_interpreter(tmp_path: Path, app_wheels: Path,
@@ -70,11 +75,17 @@ def test_debian_system_interpreter(tmp_path: Path, app_wheels: Path,
     assert m.interpreter.source == f"local:{exe}"
     # Debian's site.py looks in dist-packages: isolate installs where the copy looks
     assert m.interpreter.site_packages.endswith(("dist-packages", "site-packages"))
+    # Debian's python is linked statically to libpython, and so is what replaces it
+    assert m.interpreter.isolated == "embedded-main"
+    exe_in_bundle = bundle_dir(out) / m.interpreter.executable
+    assert not any(n.startswith("libpython") for n in read_elf(exe_in_bundle).needed)
 
 
-def make_install_only_archive(interp: Path, version: str, dest: Path) -> Path:
-    """A python-build-standalone style install_only archive made from ``interp``."""
-    prefix = interp.parent.parent
+def make_install_only_archive(interp: Path, version: str, dest: Path,
+                              libdir: Path | None = None) -> Path:
+    """A python-build-standalone style install_only archive made from ``interp`` (whose
+    installation's ``lib`` is ``libdir``, by default next to its ``bin``)."""
+    prefix = libdir.parent if libdir else interp.parent.parent
     xy = ".".join(version.split(".")[:2])
     stage = dest / "stage" / "python"
     (stage / "bin").mkdir(parents=True)
@@ -83,6 +94,7 @@ def make_install_only_archive(interp: Path, version: str, dest: Path) -> Path:
     (stage / "lib").mkdir()
     lib = prefix / "lib" / f"libpython{xy}.so.1.0"
     shutil.copy(lib, stage / "lib" / lib.name)
+    shutil.copytree(prefix / "include", stage / "include")  # as install_only archives have
     shutil.copytree(prefix / "lib" / f"python{xy}", stage / "lib" / f"python{xy}",
                     ignore=shutil.ignore_patterns("test", "site-packages", "__pycache__",
                                                   "config-*", "idlelib", "tkinter"))
@@ -111,6 +123,33 @@ def test_python_build_standalone_layout_archive(tmp_path: Path, app_wheels: Path
     m = check_bundle(out, tmp_path, run_isolate)
     assert m.interpreter.source == f"archive:{archive.name}"
     assert m.interpreter.version == interp.version_text
+    assert m.interpreter.isolated == "embedded-main"
+
+
+@pytest.mark.slow
+def test_an_interpreter_isolated_by_itself_is_kept(tmp_path: Path, app_wheels: Path,
+                                                  run_isolate: Callable[..., Result]) -> None:
+    """A CPython whose own main() ignores PYTHON* and the user site (as isolate's
+    source-built CPython's does) is bundled as it is, and says so in the manifest."""
+    shared = [i for i in Discovery(Runner()).by_minor().values() if i.minor >= (3, 9)
+              and (i.prefix / "lib" / f"libpython{i.minor_text}.so.1.0").exists()]
+    if not shared:
+        pytest.skip("needs a shared-libpython CPython 3.9+ (pyenv builds are)")
+    interp = shared[-1]
+    runner = Runner()
+    src = describe(runner, interp.path, source="test")
+    program, _ = isolated_main.build_program(
+        src, interp.prefix, compiler=isolated_main.find_compiler(runner),
+        cache=tmp_path / "cache", runner=runner)
+    archive = make_install_only_archive(program, interp.version_text, tmp_path,
+                                        libdir=interp.prefix / "lib")
+    ws = workspace(tmp_path, interp.minor_text, app_wheels, run_isolate)
+    out = tmp_path / "out"
+    r = run_isolate("--root", ws, "bundle", "app", "--python", archive, "-o", out,
+                    "--format", "dir", "-q", *index(app_wheels))
+    assert r.code == 0, r.output
+    m = check_bundle(out, tmp_path, run_isolate)
+    assert m.interpreter.isolated == "built-in"
 
 
 def test_an_archive_that_is_not_install_only(tmp_path: Path, app_wheels: Path,

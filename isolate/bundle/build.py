@@ -36,6 +36,7 @@ from isolate.bundle.interpreter import (
     describe,
     find_source,
 )
+from isolate.bundle.isolated_main import BUILT_IN, make_isolated
 from isolate.bundle.launchers import python_launcher, script_launcher
 from isolate.bundle.wheelhouse import wheel_from_sdist
 from isolate.cache import cache_root
@@ -265,6 +266,11 @@ class Builder:
                 interp = copy_interpreter(src, root / "python",
                                           include_headers=options.include_headers,
                                           runner=self.runner)
+                isolated = make_isolated(src, interp, runner=self.runner, cache=cache_root())
+                self.progress.note(
+                    "interpreter: isolated by itself, kept" if isolated.how == BUILT_IN else
+                    "interpreter: isolated main " + ("from the cache" if isolated.cached
+                                                     else "compiled"))
             with self._timed("download", len(lock.pins)):
                 wheels = self._wheels(lock.pins, target, options, offline_hint)
             with self._timed("install", len(wheels)):
@@ -296,7 +302,8 @@ class Builder:
             with self._timed("manifest"):
                 manifest = self._manifest(loaded, lock_path, tests_lock_path if tests_lock else
                                           None, root, interp, wheels, installed, scripts,
-                                          closure, src_prefixes=interp.source_prefixes)
+                                          closure, src_prefixes=interp.source_prefixes,
+                                          isolated=isolated.how)
             return self._publish(manifest, root, overlay_root, options)
 
     def _source_built(self, lock_path: Path, profile: RuntimeProfile) -> SourceInterpreter:
@@ -372,7 +379,7 @@ class Builder:
                   root: Path, interp: CopiedInterpreter,
                   wheels: list[tuple[Artifact, Path, str | None]], installed: list[Installed],
                   scripts: tuple[str, ...], closure: elf.ClosureResult,
-                  src_prefixes: tuple[str, ...]) -> Manifest:
+                  src_prefixes: tuple[str, ...], isolated: str) -> Manifest:
         profile = loaded.profile
         versions = {i.name: i.version for i in installed}
         top = profile.top_level_names[0]
@@ -408,7 +415,7 @@ class Builder:
                 version=interp.version, source=interp.source,
                 executable=interp.executable.relative_to(root).as_posix(),
                 stdlib=interp.stdlib.relative_to(root).as_posix(), site_packages=site_rel,
-                pruned=interp.pruned, pruned_bytes=interp.pruned_bytes),
+                pruned=interp.pruned, pruned_bytes=interp.pruned_bytes, isolated=isolated),
             distributions=dists,
             scripts=scripts,
             elf=ElfFacts(

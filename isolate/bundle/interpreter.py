@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,6 +71,12 @@ print(json.dumps({
     "sysconfigdata": scd,
     "soabi": v.get("SOABI") or "",
     "abiflags": getattr(sys, "abiflags", ""),
+    "config_h": sysconfig.get_config_h_filename(),
+    "multiarch": v.get("MULTIARCH") or "",
+    "libpl": v.get("LIBPL") or "",
+    "static_library": v.get("LIBRARY") or "",
+    "link_flags": " ".join(v.get(k) or "" for k in ("LINKFORSHARED",)),
+    "link_libs": " ".join(v.get(k) or "" for k in ("LIBS", "MODLIBS", "SYSLIBS")),
 }))
 """
 
@@ -90,6 +97,13 @@ class SourceInterpreter:
     include: Path | None
     sysconfigdata: str
     source: str  # for the manifest
+    # What linking a program against this CPython takes (see isolate.bundle.isolated_main)
+    config_h: Path | None = None
+    multiarch: str = ""
+    libpl: Path | None = None
+    static_library: str = ""  # LIBRARY: libpython3.X.a
+    link_flags: tuple[str, ...] = ()  # LINKFORSHARED
+    link_libs: tuple[str, ...] = ()  # LIBS MODLIBS SYSLIBS
 
     @property
     def minor(self) -> tuple[int, int]:
@@ -145,6 +159,12 @@ def describe(runner: Runner, executable: Path, *, source: str) -> SourceInterpre
         include=Path(d["include"]) if d["include"] else None,
         sysconfigdata=d["sysconfigdata"],
         source=source,
+        config_h=Path(d["config_h"]) if d.get("config_h") else None,
+        multiarch=d.get("multiarch") or "",
+        libpl=Path(d["libpl"]) if d.get("libpl") else None,
+        static_library=d.get("static_library") or "",
+        link_flags=tuple(shlex.split(d.get("link_flags") or "")),
+        link_libs=tuple(shlex.split(d.get("link_libs") or "")),
     )
 
 

@@ -2,13 +2,14 @@
 
 Executors:
 
-- ``local``: this machine with a local interpreter as the host's platform Python, in a
-  hostile environment (that interpreter first on PATH; PYTHONPATH, PYTHONHOME,
-  PYTHONSTARTUP and LD_LIBRARY_PATH pointing into it; a user site and the working
-  directory holding a module that shadows one the app imports; the C locale). Each cell
-  unpacks the bundle into a fresh directory whose path has a space.
+- ``local``: this machine with a local interpreter as the host's platform Python, in the
+  hostile environment of ``isolate.hostile_env`` (PYTHONHOME, PYTHONPATH, PYTHONSTARTUP,
+  a user site and the working directory with shadowing modules, ...), with that
+  interpreter first on PATH, its standard library on PYTHONPATH and its libraries on
+  LD_LIBRARY_PATH, in the C locale. Each cell unpacks the bundle into a fresh directory
+  whose path has a space.
 - ``rootfs``: a cached Debian root filesystem under bubblewrap: read-only root, private
-  /tmp, no network, the bundle bound below /opt/isolate.
+  /tmp, no network, the bundle bound below /opt/isolate, the same hostile environment.
 - ``static``: not observed; the prediction stands alone.
 """
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from isolate import hostile_env
 from isolate.bundle.archive import unpack
 from isolate.errors import IsolateError
 from isolate.matrix.plan import PlannedCell
@@ -31,7 +33,6 @@ from isolate.model.results import Cell, Observation
 from isolate.proc import Completed, Runner
 from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
 
-SHADOWED = ("six", "yaml", "json")  # modules the app imports; shadows must never load
 SPACE_DIR = "bundle root with space"
 
 
@@ -50,6 +51,10 @@ class BundleInput:
                 "glibc_floor": m.elf.glibc_floor, "glibc_floor_file": m.elf.glibc_floor_file,
                 "manifest_sha256": self.manifest_sha256,
                 "test_command": list(m.test_command)}
+
+
+def _xy(version: str) -> str:
+    return ".".join(version.split(".")[:2])
 
 
 def _place(src: Path, dest_parent: Path) -> Path:
@@ -155,50 +160,37 @@ class CellRunner:
         cell_dir, top, overlay = self._prepare(planned.host.id)
         probe = _probe_file(cell_dir)
         out = cell_dir / "probe.json"
-        env = self._hostile_env(cell_dir, host_python)
-        shadow_cwd = cell_dir / "cwd"
-        shadow_cwd.mkdir()
-        for mod in SHADOWED:
-            (shadow_cwd / f"{mod}.py").write_text(f"raise ImportError('shadow {mod} from cwd')\n")
+        env, cwd = self._hostile_env(cell_dir, host_python)
         argv = self._command(str(top / "bin" / "python3"), str(probe), str(top),
                              str(overlay) if overlay else None, str(out))
-        done = self._runner.run(argv, env=env, cwd=shadow_cwd, timeout=self._timeout,
-                                check=False)
+        done = self._runner.run(argv, env=env, cwd=cwd, timeout=self._timeout, check=False)
         return _observation(done, out, self._timeout)
 
-    def _hostile_env(self, cell_dir: Path, host_python: Path) -> dict[str, str]:
+    def _hostile_env(self, cell_dir: Path, host_python: Path) -> tuple[dict[str, str], Path]:
+        """isolate.hostile_env's variables, with the host's Python behind them: first on
+        PATH, its standard library on PYTHONPATH and its libraries on LD_LIBRARY_PATH;
+        and the working directory with shadows."""
         prefix = host_python.parent.parent
         fakebin = cell_dir / "host-bin"
         fakebin.mkdir()
         for name in ("python", "python3"):
             (fakebin / name).symlink_to(host_python)
-        home = cell_dir / "home"
-        m = self._bundle.manifest
-        xy = ".".join(m.interpreter.version.split(".")[:2])
-        for site in {f"python{xy}", host_python.name if host_python.name.startswith(
-                "python") and "." in host_python.name else f"python{xy}"}:
-            user_site = home / ".local" / "lib" / site / "site-packages"
-            user_site.mkdir(parents=True, exist_ok=True)
-            for mod in SHADOWED:
-                (user_site / f"{mod}.py").write_text(
-                    f"raise ImportError('shadow {mod} from the user site')\n")
-        startup = cell_dir / "startup.py"
-        startup.write_text("raise SystemExit('PYTHONSTARTUP must not run')\n")
-        stdlib = sorted(prefix.glob("lib/python*"))
+        versions = {_xy(self._bundle.manifest.interpreter.version)}
+        if host_python.name.startswith("python") and "." in host_python.name:
+            versions.add(host_python.name.removeprefix("python"))
+        hostile = hostile_env.plant(cell_dir / "hostile", versions=versions)
+        stdlib = [str(p) for p in sorted(prefix.glob("lib/python*"))]
         env = {
+            **hostile.env,
             "PATH": f"{fakebin}:/usr/local/bin:/usr/bin:/bin",
-            "HOME": str(home),
-            "PYTHONPATH": ":".join(str(p) for p in stdlib) or str(prefix / "lib"),
-            "PYTHONHOME": str(prefix),
-            "PYTHONSTARTUP": str(startup),
-            "PYTHONUSERBASE": str(home / ".local"),
+            "PYTHONPATH": ":".join([hostile.env["PYTHONPATH"], *stdlib]),
             "LD_LIBRARY_PATH": str(prefix / "lib"),
             "LC_ALL": "C",
             "LANG": "C",
             "TMPDIR": str(cell_dir),
         }
         env.update(self._bundle.manifest.test_env)
-        return env
+        return env, hostile.cwd
 
     # -- rootfs --------------------------------------------------------------------
     def _rootfs(self, planned: PlannedCell) -> Observation:
@@ -218,12 +210,15 @@ class CellRunner:
                  Bind(source=cell_dir / "rw", dest=f"{base}/work", writable=True)]
         (cell_dir / "rw").mkdir()
         shutil.copy(probe, cell_dir / "rw" / "probe.py")
+        hostile = hostile_env.plant(cell_dir / "rw" / "hostile", seen_as=f"{base}/work/hostile",
+                                    versions=[_xy(self._bundle.manifest.interpreter.version)])
         if overlay is not None:
             binds.append(Bind(source=overlay, dest=f"{base}/overlay"))
         argv = self._command(f"{bundle_at}/bin/python3", f"{base}/work/probe.py", bundle_at,
                              f"{base}/overlay" if overlay else None, f"{base}/work/probe.json")
-        full = bwrap_argv(rootfs, argv, binds=binds, env=dict(self._bundle.manifest.test_env),
-                          cwd=f"{base}/work")
+        full = bwrap_argv(rootfs, argv, binds=binds,
+                          env={**hostile.env, **self._bundle.manifest.test_env},
+                          cwd=hostile.cwd_seen)
         done = self._runner.run(full, env={"PATH": "/usr/bin:/bin"}, timeout=self._timeout,
                                 check=False)
         return _observation(done, cell_dir / "rw" / "probe.json", self._timeout)

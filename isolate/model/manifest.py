@@ -73,18 +73,27 @@ class Interpreter:
     site_packages: str  # relative
     pruned: tuple[str, ...] = ()  # relative paths (of the source) left out
     pruned_bytes: int = 0
+    # How the executable ignores PYTHON* variables and the user site whoever starts it:
+    # "embedded-main" (isolate compiled it) or "built-in" (the source already did); None
+    # in manifests of isolate versions that did neither.
+    isolated: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "source": self.source, "executable": self.executable,
-                "stdlib": self.stdlib, "site_packages": self.site_packages,
-                "pruned": list(self.pruned), "pruned_bytes": self.pruned_bytes}
+        out: dict[str, Any] = {
+            "version": self.version, "source": self.source, "executable": self.executable,
+            "stdlib": self.stdlib, "site_packages": self.site_packages,
+            "pruned": list(self.pruned), "pruned_bytes": self.pruned_bytes}
+        if self.isolated is not None:
+            out["isolated"] = self.isolated
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Interpreter:
         return cls(version=str(d["version"]), source=str(d["source"]),
                    executable=str(d["executable"]), stdlib=str(d["stdlib"]),
                    site_packages=str(d["site_packages"]), pruned=tuple(d.get("pruned", ())),
-                   pruned_bytes=int(d.get("pruned_bytes", 0)))
+                   pruned_bytes=int(d.get("pruned_bytes", 0)),
+                   isolated=str(d["isolated"]) if d.get("isolated") is not None else None)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

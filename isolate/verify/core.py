@@ -1,8 +1,8 @@
 """``verify``: run every check on a bundle directory or archive and report all findings.
 
-The two checks that start the bundled interpreter (isolation, import smoke) start first,
-in their own threads, and run while the tree is scanned (every file read once: sha256,
-mode, build-path search, ELF facts) and the static checks judge the scan.
+The three checks that start the bundled interpreter (isolation, children, import smoke)
+start first, in their own threads, and run while the tree is scanned (every file read
+once: sha256, mode, build-path search, ELF facts) and the static checks judge the scan.
 
 Inputs that are not a bundle raise ``InputError`` (exit 2): a path that does not exist, a
 file that is not a bundle archive or cannot be unpacked, a directory without
@@ -31,10 +31,11 @@ from isolate.errors import InputError, IsolateError
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
 from isolate.model.profiles import HostProfile
 from isolate.proc import Runner
-from isolate.verify import checks, manifest_hash, probes
+from isolate.verify import checks, children, manifest_hash, probes
 from isolate.verify.layout import Layout, layout_of
 from isolate.verify.report import (
     CHECK_ORDER,
+    CHILDREN,
     ELF,
     ERROR,
     HOST,
@@ -132,7 +133,7 @@ def verify(path: Path, *, host: HostProfile | None, runner: Runner,
             lambda: _manifest(root, Path(os.path.abspath(path)), given))
         runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
         layout = layout_of(root, manifest)
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="isolate-probe") as pool:
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="isolate-probe") as pool:
             started: dict[str, Future[tuple[list[Finding], str, float]]] = {}
             if layout is not None:
                 lay: Layout = layout
@@ -141,8 +142,10 @@ def verify(path: Path, *, host: HostProfile | None, runner: Runner,
                     root, lay, runner, version=version))
                 started[ISOLATION] = pool.submit(_probe, ISOLATION, lambda: (
                     probes.isolation(root, lay, runner), ""))
+                started[CHILDREN] = pool.submit(_probe, CHILDREN, lambda: children.children(
+                    root, lay, runner))
             findings += _static(root, manifest, layout, host, runs)
-            for name in (ISOLATION, IMPORTS):
+            for name in (ISOLATION, CHILDREN, IMPORTS):
                 if name not in started:
                     runs.append(CheckRun(name=name, seconds=0.0,
                                          skipped="the interpreter's layout is unknown"))

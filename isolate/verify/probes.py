@@ -6,13 +6,12 @@ of their own, outside the bundle.
 
 Isolation
     ``bin/python3`` is started in interactive mode (so that ``PYTHONSTARTUP`` *would*
-    run) in a hostile environment: ``PYTHONPATH``, ``PYTHONHOME`` and ``PYTHONSTARTUP``
-    point at real directories and files, ``HOME`` holds a user site with a ``base64.py``
-    that shadows the standard library (plus ``usercustomize.py`` and a ``.pth`` file), the
-    current directory holds a shadowing ``quopri.py``, and ``PYTHONPATH`` a shadowing
-    ``colorsys.py`` and a ``sitecustomize.py``. Every one of them writes a marker file
-    when it runs. The probe reports ``sys.path``, the prefixes and the file of every
-    module it loaded; all must lie inside the bundle and no marker may exist.
+    run) in the hostile environment of ``isolate.hostile_env`` (``PYTHONPATH``,
+    ``PYTHONHOME``, ``PYTHONSTARTUP``, a user site, a working directory, each with
+    modules that shadow the standard library and write a marker file when they run).
+    The probe imports the shadowed modules and reports ``sys.path``, the prefixes and
+    the file of every module it loaded; all must lie inside the bundle and no marker may
+    exist. What the runtime starts in turn is ``isolate.verify.children``'s check.
 
 Import smoke
     The top-level modules of every shipped distribution (``top_level.txt``, else the
@@ -41,6 +40,7 @@ from packaging.markers import InvalidMarker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from isolate import hostile_env
 from isolate.proc import Runner
 from isolate.verify.layout import Layout
 from isolate.verify.report import ERROR, IMPORTS, ISOLATION, NOTE, Finding
@@ -49,20 +49,9 @@ ISOLATION_TIMEOUT = 60.0
 IMPORT_TIMEOUT = 300.0
 _RESULT = "@@isolate-verify@@ "
 
-# location label -> (relative file in the hostile sandbox, what it proves when it runs)
-_SHADOWS = {
-    "pythonpath": ("pythonpath/colorsys.py", "PYTHONPATH's colorsys.py shadowed the "
-                                             "standard library"),
-    "sitecustomize": ("pythonpath/sitecustomize.py", "PYTHONPATH's sitecustomize.py ran"),
-    "user-site": ("USER_SITE/base64.py", "the user site's base64.py shadowed the standard "
-                                         "library"),
-    "usercustomize": ("USER_SITE/usercustomize.py", "the user site's usercustomize.py ran"),
-    "user-pth": ("USER_SITE/isolate_verify.pth", "a .pth file in the user site ran"),
-    "cwd": ("cwd/quopri.py", "the current directory's quopri.py shadowed the standard library"),
-    "startup": ("startup.py", "PYTHONSTARTUP ran"),
-    "pythonhome": ("pythonhome/lib/pythonXY/os.py", "PYTHONHOME's os.py was imported"),
-}
-_SHADOWED_MODULES = ("base64", "colorsys", "quopri")
+# standard-library modules the probe imports, which the hostile environment shadows
+_SHADOWED_MODULES = tuple(m for m in hostile_env.SHADOWED if m in ("base64", "colorsys",
+                                                                   "quopri"))
 
 _ISOLATION_PROBE = r"""
 import json, sys
@@ -121,26 +110,6 @@ def _base_env(home: Path, tmp: Path) -> dict[str, str]:
 # --------------------------------------------------------------------------- isolation
 
 
-def _plant(sandbox: Path, xy: str) -> dict[str, Path]:
-    """Write the shadows; return label -> path of the marker each would write."""
-    markers = sandbox / "markers"
-    markers.mkdir()
-    user_site = f"home/.local/lib/python{xy}/site-packages"
-    out: dict[str, Path] = {}
-    for label, (rel, _why) in _SHADOWS.items():
-        path = sandbox / rel.replace("USER_SITE", user_site).replace("pythonXY", f"python{xy}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        marker = markers / label
-        code = f"open({str(marker)!r}, 'w').close()"
-        if path.suffix == ".pth":
-            path.write_text(f"import os; {code}\n")
-        else:
-            path.write_text(f"{code}\n")
-        out[label] = marker
-    (sandbox / "pythonhome" / "bin").mkdir(exist_ok=True)
-    return out
-
-
 def isolation(root: Path, layout: Layout, runner: Runner) -> list[Finding]:
     """Start ``bin/python3`` in a hostile environment; prove that nothing outside leaks in."""
     launcher = root / layout.launcher
@@ -149,21 +118,17 @@ def isolation(root: Path, layout: Layout, runner: Runner) -> list[Finding]:
                         message="missing: the runtime cannot be started")]
     root_real = os.path.realpath(root)
     with tempfile.TemporaryDirectory(prefix="isolate-verify-isolation-") as tmp:
-        sandbox = Path(tmp)
-        markers = _plant(sandbox, layout.xy)
-        env = {**_base_env(sandbox / "home", sandbox),
-               "PYTHONPATH": str(sandbox / "pythonpath"),
-               "PYTHONHOME": str(sandbox / "pythonhome"),
-               "PYTHONSTARTUP": str(sandbox / "startup.py")}
+        hostile = hostile_env.plant(Path(tmp) / "hostile", versions=[layout.xy])
+        env = {**_base_env(Path(tmp) / "home", Path(tmp)), **hostile.env}
         code = _ISOLATION_PROBE.replace("NAMES", repr(_SHADOWED_MODULES)).replace(
             "MARK", _RESULT)
         line = f"exec(compile({code!r}, '<isolate-verify>', 'exec'))\n"
-        done = runner.run([launcher, "-B", "-i"], env=env, cwd=sandbox / "cwd",
+        done = runner.run([launcher, "-B", "-i"], env=env, cwd=hostile.cwd,
                           input=line, timeout=ISOLATION_TIMEOUT, check=False,
                           what="the isolation probe")
-        ran = sorted(label for label, m in markers.items() if m.exists())
+        ran = hostile.ran()
     out = [Finding(severity=ERROR, check=ISOLATION, path=None,
-                   message=f"not isolated: {_SHADOWS[label][1]}") for label in ran]
+                   message=f"not isolated: {hostile_env.PLACES[place]}") for place in ran]
     data = None
     for text in done.stdout.splitlines():
         if text.startswith(_RESULT):

@@ -37,8 +37,9 @@ RELOCATION = "relocation"
 ELF = "elf"
 HOST = "host"
 ISOLATION = "isolation"
+CHILDREN = "children"
 IMPORTS = "imports"
-CHECK_ORDER = (MANIFEST, SCAN, INTEGRITY, RELOCATION, ELF, HOST, ISOLATION, IMPORTS)
+CHECK_ORDER = (MANIFEST, SCAN, INTEGRITY, RELOCATION, ELF, HOST, ISOLATION, CHILDREN, IMPORTS)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
