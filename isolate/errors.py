@@ -40,6 +40,11 @@ class ProfileError(InputError):
     """A profile file is missing, unparsable or invalid."""
 
 
+class ContractError(InputError):
+    """The finished runtime breaks its runtime profile's contract: it needs more from the
+    host than ``[target]`` allows, or cannot run on a required host."""
+
+
 class CheckFailed(IsolateError):
     """A check ran to the end and found problems."""
 

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.gnuversions import GNUVerDefSection
+
+from isolate.model import floors
+
+# Where the GCC runtime of this machine is found (Debian multiarch, then RHEL/Fedora).
+_GCC_RUNTIME = {"libstdc++.so.6": ("glibcxx", "cxxabi"), "libgcc_s.so.1": ("gcc",)}
+_LIB_DIRS = ("lib/{multiarch}", "usr/lib/{multiarch}", "lib64", "usr/lib64", "lib", "usr/lib")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -17,6 +28,42 @@ class MachineFacts:
     libc_family: str
     libc_version: str
     kernel: str
+    # floor kind (glibcxx, cxxabi, gcc) -> the highest version this machine's GCC runtime
+    # defines; a kind is absent when its library was not found
+    gcc_runtime: Mapping[str, str] = field(default_factory=dict)
+
+
+def defined_versions(path: Path) -> set[str]:
+    """The symbol versions an ELF library defines (``.gnu.version_d``); empty if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            out: set[str] = set()
+            for section in elf.iter_sections():
+                if isinstance(section, GNUVerDefSection):
+                    for _verdef, aux_iter in section.iter_versions():
+                        out.update(str(aux.name) for aux in aux_iter)
+            return out
+    except (OSError, ELFError, ValueError):
+        return set()
+
+
+def gcc_runtime(root: Path = Path("/"), arch: str | None = None) -> dict[str, str]:
+    """The highest GLIBCXX_/CXXABI_/GCC_ versions of the GCC runtime under ``root``."""
+    multiarch = f"{arch or platform.machine()}-linux-gnu"
+    out: dict[str, str] = {}
+    for soname, kinds in _GCC_RUNTIME.items():
+        path = next((p for d in _LIB_DIRS if (p := root / d.format(multiarch=multiarch)
+                                               / soname).is_file()), None)
+        if path is None:
+            continue
+        names = defined_versions(path)
+        for kind_name in kinds:
+            k = floors.kind(kind_name)
+            versions = [v for n in names if (v := k.version_of(n)) is not None]
+            if versions:
+                out[kind_name] = max(versions, key=floors.version_key)
+    return out
 
 
 def parse_os_release(text: str) -> dict[str, str]:
@@ -52,4 +99,5 @@ def this_machine(root: Path = Path("/")) -> MachineFacts:
         libc_family=libc_family,
         libc_version=libc_version,
         kernel=platform.release(),
+        gcc_runtime=gcc_runtime(root) if libc_family == "glibc" else {},
     )

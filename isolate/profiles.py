@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from isolate import compat
 from isolate.errors import InputError, ProfileError
 from isolate.interpreters import Discovery, Interpreter
 from isolate.model.fields import Problem
@@ -163,6 +164,7 @@ def local_host(interp: Interpreter) -> HostProfile:
         codename=facts.codename,
         arch=facts.arch,
         libc=Libc(family=facts.libc_family, version=facts.libc_version),
+        gcc_runtime=dict(facts.gcc_runtime),
         python=interp.version_text,
         provision=Provision(method="local", interpreter=str(interp.path)),
         notes="generated from the interpreters found on this machine",
@@ -181,7 +183,8 @@ def absent_local_host(host_id: str) -> HostProfile | None:
     return HostProfile(id=host_id, name=f"this machine, platform Python {m[1]}.{m[2]} (not "
                        "installed here)", distro=facts.distro, release=facts.release,
                        codename=facts.codename, arch=facts.arch, libc=facts.libc,
-                       python=f"{m[1]}.{m[2]}", provision=Provision(method="local"),
+                       gcc_runtime=facts.gcc_runtime, python=f"{m[1]}.{m[2]}",
+                       provision=Provision(method="local"),
                        notes="no such interpreter on this machine")
 
 
@@ -288,6 +291,38 @@ class Catalog:
     def hosts(self) -> list[LoadedHost]:
         files = [load_host_file(p, builtin=b) for p, b in self._files("hosts").values()]
         return files + self.local_hosts()
+
+    def required_hosts(self, loaded: LoadedRuntime) -> RequiredHosts:
+        """The host profiles a runtime profile's ``[target] hosts`` names.
+
+        An exact id no host profile has is refused with the closest ids (a well-formed
+        ``local-X.Y`` counts as known: it is this machine, with or without that Python); a
+        pattern that matches nothing is a note."""
+        patterns = loaded.profile.hosts
+        known = self.host_ids()
+        absent_local = [p for p in patterns if p not in known and absent_local_host(p)]
+        match = compat.match_required(patterns, [*known, *absent_local])
+        if match.unknown:
+            raise ProfileError(
+                f"{loaded.path}: [target] hosts names unknown host"
+                f"{'s' if len(match.unknown) != 1 else ''} {', '.join(match.unknown)}",
+                details="\n".join(f"  {u}: {known_hint(u, known, 'host profiles')}"
+                                  for u in match.unknown),
+                hint="use ids that `isolate profiles` lists, or a pattern such as 'local-*'")
+        notes = tuple(f"{loaded.path}: [target] hosts pattern {p!r} matches no host profile "
+                      f"(known: {', '.join(known) or 'none'})" for p in match.unmatched)
+        profiles: list[HostProfile] = []
+        for host_id in match.hosts:
+            absent = absent_local_host(host_id) if host_id in absent_local else None
+            profiles.append(absent or self.host(host_id).profile)
+        return RequiredHosts(patterns=patterns, hosts=tuple(profiles), notes=notes)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RequiredHosts:
+    patterns: tuple[str, ...]  # as the profile wrote them
+    hosts: tuple[HostProfile, ...]  # the host profiles they match here
+    notes: tuple[str, ...]  # warnings: patterns that match nothing
 
 
 def known_hint(name: str, known: list[str], what: str) -> str:

@@ -29,6 +29,7 @@ import pytest
 
 from isolate import hostile_env
 from isolate.cli import main
+from isolate.hostfacts import this_machine
 from isolate.interpreters import Discovery
 from isolate.proc import Runner
 
@@ -61,10 +62,11 @@ def _record_hash(data: bytes) -> str:
 
 
 def build_wheel(directory: Path, name: str, version: str, requires: Sequence[str] = (),
-                *, tag: str = "py3-none-any", extra: dict[str, str] | None = None) -> Path:
+                *, tag: str = "py3-none-any", extra: dict[str, str | bytes] | None = None) -> Path:
     """Write ``name-version-TAG.whl`` into ``directory``; return its path.
 
-    ``extra`` adds files (e.g. ``{"NAME-V.dist-info/entry_points.txt": ...}``)."""
+    ``extra`` adds files (e.g. ``{"NAME-V.dist-info/entry_points.txt": ...}``; bytes for
+    binary files such as shared objects)."""
     dist_info = f"{name}-{version}.dist-info"
     metadata = "".join(
         [
@@ -75,7 +77,7 @@ def build_wheel(directory: Path, name: str, version: str, requires: Sequence[str
             *(f"Requires-Dist: {r}\n" for r in requires),
         ]
     )
-    files = {
+    files: dict[str, str | bytes] = {
         f"{name}/__init__.py": f'__version__ = "{version}"\n',
         f"{dist_info}/METADATA": metadata,
         f"{dist_info}/WHEEL": (
@@ -84,9 +86,12 @@ def build_wheel(directory: Path, name: str, version: str, requires: Sequence[str
         ),
         **(extra or {}),
     }
+
+    def raw(text: str | bytes) -> bytes:
+        return text if isinstance(text, bytes) else text.encode()
+
     record = "".join(
-        f"{path},{_record_hash(text.encode())},{len(text.encode())}\n"
-        for path, text in files.items()
+        f"{path},{_record_hash(raw(text))},{len(raw(text))}\n" for path, text in files.items()
     )
     files[f"{dist_info}/RECORD"] = record + f"{dist_info}/RECORD,,\n"
     path = directory / f"{name}-{version}-{tag}.whl"
@@ -200,6 +205,12 @@ def run_isolate() -> Callable[..., Result]:
 
 # -- a small runtime bundle, built once per session ---------------------------------
 
+# The small test runtimes bundle a copy of a local interpreter, whose glibc floor is at
+# most this machine's glibc: their profiles target it, so that the floor contract holds
+# (isolate's default target, glibc 2.17, needs an interpreter built for it).
+MACHINE_GLIBC = this_machine().libc_version
+TARGET = f'\n[target]\nglibc = "{MACHINE_GLIBC}"\n'
+
 APP = """\
 name = "app"
 python = "{python}"
@@ -208,7 +219,7 @@ requirements = ["alpha", "tool"]
 [tests]
 requirements = ["gamma"]
 command = ["-m", "unittest", "tool.tests"]
-"""
+""" + TARGET
 
 TOOL_MAIN = '''\
 import sys

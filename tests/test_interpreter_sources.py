@@ -23,9 +23,16 @@ from isolate.bundle.interpreter import describe
 from isolate.interpreters import Discovery
 from isolate.model.manifest import MANIFEST_NAME, Manifest
 from isolate.proc import Runner
-from tests.conftest import CHILDREN_PROBE, Result, assert_children_isolated, bundle_dir, index
+from tests.conftest import (
+    CHILDREN_PROBE,
+    TARGET,
+    Result,
+    assert_children_isolated,
+    bundle_dir,
+    index,
+)
 
-PROFILE = 'name = "app"\npython = "{python}"\nrequirements = ["alpha"]\n'
+PROFILE = 'name = "app"\npython = "{python}"\nrequirements = ["alpha"]\n' + TARGET
 
 
 def workspace(tmp: Path, python: str, wheels: Path,

@@ -155,7 +155,7 @@ def test_bad_input(built: Path, tmp_path: Path, run_isolate: Callable[..., Resul
     old = tmp_path / "old.json"
     old.write_text(json.dumps({"schema": "isolate.results/0", "cells": []}))
     r = run_isolate("report", old)
-    assert r.code == 2 and "isolate.results/1" in r.err
+    assert r.code == 2 and "isolate.results/2" in r.err
     # a bundle directory without a manifest
     (tmp_path / "empty").mkdir()
     r = run_isolate("matrix", tmp_path / "empty", "--hosts", "rhel-8", "-o", tmp_path / "r.json")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from isolate.model.manifest import MANIFEST_NAME, Manifest
-from tests.conftest import REPO, Result, bundle_dir, index
+from tests.conftest import REPO, TARGET, Result, bundle_dir, index
 
 SDIST_NAME = "tinysdist"
 
@@ -236,7 +236,8 @@ def test_sdist_only_package_is_prebuilt_by_fetch_and_used_offline(
     ws = tmp_path / "ws"
     (ws / "profiles" / "runtimes").mkdir(parents=True)
     (ws / "profiles" / "runtimes" / "sd.toml").write_text(
-        f'name = "sd"\npython = "{target_python}"\nrequirements = ["tool", "{SDIST_NAME}"]\n')
+        f'name = "sd"\npython = "{target_python}"\nrequirements = ["tool", "{SDIST_NAME}"]\n'
+        + TARGET)
     r = run_isolate("--root", ws, "lock", "sd", *index(links))
     assert r.code == 0, r.output
     assert sha in (ws / "constraints" / "sd.txt").read_text()

@@ -162,6 +162,55 @@ def test_builtin_host_facts(host_id):
     assert ".".join(h.python.split(".")[:2]) == python
 
 
+# The GCC runtime each release ships: (GLIBCXX_, CXXABI_, GCC_) as the profiles say.
+GCC_RUNTIME = {
+    "debian-11": ("3.4.28", "1.3.12", "7.0.0"),  # GCC 10
+    "debian-12": ("3.4.30", "1.3.13", "12.0.0"),  # GCC 12
+    "debian-12-nopython": ("3.4.30", "1.3.13", "12.0.0"),
+    "debian-13": ("3.4.33", "1.3.15", "14.0.0"),  # GCC 14
+    "ubuntu-20.04": ("3.4.28", "1.3.12", "7.0.0"),  # GCC 10's runtime
+    "ubuntu-22.04": ("3.4.30", "1.3.13", "12.0.0"),  # GCC 12's runtime
+    "ubuntu-24.04": ("3.4.33", "1.3.15", "14.0.0"),  # GCC 14's runtime
+    "rhel-8": ("3.4.25", "1.3.11", "7.0.0"),  # GCC 8
+    "rhel-9": ("3.4.29", "1.3.13", "7.0.0"),  # GCC 11
+    "xenserver-6.2-dom0": ("3.4.8", "1.3.1", "4.0.0"),  # GCC 4.1
+}
+
+
+@pytest.mark.parametrize("host_id", sorted(GCC_RUNTIME))
+def test_builtin_host_gcc_runtime(host_id):
+    h = load_host_file(builtin_root() / "profiles" / "hosts" / f"{host_id}.toml").profile
+    glibcxx, cxxabi, gcc = GCC_RUNTIME[host_id]
+    assert dict(h.gcc_runtime) == {"glibcxx": glibcxx, "cxxabi": cxxabi, "gcc": gcc}
+    assert h.provides("glibcxx") == glibcxx and h.provides("glibc") == h.libc.version
+
+
+def test_runtime_target_gcc_runtime_and_hosts(run_isolate, workspace):
+    runtime_file(workspace, "app", GOOD_RUNTIME.replace(
+        "[target]\n", '[target]\nglibcxx = "3.4.25"\ngcc = "7.0.0"\nhosts = ["debian-12", "local-*"]\n'))
+    r = run_isolate("--root", workspace, "profiles", "show", "app")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    assert data["target"]["glibcxx"] == "3.4.25" and data["target"]["gcc"] == "7.0.0"
+    assert data["target"]["hosts"] == ["debian-12", "local-*"]
+    assert {h["id"] for h in data["hosts"] if h["required"]} >= {"debian-12"}
+
+
+def test_bad_gcc_runtime_versions_and_host_patterns(run_isolate, workspace):
+    runtime_file(workspace, "app", GOOD_RUNTIME.replace(
+        "[target]\n", '[target]\nglibcxx = "GLIBCXX_3.4.25"\nhosts = ["debian 12", 5]\n'))
+    r = run_isolate("--root", workspace, "profiles", "show", "app")
+    assert r.code == 2
+    assert "target.glibcxx: 'GLIBCXX_3.4.25' is not a version such as \"3.4.25\"" in r.err
+    assert "target.hosts[0]: 'debian 12' is not a host id or pattern" in r.err
+    assert "target.hosts[1]: expected a string" in r.err
+    host_file(workspace, "myhost-1", GOOD_HOST + '\n[gcc_runtime]\ncxxabi = "new"\nglibc = "2"\n')
+    r = run_isolate("--root", workspace, "profiles", "show", "myhost-1")
+    assert r.code == 2
+    assert "gcc_runtime.cxxabi: 'new' is not a version" in r.err
+    assert "gcc_runtime.glibc: unknown key" in r.err
+
+
 def test_builtin_appliance_host_is_static_with_old_glibc_and_python():
     h = load_host_file(builtin_root() / "profiles" / "hosts" / "xenserver-6.2-dom0.toml").profile
     assert (h.libc.family, h.libc.version) == ("glibc", "2.5")
@@ -250,7 +299,9 @@ def test_profiles_show_nova(run_isolate, tmp_path):
     assert data["kind"] == "runtime"
     assert (data["name"], data["python"], data["requirements"]) == (
         "nova", "3.12", ["nova==34.0.0"])
-    assert data["target"] == {"arch": "x86_64", "glibc": "2.28"}
+    assert data["target"] == {"arch": "x86_64", "glibc": "2.28", "hosts": []}
+    assert {h["id"] for h in data["hosts"]} >= set(HOST_FACTS)
+    assert not any(h["required"] for h in data["hosts"])  # nova names none yet
     assert len(data["sha256"]) == 64
     assert data["host_libraries"][0]["soname"] == "libvirt.so.0"
 

@@ -17,6 +17,8 @@ import shutil
 import struct
 import subprocess
 import xml.etree.ElementTree as ET
+from dataclasses import replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
@@ -148,7 +150,9 @@ def test_all_good_exits_0(tmp_path, run_isolate):
     src = write(tmp_path / "results.json", make_results(cells))
     res = run_isolate("report", src)
     assert res.code == 0, res.out + res.err
-    assert "OK: every observed cell passed" in res.out
+    assert "OK: no regressions: 2 passed; 1 not run (1 predicted incompatible)" in res.out
+    assert "every observed cell passed" not in res.out
+    assert "no required hosts: the runtime profile names none" in res.out
     assert "not run: static host: predicted only" in res.out
 
 
@@ -237,7 +241,7 @@ def test_other_schema_version_exit_2(tmp_path, run_isolate):
     assert res.code == 2
     assert str(src) in res.err
     assert "'isolate.results/0'" in res.err and "isolate 0.0.9" in res.err
-    assert "this isolate reads 'isolate.results/1'" in res.err
+    assert f"this isolate reads '{SCHEMA}'" in res.err
     assert "re-run `isolate matrix`" in res.err
     assert "Traceback" not in res.err
     assert not (tmp_path / "r.html").exists()
@@ -246,8 +250,12 @@ def test_other_schema_version_exit_2(tmp_path, run_isolate):
 @pytest.mark.parametrize("content, expected", [
     (None, "cannot read results file"),
     ("{not json", "not JSON"),
-    ('{"schema": "isolate.results/1", "bundle": {}, "cells": [{"host": "x"}]}', "bad or missing key"),
-    ('{"schema": "isolate.results/1", "bundle": {}, "cells": []}', "the results hold no cells"),
+    (json.dumps({"schema": SCHEMA, "bundle": {}, "required_hosts": [], "cells": [{"host": "x"}]}),
+     "bad or missing key"),
+    (json.dumps({"schema": SCHEMA, "bundle": {}, "required_hosts": [], "cells": []}),
+     "the results hold no cells"),
+    (json.dumps({"schema": SCHEMA, "bundle": {}, "required_hosts": "debian-12", "cells": []}),
+     "required_hosts: expected a list of strings"),
 ])
 def test_bad_input_exit_2(tmp_path, run_isolate, content, expected):
     src = tmp_path / "in.json"
@@ -464,3 +472,114 @@ def test_render_text_matches_cli(tmp_path, run_isolate):
     res = run_isolate("report", write(tmp_path / "r.json", r))
     assert res.out == render_text(r)
 
+
+
+# -- required hosts ---------------------------------------------------------------------
+
+NOVA_HOSTS = ("debian-11", "debian-12", "debian-13", "ubuntu-20.04", "ubuntu-22.04",
+              "ubuntu-24.04", "rhel-8", "rhel-9", "local-*")
+
+
+def _static(host: str, glibc: str, floor: str = "2.36", *, family: str = "glibc") -> Cell:
+    """A static cell as the matrix predicts it for a runtime with glibc floor ``floor``."""
+    if family != "glibc":
+        verdict, reasons = "incompatible", (f"libc: the runtime is linked against glibc; {host} "
+                                            f"uses {family} {glibc}",)
+    elif tuple(map(int, floor.split("."))) > tuple(map(int, glibc.split("."))):
+        verdict, reasons = "incompatible", (f"glibc: the runtime needs glibc {floor} (GLIBC_"
+                                            f"{floor} in python/bin/python3.12); {host} has "
+                                            f"{glibc}",)
+    else:
+        verdict, reasons = "compatible", (f"glibc {glibc} >= floor {floor}",)
+    return _cell(host, "static", verdict=verdict, status="not-run", reasons=reasons,
+                 facts={"libc": f"{family} {glibc}"})
+
+
+def _required(cells: list[Cell], patterns: tuple[str, ...] = NOVA_HOSTS) -> list[Cell]:
+    return [replace(c, required=any(fnmatchcase(c.host, p) for p in patterns)) for c in cells]
+
+
+def _static_only(floor: str) -> list[Cell]:
+    return _required([_static("ubuntu-20.04", "2.31", floor), _static("ubuntu-22.04", "2.35", floor),
+                      _static("rhel-8", "2.28", floor), _static("rhel-9", "2.34", floor),
+                      _static("alpine-3.20", "1.2.5", floor, family="musl")])
+
+
+def test_static_only_matrix_fails_on_required_hosts_predicted_incompatible(tmp_path, run_isolate):
+    """The issue's case: sharded, static hosts only, a runtime with the build machine's
+    floor (2.36): nothing observed, and four required hosts it cannot run on."""
+    cells = _static_only("2.36")
+    shards = [write(tmp_path / f"s{i}.json", Results(bundle=BUNDLE, cells=tuple(cells[i - 1::2]),
+                                                      shard=(i, 2), required_hosts=NOVA_HOSTS))
+              for i in (1, 2)]
+    res = run_isolate("report", *shards)
+    assert res.code == 1, res.output
+    assert "every observed cell passed" not in res.out
+    head = next(line for line in res.out.splitlines() if line.startswith("FAIL"))
+    assert head == ("FAIL: 4 cells need attention; nothing was observed (0 of 5 cells ran); "
+                    "5 predicted incompatible; 4 required hosts predicted only")
+    failing = [line.split(":")[0].strip() for line in res.out.splitlines()
+               if "required host predicted incompatible" in line]
+    assert sorted(failing) == ["rhel-8", "rhel-9", "ubuntu-20.04", "ubuntu-22.04"]
+    assert "alpine-3.20: " not in res.out  # informative: shown, never failing
+    assert "4 required hosts in this matrix: 0 observed, 4 predicted only (4 predicted " \
+           "incompatible); 1 informative host" in res.out
+    line = next(x for x in res.out.splitlines() if x.startswith("  alpine-3.20 "))
+    assert " informative " in line
+    assert " required " in next(x for x in res.out.splitlines() if x.startswith("  rhel-8 "))
+
+
+def test_static_only_matrix_with_a_low_floor_passes_and_says_nothing_was_observed(
+        tmp_path, run_isolate):
+    r = make_results(_static_only("2.28"), baseline=None)
+    r = Results(bundle=r.bundle, cells=r.cells, required_hosts=NOVA_HOSTS)
+    res = run_isolate("report", write(tmp_path / "r.json", r))
+    assert res.code == 0, res.output
+    assert ("OK: nothing was observed (0 of 5 cells ran); 1 predicted incompatible; "
+            "4 required hosts predicted only") in res.out
+    assert "every observed cell passed" not in res.out
+    assert "(all predicted compatible)" in res.out
+
+
+def test_required_host_failing_as_predicted_fails_the_report_informative_does_not():
+    cells = _required(make_cells(), ("local-*", "debian-12", "debian-11"))
+    r = make_results(cells)
+    r = Results(bundle=r.bundle, cells=r.cells, baseline=r.baseline,
+                required_hosts=("local-*", "debian-12", "debian-11"))
+    found = problems(r)
+    # debian-13 failed and is not equivalent, but is informative; debian-11 is required
+    assert [p.split(":")[0] for p in found] == ["debian-11"]
+    assert "required host observed error (as predicted: glibc 2.31 < floor 2.34" in found[0]
+    text = render_text(r)
+    assert "FAIL: 1 cell needs attention; 2 passed, 1 failed as predicted, 1 failed; 2 not run" \
+        " (1 predicted incompatible)" in text
+
+
+def test_no_regressions_counts_failures_as_predicted():
+    """Eight observed cells, one failing as predicted; no required hosts declared."""
+    cells = [_cell(f"local-3.{i}", "local") for i in range(7)]
+    cells.append(_cell("debian-11", "rootfs", verdict="incompatible", status="error", tests={},
+                       reasons=("glibc: too old",), reason="did not start"))
+    text = render_text(make_results(cells, baseline="local-3.0"))
+    assert "OK: no regressions: 7 passed, 1 failed as predicted" in text
+
+
+def test_renderings_mark_required_hosts(tmp_path):
+    r = make_results(_static_only("2.28"), baseline=None)
+    r = Results(bundle=r.bundle, cells=r.cells, required_hosts=NOVA_HOSTS)
+    page = render_html(r)
+    assert page.count('<span class="badge required">required</span>') == 4
+    assert page.count('<span class="badge muted">informative</span>') == 1
+    assert "4 required hosts in this matrix" in page and "local-*" in page
+    md = render_markdown(r)
+    assert md.count("**required**") == 4 and "(informative)" in md
+    assert "**OK**: nothing was observed" in md
+    suites = ET.fromstring(render_junit(r)).findall("testsuite")
+    props = {s.get("name"): {p.get("name"): p.get("value") for p in s.iter("property")}
+             for s in suites}
+    assert props["rhel-8"]["required"] == "true" and props["alpine-3.20"]["required"] == "false"
+    again = Results.loads(render_json(r))
+    assert again.required_hosts == NOVA_HOSTS
+    assert [c.required for c in again.cells] == [True, True, True, True, False]
+    data = json.loads(render_json(r))
+    assert data["summary"]["required"] == 4 and data["summary"]["required_predicted_only"] == 4

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Result, invoke
+from conftest import TARGET, Result, invoke
 
 from isolate.bundle.elf import find_patchelf
 from isolate.errors import EnvironmentProblem, ExitCode
@@ -31,7 +31,7 @@ PROFILE = """\
 name = "tiny"
 python = "{python}"
 requirements = ["alpha"]
-"""
+""" + TARGET
 INDEX = ("--no-index", "--find-links")
 # Building the bundle and verifying ~20 tampered copies takes over 20 s in all.
 slow = pytest.mark.slow

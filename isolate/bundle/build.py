@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import time
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import filelock
 
 from isolate import __version__
 from isolate.bundle import archive as archive_mod
-from isolate.bundle import elf
+from isolate.bundle import contract, elf
 from isolate.bundle.bytecode import compile_tree
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
 from isolate.bundle.install import Installed, install_all
@@ -48,6 +49,7 @@ from isolate.locking.lock import lock_inputs, read_lock
 from isolate.model.lock import LockFile, Pin
 from isolate.model.manifest import (
     MANIFEST_NAME,
+    Contract,
     Distribution,
     ElfFacts,
     FileEntry,
@@ -55,7 +57,7 @@ from isolate.model.manifest import (
     Manifest,
     VendoredLib,
 )
-from isolate.model.profiles import RuntimeProfile
+from isolate.model.profiles import HostProfile, RuntimeProfile
 from isolate.proc import Runner
 from isolate.profiles import LoadedRuntime
 from isolate.progress import NoProgress, Progress
@@ -82,6 +84,10 @@ class BundleOptions:
     # No index at all (``index.index_url`` must be None); whatever would need the network
     # is an error that says to run `isolate fetch` first.
     offline: bool = False
+    # The hosts the profile's [target] hosts resolve to (``Catalog.required_hosts``): the
+    # runtime must be predicted compatible with each, except those in allow_incompatible.
+    required_hosts: tuple[HostProfile, ...] = ()
+    allow_incompatible: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -292,6 +298,9 @@ class Builder:
                     hint="install them here so they can be vendored, or declare them as "
                          "[[host_libraries]] in the runtime profile",
                 )
+            elf_facts = _elf_facts(profile, closure)
+            agreed = self._check_contract(loaded, options, root, interp, wheels, closure,
+                                          elf_facts)
             with self._timed("compile"):
                 self._compile(interp, root, [interp.stdlib])
             overlay_root = None
@@ -302,7 +311,7 @@ class Builder:
             with self._timed("manifest"):
                 manifest = self._manifest(loaded, lock_path, tests_lock_path if tests_lock else
                                           None, root, interp, wheels, installed, scripts,
-                                          closure, src_prefixes=interp.source_prefixes,
+                                          elf_facts, agreed, src_prefixes=interp.source_prefixes,
                                           isolated=isolated.how)
             return self._publish(manifest, root, overlay_root, options)
 
@@ -324,6 +333,34 @@ class Builder:
         return describe(self.runner, built.executable,
                         source=f"source:{info['version']} (glibc {info['glibc_target']}, "
                                f"{info['compiler']}, inputs {info['key'][:16]})")
+
+    def _check_contract(self, loaded: LoadedRuntime, options: BundleOptions, root: Path,
+                        interp: CopiedInterpreter,
+                        wheels: list[tuple[Artifact, Path, str | None]],
+                        closure: elf.ClosureResult, elf_facts: ElfFacts) -> Contract:
+        """Refuse a tree that breaks the profile's floors or misses a required host."""
+        profile = loaded.profile
+        site_rel = interp.site_packages.relative_to(root).as_posix()
+        by_file: dict[str, str] = {}
+        for _art, wheel, _built in wheels:
+            try:
+                with zipfile.ZipFile(wheel) as zf:
+                    for name in zf.namelist():
+                        by_file[f"{site_rel}/{name}"] = f"wheel {wheel.name}"
+            except (OSError, zipfile.BadZipFile):
+                continue  # installed already, so readable; a name is only a courtesy
+        for v in closure.vendored:
+            by_file[v.dest] = f"vendored from {v.origin} (needed by {', '.join(v.needed_by)})"
+        origins = contract.Origins(by_file=by_file,
+                                   default=f"the interpreter ({interp.source})")
+        contract.check_floors(profile, loaded.path, closure.file_floors, origins)
+        allowed = contract.check_hosts(
+            profile, loaded.path, arch=profile.arch, elf=elf_facts,
+            python_version=interp.version, required=options.required_hosts,
+            allow=options.allow_incompatible)
+        return Contract(target=profile.ceilings, required_hosts=profile.hosts,
+                        resolved_hosts=tuple(h.id for h in options.required_hosts),
+                        allowed_incompatible=allowed)
 
     def _launchers(self, loaded: LoadedRuntime, root: Path, interp: CopiedInterpreter,
                    installed: list[Installed]) -> tuple[str, ...]:
@@ -378,14 +415,14 @@ class Builder:
     def _manifest(self, loaded: LoadedRuntime, lock_path: Path, tests_lock_path: Path | None,
                   root: Path, interp: CopiedInterpreter,
                   wheels: list[tuple[Artifact, Path, str | None]], installed: list[Installed],
-                  scripts: tuple[str, ...], closure: elf.ClosureResult,
+                  scripts: tuple[str, ...], elf_facts: ElfFacts, agreed: Contract,
                   src_prefixes: tuple[str, ...], isolated: str) -> Manifest:
         profile = loaded.profile
         versions = {i.name: i.version for i in installed}
         top = profile.top_level_names[0]
         app_version = versions.get(top, "0")
-        floor = closure.glibc_floor
-        glibc_tag = floor[0].split(".") if floor else profile.glibc.split(".")
+        floor = elf_facts.glibc_floor
+        glibc_tag = floor.split(".") if floor else profile.glibc.split(".")
         platform = f"manylinux_{glibc_tag[0]}_{glibc_tag[1]}_{profile.arch}"
         py_tag = "cp{}{}".format(*profile.python_tuple)
         name = f"{profile.name}-{app_version}-{py_tag}-{platform}"
@@ -418,15 +455,8 @@ class Builder:
                 pruned=interp.pruned, pruned_bytes=interp.pruned_bytes, isolated=isolated),
             distributions=dists,
             scripts=scripts,
-            elf=ElfFacts(
-                glibc_floor=floor[0] if floor else None,
-                glibc_floor_file=floor[1] if floor else None,
-                glibc_floor_symbol=floor[2] if floor else None,
-                vendored=tuple(VendoredLib(soname=v.soname, path=v.dest, origin=str(v.origin),
-                                           needed_by=v.needed_by) for v in closure.vendored),
-                host_libraries=tuple(h.to_dict() for h in profile.host_libraries),
-                system_libraries=closure.system,
-                elf_files=closure.elf_files),
+            elf=elf_facts,
+            contract=agreed,
             files=files,
             sizes=sizes,
             test_command=profile.tests.command,
@@ -474,6 +504,20 @@ class Builder:
         return BundleResult(name=manifest.name, manifest=manifest, directory=directory,
                             archives=tuple(archives), overlay=overlay_dir,
                             seconds=dict(self.timings))
+
+
+def _elf_facts(profile: RuntimeProfile, closure: elf.ClosureResult) -> ElfFacts:
+    floor = closure.glibc_floor
+    return ElfFacts(
+        glibc_floor=floor[0] if floor else None,
+        glibc_floor_file=floor[1] if floor else None,
+        glibc_floor_symbol=floor[2] if floor else None,
+        floors=closure.floors,
+        vendored=tuple(VendoredLib(soname=v.soname, path=v.dest, origin=str(v.origin),
+                                   needed_by=v.needed_by) for v in closure.vendored),
+        host_libraries=tuple(h.to_dict() for h in profile.host_libraries),
+        system_libraries=closure.system,
+        elf_files=closure.elf_files)
 
 
 def hash_tree(root: Path) -> tuple[FileEntry, ...]:

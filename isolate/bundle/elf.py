@@ -38,6 +38,8 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
 from isolate.errors import EnvironmentProblem, InputError
+from isolate.model import floors
+from isolate.model.floors import Floor
 from isolate.proc import Runner
 
 if sys.version_info >= (3, 11):
@@ -51,6 +53,7 @@ __all__ = [
     "ElfFile",
     "Vendored",
     "close_tree",
+    "file_floors",
     "find_patchelf",
     "glibc_floor",
     "is_elf",
@@ -85,6 +88,9 @@ class ElfFile:
     runpath: tuple[str, ...]  # DT_RUNPATH entries
     interpreter: str | None  # PT_INTERP
     glibc_versions: tuple[str, ...]  # "GLIBC_2.2.5", ... from .gnu.version_r, ascending
+    # (library the version is needed from, version name): every numbered version of a
+    # floor kind (GLIBC_, GLIBCXX_, CXXABI_, GCC_), sorted
+    version_needs: tuple[tuple[str, str], ...] = ()
 
     @property
     def glibc_max(self) -> tuple[int, ...] | None:
@@ -168,6 +174,7 @@ def _parse(path: Path, elf: Any) -> ElfFile:
     runpath: list[str] = []
     interpreter: str | None = None
     versions: set[str] = set()
+    needs: set[tuple[str, str]] = set()
 
     # Parse headers first and build only the sections wanted: pyelftools builds hash
     # tables and symbol tables eagerly, which would cost ~15 ms a file.
@@ -179,11 +186,14 @@ def _parse(path: Path, elf: Any) -> ElfFile:
         elif kind == "SHT_GNU_verneed":
             section = make()
             if isinstance(section, GNUVerNeedSection):
-                for _verneed, aux_iter in section.iter_versions():
+                for verneed, aux_iter in section.iter_versions():
+                    library = str(verneed.name)
                     for aux in aux_iter:
                         name = str(aux.name)
                         if _GLIBC_VERSION.match(name):
                             versions.add(name)
+                        if floors.classify(library, name) is not None:
+                            needs.add((library, name))
     for header, make in _headers(elf, "segment"):
         kind = header["p_type"]
         if kind == "PT_INTERP":
@@ -210,6 +220,7 @@ def _parse(path: Path, elf: Any) -> ElfFile:
         runpath=tuple(runpath),
         interpreter=interpreter,
         glibc_versions=tuple(sorted(versions, key=_glibc_key)),
+        version_needs=tuple(sorted(needs)),
     )
 
 
@@ -284,6 +295,42 @@ def glibc_floor(files: Iterable[ElfFile], root: Path) -> tuple[str, str, str] | 
         return None
     key, rel, symbol = best
     return ".".join(str(k) for k in key), rel, symbol
+
+
+def file_floors(files: Iterable[ElfFile], root: Path) -> tuple[Floor, ...]:
+    """Per file and floor kind, the highest version the file needs from the host.
+
+    The dynamic loader is skipped (it defines glibc's versions, it does not need them).
+    Sorted by file, then kind, in ``floors.KIND_NAMES`` order."""
+    out: list[Floor] = []
+    order = {name: i for i, name in enumerate(floors.KIND_NAMES)}
+    for elf in sorted(files, key=lambda e: e.path.as_posix()):
+        if _is_dynamic_loader(elf):
+            continue
+        best: dict[str, tuple[tuple[int, ...], str, str]] = {}
+        for library, symbol in elf.version_needs:
+            found = floors.classify(library, symbol)
+            if found is None:
+                continue
+            kind_name, version = found
+            key = floors.version_key(version)
+            if kind_name not in best or key > best[kind_name][0]:
+                best[kind_name] = (key, version, symbol)
+        rel = _rel(elf.path, root)
+        for kind_name in sorted(best, key=order.__getitem__):
+            _key, version, symbol = best[kind_name]
+            out.append(Floor(kind=kind_name, version=version, symbol=symbol, file=rel))
+    return tuple(out)
+
+
+def highest_floors(per_file: Iterable[Floor]) -> tuple[Floor, ...]:
+    """The highest floor of each kind (ties: the first file in path order)."""
+    best: dict[str, Floor] = {}
+    for f in per_file:
+        if f.kind not in best or floors.version_key(f.version) > floors.version_key(
+                best[f.kind].version):
+            best[f.kind] = f
+    return tuple(best[k] for k in floors.KIND_NAMES if k in best)
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -426,6 +473,13 @@ class ClosureResult:
     patched: tuple[str, ...]  # bundle-relative files whose RPATH was rewritten
     elf_files: int
     glibc_floor: tuple[str, str, str] | None  # (version, file, "GLIBC_x.y")
+    # per file and kind, the highest version it needs from the host (see file_floors)
+    file_floors: tuple[Floor, ...] = ()
+
+    @property
+    def floors(self) -> tuple[Floor, ...]:
+        """The highest version of each kind the whole tree needs from the host."""
+        return highest_floors(self.file_floors)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -742,4 +796,5 @@ def close_tree(
         patched=tuple(sorted(wanted)),
         elf_files=len(closure.files),
         glibc_floor=glibc_floor(closure.files.values(), root),
+        file_floors=file_floors(closure.files.values(), root),
     )

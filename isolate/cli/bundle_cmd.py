@@ -1,5 +1,5 @@
 """isolate bundle RUNTIME [-o DIR] [--format dir|tar.zst|tar.gz] [--python SOURCE]
-[--wheelhouse DIR] [--offline]"""
+[--wheelhouse DIR] [--offline] [--allow-incompatible HOST]..."""
 
 from __future__ import annotations
 
@@ -40,7 +40,14 @@ def register(sub: Any) -> None:
     p.add_argument("--offline", action="store_true",
                    help="use no index and no network: every artifact must be in the "
                         "wheelhouse, --find-links or the cache")
+    p.add_argument("--allow-incompatible", action="append", default=[], metavar="HOST",
+                   help="publish even though the runtime is predicted not to run on this "
+                        "required host ([target] hosts); recorded in the manifest "
+                        "(repeatable)")
     p.set_defaults(handler=run)
+    p.epilog = ("exit codes: 0 built; 2 bad input, or the runtime breaks its profile's "
+                "contract (a floor above [target], a required host predicted incompatible): "
+                "nothing is published; 3 a missing interpreter, tool or network")
 
 
 def run(app: App, args: argparse.Namespace) -> int:
@@ -50,6 +57,9 @@ def run(app: App, args: argparse.Namespace) -> int:
     from isolate.locking.backends import IndexOptions
 
     loaded = app.catalog.runtime(args.runtime)
+    required = app.catalog.required_hosts(loaded)
+    for note in required.notes:
+        app.err(f"warning: {note}")
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     if args.offline and args.index_url:
         raise InputError("--offline and --index-url exclude each other",
@@ -70,7 +80,9 @@ def run(app: App, args: argparse.Namespace) -> int:
                             python=python, interpreter_lock=interpreter_lock, index=index,
                             include_headers=args.headers,
                             tests_overlay=not args.no_tests_overlay, jobs=max(1, args.jobs),
-                            wheelhouse=wheelhouse, offline=args.offline)
+                            wheelhouse=wheelhouse, offline=args.offline,
+                            required_hosts=required.hosts,
+                            allow_incompatible=tuple(dict.fromkeys(args.allow_incompatible)))
     with TerminalProgress(quiet=args.quiet) as progress:
         builder = Builder(runner=app.runner, discovery=app.discovery, progress=progress)
         result = builder.build(loaded,
@@ -85,6 +97,18 @@ def run(app: App, args: argparse.Namespace) -> int:
     floor = m.elf.glibc_floor
     app.out(f"  glibc floor {floor} (set by {m.elf.glibc_floor_file}, {m.elf.glibc_floor_symbol});"
             f" {len(m.elf.vendored)} vendored libraries")
+    others = [f for f in m.elf.floors if f.kind != "glibc"]
+    if others:
+        app.out("  GCC runtime floors: " + "; ".join(f"{f.symbol} ({f.file})" for f in others))
+    target = ", ".join(f"{k} {v}" for k, v in m.contract.target.items())
+    app.out(f"  within [target] {target}")
+    if m.contract.resolved_hosts:
+        app.out(f"  required hosts predicted compatible: "
+                f"{len(m.contract.resolved_hosts) - len(m.contract.allowed_incompatible)} of "
+                f"{len(m.contract.resolved_hosts)}")
+    for a in m.contract.allowed_incompatible:
+        app.err(f"warning: required host {a.host} is predicted incompatible, allowed by "
+                f"--allow-incompatible (recorded in the manifest): {'; '.join(a.reasons)}")
     app.out(f"  {m.sizes['files']} files, {m.sizes['total'] / 1e6:.1f} MB; pruned "
             f"{m.sizes['pruned'] / 1e6:.1f} MB ({len(m.interpreter.pruned)} entries)")
     if result.directory:

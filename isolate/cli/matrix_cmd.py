@@ -52,6 +52,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         counts = c.observed.counts
         eq = {True: "equivalent", False: "NOT equivalent", None: "-"}[c.equivalent]
         base = " (baseline)" if c.baseline else ""
+        base += " [required]" if c.required else ""
         app.out(f"{c.host:<20} predicted {c.predicted.verdict:<12} observed "
                 f"{c.observed.status:<8} {counts['passed']}p/{counts['failed']}f/"
                 f"{counts['error']}e/{counts['skipped']}s  {eq}{base}")

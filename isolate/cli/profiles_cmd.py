@@ -31,8 +31,17 @@ def run(app: App, args: argparse.Namespace) -> int:
                              hint="`isolate profiles` lists them")
         if args.id in cat.runtime_names():
             loaded = cat.runtime(args.id)
-            data: dict[str, Any] = {"kind": "runtime", "path": str(loaded.path),
-                                    "sha256": loaded.sha256, **loaded.profile.to_dict()}
+            required = cat.required_hosts(loaded)
+            for note in required.notes:
+                app.err(f"warning: {note}")
+            marked = {h.id for h in required.hosts}
+            data: dict[str, Any] = {
+                "kind": "runtime", "path": str(loaded.path), "sha256": loaded.sha256,
+                **loaded.profile.to_dict(),
+                # every host this machine knows, marked: the runtime must run on the
+                # required ones ([target] hosts); the others are informative
+                "hosts": [{"id": h, "required": h in marked} for h in
+                          dict.fromkeys([*cat.host_ids(), *marked])]}
         elif args.id in cat.host_ids():
             host = cat.host(args.id)
             data = {"kind": "host", "path": str(host.path) if host.path else None,
@@ -56,6 +65,8 @@ def run(app: App, args: argparse.Namespace) -> int:
         p = r.profile
         reqs = ", ".join(p.requirements)
         app.out(f"  {p.name:<22} python {p.python:<5} {p.arch:<7} glibc>={p.glibc:<5} {reqs}")
+        if p.hosts:
+            app.out(f"  {'':<22} required hosts: {', '.join(p.hosts)}")
     app.out("host profiles:")
     for h in hosts:
         hp = h.profile

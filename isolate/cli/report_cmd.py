@@ -23,12 +23,17 @@ cells. Without an output option, print a short summary, one line per cell.
 `isolate report merge` joins shard results of one bundle into one results file."""
 
 EPILOG = """exit codes:
-  0  every observed cell passed, is equivalent to the baseline and matches its
-     prediction (cells that were not run do not count), or --no-fail was given;
+  0  no regressions: every required host ([target] hosts of the runtime profile)
+     that was observed passed and is equivalent to the baseline, and every required
+     host that was not observed is predicted compatible; informative hosts never fail
+     the report. A runtime that names no required hosts: every observed cell passed
+     (or failed as predicted), is equivalent and matches its prediction. Or --no-fail.
      `report merge`: the merged file was written
-  1  an observed cell failed or errored, is not equivalent to the baseline, or
-     contradicts its prediction (a cell predicted incompatible and observed failing
-     matches its prediction, but still failed: use --no-fail to only publish)
+  1  a required host failed, is not equivalent, contradicts its prediction, or was not
+     observed and is predicted incompatible (without required hosts: an observed cell
+     failed unexpectedly, is not equivalent or contradicts its prediction); the
+     headline says which, and never that every observed cell passed when nothing was
+     observed
   2  bad input: unreadable file, not JSON, another schema version, no cells,
      results of different bundles, duplicate host cells, unknown --baseline host"""
 
@@ -45,7 +50,7 @@ def register(sub: Any) -> None:
                    help="write Markdown for a CI step summary (under 1 MiB)")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML, a suite per cell")
     p.add_argument("--json", type=Path, metavar="FILE",
-                   help="write the merged results (schema isolate.results/1)")
+                   help="write the merged results (schema isolate.results/2)")
     p.add_argument("--baseline", metavar="HOST",
                    help="compare every cell with this host's cell (default: the baseline the "
                         "results recorded, else the first passed cell)")

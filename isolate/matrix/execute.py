@@ -49,6 +49,7 @@ class BundleInput:
         return {"name": m.name, "runtime": m.runtime, "version": m.version,
                 "python": m.interpreter.version, "platform": m.platform,
                 "glibc_floor": m.elf.glibc_floor, "glibc_floor_file": m.elf.glibc_floor_file,
+                "floors": {f.kind: f.to_dict() for f in m.elf.floors},
                 "manifest_sha256": self.manifest_sha256,
                 "test_command": list(m.test_command)}
 
@@ -112,7 +113,8 @@ class CellRunner:
         h = planned.host
         facts = {"distro": h.distro, "release": h.release, "arch": h.arch,
                  "libc": f"{h.libc.family} {h.libc.version}",
-                 "python": h.python or "none", "provision": h.provision.method}
+                 "python": h.python or "none", "provision": h.provision.method,
+                 **{f"gcc_runtime.{k}": v for k, v in sorted(h.gcc_runtime.items())}}
         try:
             if planned.executor == "static":
                 obs = Observation(status="not-run", reason="static host profile: it cannot be "
@@ -129,7 +131,8 @@ class CellRunner:
             obs = Observation(status="error", reason=f"isolate could not run this cell: "
                               f"{type(exc).__name__}: {exc}")
         return Cell(host=h.id, host_name=h.name, executor=planned.executor,
-                    predicted=planned.prediction, observed=obs, host_facts=facts)
+                    predicted=planned.prediction, observed=obs, host_facts=facts,
+                    required=planned.required)
 
     # -- shared --------------------------------------------------------------------
     def _prepare(self, cell_id: str) -> tuple[Path, Path, Path | None]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from isolate import compat
 from isolate.errors import InputError
 from isolate.model.manifest import Manifest
-from isolate.model.profiles import HostProfile, version_tuple
+from isolate.model.profiles import HostProfile
 from isolate.model.results import Prediction
 
 EXECUTORS = {"local": "local", "debootstrap": "rootfs", "static": "static"}
@@ -21,37 +22,13 @@ class PlannedCell:
     host: HostProfile
     executor: str  # local | rootfs | static
     prediction: Prediction
+    required: bool = False  # the runtime profile names the host in [target] hosts
 
 
 def predict(manifest: Manifest, host: HostProfile) -> Prediction:
-    reasons: list[str] = []
-    warnings: list[str] = []
-    if host.arch != manifest.arch:
-        reasons.append(f"architecture: the runtime is {manifest.arch}, the host is {host.arch}")
-    floor = manifest.elf.glibc_floor
-    if host.libc.family != "glibc":
-        reasons.append(f"libc: the runtime is linked against glibc; {host.id} uses "
-                       f"{host.libc.family} {host.libc.version}")
-    elif floor and version_tuple(floor) > host.libc.version_tuple:
-        reasons.append(
-            f"glibc: the runtime needs glibc {floor} ({manifest.elf.glibc_floor_symbol} in "
-            f"{manifest.elf.glibc_floor_file}); {host.id} has {host.libc.version}")
-    for lib in manifest.elf.host_libraries:
-        soname = lib.get("soname", "?")
-        if lib.get("required", True):
-            warnings.append(f"host library {soname} must be installed on the host "
-                            f"({lib.get('purpose') or 'declared by the runtime profile'})")
-        else:
-            warnings.append(f"optional host library {soname}: "
-                            f"{lib.get('purpose') or 'declared by the runtime profile'}")
-    if reasons:
-        return Prediction(verdict="incompatible", reasons=tuple(reasons),
-                          warnings=tuple(warnings))
-    facts = [f"glibc {host.libc.version} >= floor {floor}" if floor else "no glibc floor",
-             f"arch {host.arch}",
-             f"the runtime carries CPython {manifest.interpreter.version}; the host's "
-             f"{'Python ' + host.python if host.python else 'lack of Python'} is not used"]
-    return Prediction(verdict="compatible", reasons=tuple(facts), warnings=tuple(warnings))
+    """The predicted verdict of ``manifest``'s runtime on ``host`` (see ``isolate.compat``)."""
+    return compat.predict(arch=manifest.arch, elf=manifest.elf,
+                          python_version=manifest.interpreter.version, host=host)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -74,8 +51,9 @@ def plan(manifest: Manifest, hosts: Sequence[HostProfile],
         if h.id in seen:
             raise InputError(f"host {h.id} is listed twice")
         seen.add(h.id)
-        cells.append(PlannedCell(host=h, executor=EXECUTORS[h.provision.method],
-                                 prediction=predict(manifest, h)))
+        cells.append(PlannedCell(
+            host=h, executor=EXECUTORS[h.provision.method], prediction=predict(manifest, h),
+            required=compat.is_required(manifest.contract.required_hosts, h.id)))
     if shard is not None:
         i, n = shard
         cells = cells[i - 1::n]

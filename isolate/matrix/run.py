@@ -48,4 +48,5 @@ def run_matrix(bundle: BundleInput, hosts: Sequence[HostProfile], *, runner: Run
             shutil.rmtree(work, ignore_errors=True)
     base, compared = with_equivalence(observed, baseline)
     return Results(bundle=bundle.info(), cells=compared, baseline=base, shard=shard,
-                   tool_version=__version__)
+                   tool_version=__version__,
+                   required_hosts=bundle.manifest.contract.required_hosts)

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from isolate.model.floors import KIND_NAMES, Floor
+
 SCHEMA = "isolate.manifest/1"
 MANIFEST_NAME = "isolate-manifest.json"
 
@@ -122,10 +124,23 @@ class ElfFacts:
     host_libraries: tuple[Mapping[str, Any], ...] = ()  # from the runtime profile
     system_libraries: tuple[str, ...] = ()  # allow-listed sonames the bundle needs from the host
     elf_files: int = 0
+    # The highest version of each kind (glibc, glibcxx, cxxabi, gcc) the bundle needs from
+    # the host; a kind nothing needs is absent. Manifests written before isolate recorded
+    # them have none (then only the glibc_floor keys are known).
+    floors: tuple[Floor, ...] = ()
+
+    def floor(self, kind_name: str) -> Floor | None:
+        found = next((f for f in self.floors if f.kind == kind_name), None)
+        if found is None and kind_name == "glibc" and self.glibc_floor:
+            return Floor(kind="glibc", version=self.glibc_floor,
+                         symbol=self.glibc_floor_symbol or f"GLIBC_{self.glibc_floor}",
+                         file=self.glibc_floor_file or "?")
+        return found
 
     def to_dict(self) -> dict[str, Any]:
         return {"glibc_floor": self.glibc_floor, "glibc_floor_file": self.glibc_floor_file,
                 "glibc_floor_symbol": self.glibc_floor_symbol,
+                "floors": {f.kind: f.to_dict() for f in self.floors},
                 "vendored": [v.to_dict() for v in self.vendored],
                 "host_libraries": [dict(h) for h in self.host_libraries],
                 "system_libraries": list(self.system_libraries),
@@ -138,7 +153,48 @@ class ElfFacts:
                    vendored=tuple(VendoredLib.from_dict(v) for v in d.get("vendored", ())),
                    host_libraries=tuple(d.get("host_libraries", ())),
                    system_libraries=tuple(d.get("system_libraries", ())),
-                   elf_files=int(d.get("elf_files", 0)))
+                   elf_files=int(d.get("elf_files", 0)),
+                   floors=tuple(Floor.from_dict(k, v) for k, v in dict(d.get("floors", {})).items()
+                                if k in KIND_NAMES))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AllowedIncompatible:
+    """A required host the runtime is predicted not to run on, accepted at build time
+    with ``isolate bundle --allow-incompatible HOST``."""
+
+    host: str
+    reasons: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AllowedIncompatible:
+        return cls(host=str(d["host"]), reasons=tuple(str(r) for r in d.get("reasons", ())))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Contract:
+    """Where the runtime must run, as the runtime profile said when it was built."""
+
+    target: Mapping[str, str] = field(default_factory=dict)  # floor kind -> highest allowed
+    required_hosts: tuple[str, ...] = ()  # the profile's [target] hosts (ids and patterns)
+    resolved_hosts: tuple[str, ...] = ()  # the host ids they matched at build time
+    allowed_incompatible: tuple[AllowedIncompatible, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": dict(self.target), "required_hosts": list(self.required_hosts),
+                "resolved_hosts": list(self.resolved_hosts),
+                "allowed_incompatible": [a.to_dict() for a in self.allowed_incompatible]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Contract:
+        return cls(target={str(k): str(v) for k, v in dict(d.get("target", {})).items()},
+                   required_hosts=tuple(str(h) for h in d.get("required_hosts", ())),
+                   resolved_hosts=tuple(str(h) for h in d.get("resolved_hosts", ())),
+                   allowed_incompatible=tuple(AllowedIncompatible.from_dict(a)
+                                              for a in d.get("allowed_incompatible", ())))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -166,6 +222,7 @@ class Manifest:
     test_env: Mapping[str, str] = field(default_factory=dict)
     test_timeout: float = 1800.0
     source_prefixes: tuple[str, ...] = ()  # build-host paths the interpreter came from
+    contract: Contract = field(default_factory=Contract)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -186,6 +243,7 @@ class Manifest:
             "distributions": [d.to_dict() for d in self.distributions],
             "scripts": list(self.scripts),
             "elf": self.elf.to_dict(),
+            "contract": self.contract.to_dict(),
             "sizes": dict(self.sizes),
             "tests": {"command": list(self.test_command), "env": dict(self.test_env),
                       "timeout": self.test_timeout},
@@ -218,6 +276,7 @@ class Manifest:
                 test_env=dict(tests.get("env", {})),
                 test_timeout=float(tests.get("timeout", 1800.0)),
                 source_prefixes=tuple(d.get("source_prefixes", ())),
+                contract=Contract.from_dict(d.get("contract", {})),
             )
         except KeyError as exc:
             raise ManifestError(f"missing key {exc.args[0]!r}") from exc

@@ -10,6 +10,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from isolate.model import floors
 from isolate.model.fields import Fields, Problem
 
 ARCHES = ("x86_64", "aarch64")
@@ -70,12 +71,25 @@ class RuntimeProfile:
     constraints: str | None = None  # path, relative to the profile's file
     scripts: tuple[str, ...] | None = None  # None: those of the top-level requirements
     arch: str = "x86_64"
-    glibc: str = "2.17"  # the glibc floor the runtime targets (manylinux_2_N)
+    # The highest glibc the finished runtime may need (manylinux_2_N wheels are chosen
+    # for it, and `isolate bundle` refuses a result that needs more).
+    glibc: str = "2.17"
+    # The same contract for the GCC runtime (floors.GCC_RUNTIME_KINDS: glibcxx, cxxabi,
+    # gcc), only for the kinds the profile names.
+    gcc_runtime: Mapping[str, str] = field(default_factory=dict)
+    # Host ids and fnmatch patterns the runtime must run on; every other host is
+    # informative. Empty: the profile names none.
+    hosts: tuple[str, ...] = ()
     # Where the runtime's CPython comes from: "local" (a CPython of this machine) or
     # "source" (built by isolate from profiles/interpreters/cpython-X.Y.toml).
     interpreter: str = "local"
     tests: TestSpec = field(default_factory=TestSpec)
     host_libraries: tuple[HostLibrary, ...] = ()
+
+    @property
+    def ceilings(self) -> dict[str, str]:
+        """Floor kind -> the highest version the runtime may need (glibc always)."""
+        return {"glibc": self.glibc, **self.gcc_runtime}
 
     @property
     def python_tuple(self) -> tuple[int, int]:
@@ -118,6 +132,12 @@ class RuntimeProfile:
         glibc = target.string("glibc", "2.17") or "2.17"
         if not _VERSION.match(glibc):
             target.problem("glibc", f"{glibc!r} is not a version such as \"2.17\"")
+        gcc_runtime = _gcc_runtime(target)
+        hosts = target.str_list("hosts")
+        for i, pattern in enumerate(hosts):
+            if not pattern or any(c.isspace() for c in pattern):
+                target.problem(f"hosts[{i}]", f"{pattern!r} is not a host id or pattern "
+                               "such as \"debian-12\" or \"local-*\"")
         target.finish()
 
         t = f.table("tests")
@@ -161,6 +181,8 @@ class RuntimeProfile:
             arch=arch,
             glibc=glibc,
             interpreter=interpreter,
+            gcc_runtime=gcc_runtime,
+            hosts=hosts,
             tests=TestSpec(requirements=treqs, command=command, env=env, timeout=timeout),
             host_libraries=tuple(libs),
         )
@@ -174,10 +196,27 @@ class RuntimeProfile:
             "constraints": self.constraints,
             "scripts": None if self.scripts is None else list(self.scripts),
             "interpreter": self.interpreter,
-            "target": {"arch": self.arch, "glibc": self.glibc},
+            "target": {"arch": self.arch, "glibc": self.glibc, **self.gcc_runtime,
+                       "hosts": list(self.hosts)},
             "tests": self.tests.to_dict(),
             "host_libraries": [lib.to_dict() for lib in self.host_libraries],
         }
+
+
+def _gcc_runtime(table: Fields) -> dict[str, str]:
+    """The GCC runtime versions (glibcxx, cxxabi, gcc) a table names, checked."""
+    out: dict[str, str] = {}
+    for name in floors.GCC_RUNTIME_KINDS:
+        value = table.string(name)
+        if value is None:
+            continue
+        if not floors.is_version(value):
+            prefix = floors.kind(name).prefix
+            table.problem(name, f"{value!r} is not a version such as \"3.4.25\" (the part "
+                                f"after {prefix} in a symbol version)")
+        else:
+            out[name] = value
+    return out
 
 
 def _check_requirements(f: Fields, key: str, reqs: tuple[str, ...]) -> None:
@@ -231,6 +270,15 @@ class HostProfile:
     provision: Provision
     codename: str = ""
     notes: str = ""
+    # The GCC runtime the release ships (libstdc++.so.6, libgcc_s.so.1): floor kind
+    # (glibcxx, cxxabi, gcc) -> the highest version it defines. Empty: unknown.
+    gcc_runtime: Mapping[str, str] = field(default_factory=dict)
+
+    def provides(self, kind_name: str) -> str | None:
+        """The highest version of a floor kind this host provides, None when unknown."""
+        if kind_name == "glibc":
+            return self.libc.version if self.libc.family == "glibc" else None
+        return self.gcc_runtime.get(kind_name)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, problems: list[Problem]) -> HostProfile | None:
@@ -254,6 +302,9 @@ class HostProfile:
         if lversion and not _VERSION.match(lversion):
             lt.problem("version", f"{lversion!r} is not a version such as \"2.36\"")
         lt.finish()
+        gt = f.table("gcc_runtime")
+        gcc_runtime = _gcc_runtime(gt)
+        gt.finish()
         python = f.string("python", required=True)
         if python is not None and python != "none" and not _VERSION.match(python):
             f.problem("python", f"{python!r} is not a version such as \"3.11.2\" or \"none\"")
@@ -279,6 +330,7 @@ class HostProfile:
             notes=notes,
             arch=arch,
             libc=Libc(family=family, version=lversion),
+            gcc_runtime=gcc_runtime,
             python=None if python in (None, "none") else python,
             provision=Provision(
                 method=method,
@@ -299,6 +351,7 @@ class HostProfile:
             "codename": self.codename,
             "arch": self.arch,
             "libc": {"family": self.libc.family, "version": self.libc.version},
+            "gcc_runtime": dict(self.gcc_runtime),
             "python": self.python or "none",
             "provision": self.provision.to_dict(),
             "notes": self.notes,

@@ -1,4 +1,4 @@
-"""Matrix results: one cell per (bundle, host), versioned JSON (``isolate.results/1``).
+"""Matrix results: one cell per (bundle, host), versioned JSON (``isolate.results/2``).
 
 A cell holds the prediction made from the manifest and the host profile, the observation
 (every test's outcome and two fingerprints) and, once a baseline is chosen, whether it
@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-SCHEMA = "isolate.results/1"
+# /2: the runtime profile's required hosts (``required_hosts``, each cell's ``required``)
+SCHEMA = "isolate.results/2"
 OUTCOMES = ("passed", "failed", "error", "skipped")
 STATUSES = ("passed", "failed", "error", "not-run")
 VERDICTS = ("compatible", "incompatible")
@@ -100,9 +101,13 @@ class Cell:
     baseline: bool = False
     differences: Differences = field(default_factory=Differences)
     host_facts: Mapping[str, Any] = field(default_factory=dict)  # from the host profile
+    # The runtime profile names this host in [target] hosts: the runtime must run here.
+    # False: informative (or the profile names no required hosts).
+    required: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"host": self.host, "host_name": self.host_name, "executor": self.executor,
+                "required": self.required,
                 "host_facts": dict(self.host_facts), "predicted": self.predicted.to_dict(),
                 "observed": self.observed.to_dict(), "equivalent": self.equivalent,
                 "baseline": self.baseline, "differences": self.differences.to_dict()}
@@ -114,7 +119,14 @@ class Cell:
                    predicted=Prediction.from_dict(d["predicted"]),
                    observed=Observation.from_dict(d["observed"]),
                    equivalent=d.get("equivalent"), baseline=bool(d.get("baseline", False)),
-                   differences=Differences.from_dict(d.get("differences", {})))
+                   differences=Differences.from_dict(d.get("differences", {})),
+                   required=_boolean(d["required"], "required"))
+
+
+def _boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key}: expected true or false, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -124,9 +136,13 @@ class Results:
     baseline: str | None = None
     shard: tuple[int, int] | None = None  # (i, n) when this file holds one shard
     tool_version: str = ""
+    # The runtime profile's [target] hosts (ids and fnmatch patterns) as the bundle's
+    # manifest recorded them; empty: it names none, and every cell is judged alike.
+    required_hosts: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "tool_version": self.tool_version, "bundle": dict(self.bundle),
+                "required_hosts": list(self.required_hosts),
                 "baseline": self.baseline,
                 "shard": None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
                 "summary": summary(self.cells),
@@ -151,8 +167,12 @@ class Results:
             if d.get("shard"):
                 i, n = str(d["shard"]).split("/")
                 shard = (int(i), int(n))
+            required = d["required_hosts"]
+            if not isinstance(required, list) or not all(isinstance(h, str) for h in required):
+                raise ValueError(f"required_hosts: expected a list of strings, got {required!r}")
             return cls(bundle=dict(d["bundle"]), baseline=d.get("baseline"), shard=shard,
                        tool_version=str(d.get("tool_version", "")),
+                       required_hosts=tuple(required),
                        cells=tuple(Cell.from_dict(c) for c in d["cells"]))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultsError(f"{where}: bad or missing key: {exc}") from exc
@@ -169,6 +189,10 @@ def summary(cells: Iterable[Cell]) -> dict[str, int]:
         "equivalent": sum(c.equivalent is True for c in cells),
         "not_equivalent": sum(c.equivalent is False for c in cells),
         "prediction_mismatches": sum(prediction_mismatch(c) for c in cells),
+        "required": sum(c.required for c in cells),
+        "required_observed": sum(c.required and c.observed.status != "not-run" for c in cells),
+        "required_predicted_only": sum(c.required and c.observed.status == "not-run"
+                                       for c in cells),
     }
 
 

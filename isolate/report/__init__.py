@@ -87,14 +87,45 @@ def difference_text(cell: Cell) -> str:
     return " and ".join(parts) + (" differs" if single else " differ")
 
 
-def cell_problems(cell: Cell, baseline: str | None) -> tuple[str, ...]:
-    """Why this cell makes ``isolate report`` exit 1; empty when it does not."""
+def declared(results: Results) -> bool:
+    """True when the runtime profile names required hosts ([target] hosts)."""
+    return bool(results.required_hosts)
+
+
+def role_word(cell: Cell, results: Results) -> str:
+    """required, informative, or "" when the runtime names no required hosts."""
+    if not declared(results):
+        return ""
+    return "required" if cell.required else "informative"
+
+
+def cell_problems(cell: Cell, baseline: str | None, *, declared: bool = False) -> tuple[str, ...]:
+    """Why this cell makes ``isolate report`` exit 1; empty when it does not.
+
+    With required hosts declared, only required cells can fail the report: a required
+    host must be observed passing and equivalent, or, when not observed, be predicted
+    compatible. Informative hosts never fail it. Without a declaration every cell is
+    judged on what was observed, and a cell that fails as predicted is not a regression.
+    """
+    if declared and not cell.required:
+        return ()
     out: list[str] = []
-    if cell.predicted.verdict == "incompatible" and cell.observed.status in ("failed", "error"):
-        return ()  # predicted, and proven: the report shows it, but it is not a regression
-    if cell.observed.status in ("failed", "error"):
-        out.append(f"observed {cell.observed.status}")
-    if cell.equivalent is False:
+    failed = cell.observed.status in ("failed", "error")
+    incompatible = cell.predicted.verdict == "incompatible"
+    if cell.required:
+        if not is_observed(cell) and incompatible:
+            out.append("required host predicted incompatible, not observed: "
+                       + "; ".join(cell.predicted.reasons))
+        elif failed:
+            out.append(f"required host observed {cell.observed.status}"
+                       + (" (as predicted: " + "; ".join(cell.predicted.reasons) + ")"
+                          if incompatible else ""))
+    else:
+        if incompatible and failed:
+            return ()  # predicted, and proven: the report shows it, but it is not a regression
+        if failed:
+            out.append(f"observed {cell.observed.status}")
+    if cell.equivalent is False and not (cell.required and failed and incompatible):
         out.append(f"not equivalent to {baseline or 'the baseline'} ({difference_text(cell)})")
     if prediction_mismatch(cell):
         out.append(f"predicted {cell.predicted.verdict} but observed {status_word(cell)}")
@@ -102,16 +133,20 @@ def cell_problems(cell: Cell, baseline: str | None) -> tuple[str, ...]:
 
 
 def problems(results: Results) -> tuple[str, ...]:
-    """One line per cell that failed, is not equivalent or contradicts its prediction.
+    """One line per cell that fails the report (see ``cell_problems``).
 
-    Not-run cells (static hosts, missing tools) are never problems: the report shows
-    them as not observed."""
+    Not-run cells (static hosts, missing tools) are problems only when the host is
+    required and predicted incompatible: otherwise the report shows them as not observed."""
     lines = []
     for cell in results.cells:
-        found = cell_problems(cell, results.baseline)
+        found = cell_problems(cell, results.baseline, declared=declared(results))
         if found:
             lines.append(f"{cell.host}: " + "; ".join(found))
     return tuple(lines)
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
 def totals_text(results: Results) -> str:
@@ -123,6 +158,61 @@ def totals_text(results: Results) -> str:
     return (f"{len(cells)} cells: {passed} passed, {failed} failed, {len(cells) - len(observed)} "
             f"not run; {sum(c.equivalent is True for c in cells)} of {len(observed)} observed "
             f"equivalent; {mismatches} prediction mismatch{'es' if mismatches != 1 else ''}")
+
+
+def required_text(results: Results) -> str:
+    """``8 required hosts: 5 observed, 3 predicted only; 2 informative`` or, when the
+    runtime names none, says so."""
+    if not declared(results):
+        return ("no required hosts: the runtime profile names none ([target] hosts), so "
+                "every cell is judged on what was observed")
+    req = [c for c in results.cells if c.required]
+    seen = sum(is_observed(c) for c in req)
+    only = [c for c in req if not is_observed(c)]
+    text = (f"{_plural(len(req), 'required host')} in this matrix: {seen} observed, "
+            f"{len(only)} predicted only")
+    bad = sum(c.predicted.verdict != "compatible" for c in only)
+    if only:
+        text += (" (all predicted compatible)" if not bad
+                 else f" ({bad} predicted incompatible)")
+    informative = len(results.cells) - len(req)
+    return text + f"; {_plural(informative, 'informative host')}"
+
+
+def headline(results: Results) -> str:
+    """OK or FAIL in one line: what the exit code of ``isolate report`` means here.
+
+    Never says every observed cell passed when nothing was observed or a cell failed."""
+    found = problems(results)
+    cells = results.cells
+    observed = [c for c in cells if is_observed(c)]
+    if not observed:
+        seen = f"nothing was observed (0 of {_plural(len(cells), 'cell')} ran)"
+    else:
+        passed = sum(c.observed.status == "passed" for c in observed)
+        as_predicted = sum(c.observed.status != "passed" and c.predicted.verdict == "incompatible"
+                           for c in observed)
+        other = len(observed) - passed - as_predicted
+        seen = f"{passed} passed"
+        if as_predicted:
+            seen += f", {as_predicted} failed as predicted"
+        if other:
+            seen += f", {other} failed"
+    if found:
+        text = (f"FAIL: {_plural(len(found), 'cell')} need{'s' if len(found) == 1 else ''} "
+                f"attention; {seen}")
+    else:
+        text = f"OK: no regressions: {seen}" if observed else f"OK: {seen}"
+    not_run = [c for c in cells if not is_observed(c)]
+    bad = sum(c.predicted.verdict != "compatible" for c in not_run)
+    if not_run and observed:
+        text += f"; {len(not_run)} not run" + (f" ({bad} predicted incompatible)" if bad else "")
+    elif bad:
+        text += f"; {bad} predicted incompatible"
+    req_only = sum(c.required and not is_observed(c) for c in cells)
+    if req_only:
+        text += f"; {_plural(req_only, 'required host')} predicted only"
+    return text
 
 
 def render_text(results: Results) -> str:
@@ -139,26 +229,22 @@ def render_text(results: Results) -> str:
         else:
             observed = f"not run: {shorten(printable(not_run_reason(c)).replace(chr(10), ' '), 120)}"
         flag = "  [prediction mismatch]" if prediction_mismatch(c) else ""
-        rows.append((c.host, c.executor, f"predicted {c.predicted.verdict}",
-                     f"equivalent: {equivalence_word(c)}", observed + flag))
-    widths = [max((len(r[i]) for r in rows), default=0) for i in range(4)]
+        rows.append((c.host, role_word(c, results), c.executor,
+                     f"predicted {c.predicted.verdict}", f"equivalent: {equivalence_word(c)}",
+                     observed + flag))
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(5)]
     lines = [f"bundle {bundle.get('name', '?')} (glibc floor {floor}), baseline "
              f"{results.baseline or 'none'}"]
-    lines += ["  " + "  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4] for r in rows]
+    lines += ["  " + "  ".join(r[i].ljust(widths[i]) for i in range(5) if widths[i]) + "  "
+              + r[5] for r in rows]
     return "\n".join(lines) + "\n" + verdict_text(results)
 
 
 def verdict_text(results: Results) -> str:
-    """The totals line, then OK or FAIL with one line per cell that needs attention."""
-    lines = [totals_text(results)]
-    found = problems(results)
-    if found:
-        lines.append(f"FAIL: {len(found)} cell{'s' if len(found) != 1 else ''} need"
-                     f"{'' if len(found) != 1 else 's'} attention:")
-        lines += [f"  {p}" for p in found]
-    else:
-        lines.append("OK: every observed cell passed, is equivalent to the baseline and matches "
-                     "its prediction")
+    """The totals and required-hosts lines, then the headline (OK or FAIL) with one line
+    per cell that needs attention."""
+    lines = [totals_text(results), required_text(results), headline(results)]
+    lines += [f"  {p}" for p in problems(results)]
     return "\n".join(lines) + "\n"
 
 
@@ -234,7 +320,7 @@ def build_report(inputs: Sequence[Path], outputs: ReportOutputs, *,
 
 def merge_files(inputs: Sequence[Path], output: Path, *,
                 baseline: str | None = None) -> MergeOutcome:
-    """Join shard results of one bundle into ``output`` (schema ``isolate.results/1``)."""
+    """Join shard results of one bundle into ``output`` (schema ``isolate.results/2``)."""
     from isolate.report.merge import load_and_merge
     from isolate.report.render_json import render_json
 

@@ -132,7 +132,7 @@ def merge_results(named: Sequence[tuple[str, Results]], *,
     chosen_host, final = with_equivalence(cells, baseline)
     merged = Results(bundle=dict(first.bundle), cells=final, baseline=chosen_host,
                      shard=first.shard if len(items) == 1 else None,
-                     tool_version=first.tool_version)
+                     tool_version=first.tool_version, required_hosts=first.required_hosts)
     return merged, tuple(notes)
 
 

@@ -20,12 +20,16 @@ from isolate import __version__
 from isolate.model.results import Cell, Results, prediction_mismatch
 from isolate.report import (
     cell_problems,
+    declared,
     difference_text,
     equivalence_word,
+    headline,
     is_observed,
     not_run_reason,
     printable,
     problems,
+    required_text,
+    role_word,
     shorten,
     status_word,
 )
@@ -61,6 +65,7 @@ class CellView:
     host: str
     host_name: str
     executor: str
+    role: str  # required | informative | "" (the runtime names no required hosts)
     baseline: bool
     mismatch: bool
     problems: tuple[str, ...]
@@ -112,7 +117,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def _cell_view(cell: Cell, baseline: str | None) -> CellView:
+def _cell_view(cell: Cell, results: Results) -> CellView:
+    baseline = results.baseline
     obs = cell.observed
     verdict = cell.predicted.verdict
     predicted = Badge(text=verdict, tone="ok" if verdict == "compatible" else "bad")
@@ -154,8 +160,9 @@ def _cell_view(cell: Cell, baseline: str | None) -> CellView:
     label.append("fingerprints")
     return CellView(
         host=printable(cell.host), host_name=printable(cell.host_name),
-        executor=printable(cell.executor), baseline=cell.baseline,
-        mismatch=prediction_mismatch(cell), problems=cell_problems(cell, baseline),
+        executor=printable(cell.executor), role=role_word(cell, results),
+        baseline=cell.baseline, mismatch=prediction_mismatch(cell),
+        problems=cell_problems(cell, baseline, declared=declared(results)),
         predicted=predicted, reasons=tuple(printable(r) for r in cell.predicted.reasons),
         warnings=tuple(printable(w) for w in cell.predicted.warnings),
         observed=observed, counts=tuple(obs.counts.items()) if is_observed(cell) else (),
@@ -187,6 +194,9 @@ def render_html(results: Results) -> str:
         ("equivalent", sum(c.equivalent is True for c in cells), "ok"),
         ("not equivalent", sum(c.equivalent is False for c in cells), "bad"),
         ("prediction mismatches", sum(prediction_mismatch(c) for c in cells), "warn"),
+        ("required", sum(c.required for c in cells), "info"),
+        ("required predicted only", sum(c.required and not is_observed(c) for c in cells),
+         "warn"),
     ]
     template = _environment().get_template("report.html.j2")
     return template.render(
@@ -201,7 +211,10 @@ def render_html(results: Results) -> str:
         observed_count=len(observed),
         stats=stats,
         problems=tuple(printable(p) for p in problems(results)),
-        cells=[_cell_view(c, results.baseline) for c in cells],
+        headline=printable(headline(results).partition(": ")[2]),
+        required_text=printable(required_text(results)),
+        required_hosts=printable(", ".join(results.required_hosts)),
+        cells=[_cell_view(c, results) for c in cells],
         tool_version=printable(results.tool_version or "?"),
         report_version=__version__,
         max_rows=MAX_ROWS,

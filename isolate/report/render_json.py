@@ -1,4 +1,4 @@
-"""The results as JSON: ``Results.to_dict()`` (schema ``isolate.results/1``, documented in
+"""The results as JSON: ``Results.to_dict()`` (schema ``isolate.results/2``, documented in
 docs/results.rst), after merging and recomputing equivalence."""
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ def _properties(cell: Cell, results: Results) -> list[tuple[str, str]]:
     distro = " ".join(x for x in (_fact(cell, "distro"), _fact(cell, "release")) if x)
     props = [
         ("host", cell.host), ("host_name", cell.host_name), ("executor", cell.executor),
+        ("required", "true" if cell.required else "false"),
         ("predicted_verdict", cell.predicted.verdict),
         ("predicted_reasons", "; ".join(cell.predicted.reasons)),
         ("observed_status", cell.observed.status), ("equivalent", equivalence_word(cell)),

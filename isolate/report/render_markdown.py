@@ -14,10 +14,13 @@ from isolate.model.results import Cell, Results, prediction_mismatch
 from isolate.report import (
     counts_text,
     equivalence_word,
+    headline,
     is_observed,
     not_run_reason,
     printable,
     problems,
+    required_text,
+    role_word,
     shorten,
     status_word,
     totals_text,
@@ -69,8 +72,11 @@ class _Page:
         return True
 
 
-def _row(cell: Cell) -> str:
+def _row(cell: Cell, results: Results) -> str:
     host = md_code(cell.host, table=True) + (" **baseline**" if cell.baseline else "")
+    role = role_word(cell, results)
+    if role:
+        host += " **required**" if role == "required" else " (informative)"
     predicted = f"**{md_text(cell.predicted.verdict)}**"
     if cell.predicted.reasons:
         predicted += ": " + md_text("; ".join(cell.predicted.reasons))
@@ -150,12 +156,12 @@ def render_markdown(results: Results) -> str:
     page.add(f"## Compatibility report: {md_code(str(bundle.get('name') or '?'))}")
     page.add()
     found = problems(results)
-    if found:
-        page.add(f"**FAIL**: {len(found)} cell{'s' if len(found) != 1 else ''} need"
-                 f"{'' if len(found) != 1 else 's'} attention.")
-    else:
-        page.add("**OK**: every observed cell passed, is equivalent to the baseline and matches "
-                 "its prediction.")
+    word, _colon, rest = headline(results).partition(": ")
+    page.add(f"**{word}**: {md_text(rest)}.")
+    for p in found:
+        page.add(f"- {md_text(p)}")
+    page.add()
+    page.add(md_text(required_text(results)))
     page.add()
     page.add(f"glibc floor **{md_text(str(bundle.get('glibc_floor') or 'none'))}** · baseline "
              f"{md_code(results.baseline) if results.baseline else '**none**'} · "
@@ -165,7 +171,7 @@ def render_markdown(results: Results) -> str:
     page.add("|---|---|---|---|---|")
     rows = 0
     for cell in results.cells:
-        if not page.add(_row(cell)):
+        if not page.add(_row(cell, results)):
             break
         rows += 1
     page.add()

@@ -7,7 +7,8 @@
 - ``elf_closure``: every DT_NEEDED resolves inside the bundle through the file's own
   ``$ORIGIN`` entries, or is allow-listed, or is a declared host library; the glibc floor
   recomputed and compared with the manifest.
-- ``host_compat``: the glibc floor, libc family and architecture against a host profile.
+- ``host_compat``: the floors (glibc, libstdc++, libgcc_s), libc family and architecture
+  against a host profile.
 
 No check reads a file: ``isolate.verify.scan`` did that once, and kept the section table
 of each ELF file in which a needle was found, to tell a string the loader or the program
@@ -23,9 +24,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from isolate.bundle.elf import AllowList, ElfFile, glibc_floor
+from isolate import compat
+from isolate.bundle.elf import AllowList, ElfFile, file_floors, highest_floors
+from isolate.model import floors
+from isolate.model.floors import Floor
 from isolate.model.manifest import Manifest
-from isolate.model.profiles import HostProfile, version_tuple
+from isolate.model.profiles import HostProfile
 from isolate.verify.layout import Layout
 from isolate.verify.report import ELF, ERROR, HOST, INTEGRITY, NOTE, RELOCATION, Finding
 from isolate.verify.scan import ScannedFile, Tree
@@ -269,13 +273,6 @@ def relocation(tree: Tree, needles: Sequence[Needle], layout: Layout | None) -> 
 # --------------------------------------------------------------------------- ELF closure
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Floor:
-    version: str  # "2.36"
-    file: str  # bundle-relative
-    symbol: str  # "GLIBC_2.36"
-
-
 def _resolve(tree: Tree, root_real: str, rel_dir: str, soname: str) -> tuple[str | None, str]:
     """(bundle-relative real path, "") of ``rel_dir/soname``, or (None, why not)."""
     candidate = os.path.join(tree.root, rel_dir, soname)
@@ -292,7 +289,7 @@ def _resolve(tree: Tree, root_real: str, rel_dir: str, soname: str) -> tuple[str
 
 
 def elf_closure(tree: Tree, manifest: Manifest | None, allowlist: AllowList
-                ) -> tuple[list[Finding], Floor | None]:
+                ) -> tuple[list[Finding], tuple[Floor, ...]]:
     """Every DT_NEEDED resolves inside, is allow-listed or is declared host-provided."""
     out: list[Finding] = []
     host_libs = {str(h.get("soname", "")) for h in manifest.elf.host_libraries} \
@@ -344,33 +341,57 @@ def elf_closure(tree: Tree, manifest: Manifest | None, allowlist: AllowList
                 detail = (f"it is not in the bundle (RPATH: {search}), not on the allow-list "
                           "and not a declared host library")
             out.append(_error(ELF, f.path, f"needs {soname}: {detail}"))
-    computed = glibc_floor(parsed, tree.root)
-    floor = Floor(version=computed[0], file=computed[1], symbol=computed[2]) if computed else None
+    found = highest_floors(file_floors(parsed, tree.root))
     if manifest is not None:
-        said = manifest.elf.glibc_floor
-        if floor is not None and (said is None or version_tuple(floor.version) >
-                                  version_tuple(said)):
-            out.append(_error(ELF, floor.file, f"needs glibc {floor.version} ({floor.symbol}), "
-                                               f"but the manifest says the floor is {said}"))
-        elif said is not None and (floor is None or version_tuple(floor.version) <
-                                   version_tuple(said)):
-            now = floor.version if floor else "none"
-            out.append(_note(ELF, None, f"the manifest's glibc floor is {said}, but the ELF "
-                                        f"files need only {now}"))
-    return out, floor
+        out += _floor_findings(found, manifest)
+    return out, found
 
 
-def host_compat(host: HostProfile, floor: Floor | None, arch: str | None) -> list[Finding]:
-    """Can this bundle's ELF files run on ``host``? libc family, glibc floor, machine."""
+def _floor_findings(found: tuple[Floor, ...], manifest: Manifest) -> list[Finding]:
+    """The floors the ELF files set against those the manifest recorded."""
     out: list[Finding] = []
-    needs = f" (it needs glibc {floor.version}, set by {floor.file})" if floor else ""
+    kinds = floors.KIND_NAMES if manifest.elf.floors else ("glibc",)  # older manifests
+    for kind_name in kinds:
+        floor = next((f for f in found if f.kind == kind_name), None)
+        recorded = manifest.elf.floor(kind_name)
+        said = recorded.version if recorded else None
+        k = floors.kind(kind_name)
+        if floor is not None and (said is None or floors.exceeds(floor.version, said)):
+            out.append(_error(ELF, floor.file, f"needs {k.library} {floor.version} "
+                                               f"({floor.symbol}), but the manifest says the "
+                                               f"floor is {said}"))
+        elif said is not None and (floor is None or floors.exceeds(said, floor.version)):
+            now = floor.version if floor else "none"
+            out.append(_note(ELF, None, f"the manifest's {k.library} floor is {said}, but the "
+                                        f"ELF files need only {now}"))
+    return out
+
+
+def host_compat(host: HostProfile, found: tuple[Floor, ...], arch: str | None) -> list[Finding]:
+    """Can this bundle's ELF files run on ``host``? libc family, the floors (glibc,
+    libstdc++, libgcc_s: the rule ``isolate.compat`` shares with prediction), machine."""
+    out: list[Finding] = []
+    glibc = next((f for f in found if f.kind == "glibc"), None)
+    needs = f" (it needs glibc {glibc.version}, set by {glibc.file})" if glibc else ""
     if host.libc.family != "glibc":
         out.append(_error(HOST, None, f"host {host.id} has {host.libc.family} libc "
                                       f"{host.libc.version}; this bundle is linked against "
                                       f"glibc{needs} and cannot run there"))
-    elif floor is not None and version_tuple(host.libc.version) < version_tuple(floor.version):
-        out.append(_error(HOST, floor.file, f"needs glibc {floor.version} ({floor.symbol}); "
-                                            f"host {host.id} has glibc {host.libc.version}"))
+    else:
+        for s in compat.shortfalls(host, found):
+            k = floors.kind(s.need.kind)
+            if s.need.kind == "glibc":
+                out.append(_error(HOST, s.need.file, f"needs glibc {s.need.version} "
+                                                     f"({s.need.symbol}); host {host.id} has "
+                                                     f"glibc {host.libc.version}"))
+            elif s.host_has is None:
+                out.append(_note(HOST, s.need.file, f"needs {k.library} {s.need.symbol}; the "
+                                                    f"profile of host {host.id} does not say "
+                                                    "which versions it ships"))
+            else:
+                out.append(_error(HOST, s.need.file, f"needs {k.library} {s.need.symbol}; host "
+                                                     f"{host.id} ships up to "
+                                                     f"{k.prefix}{s.host_has}"))
     if arch is not None and arch != host.arch:
         out.append(_error(HOST, None, f"the bundle is built for {arch}; host {host.id} is "
                                       f"{host.arch}"))

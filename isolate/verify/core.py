@@ -188,15 +188,16 @@ def _static(root: Path, manifest: Manifest | None, layout: Layout | None,
     findings += found
     runs.append(CheckRun(name=RELOCATION, seconds=seconds,
                          detail=", ".join(repr(n.text) for n in needles)))
-    (found, floor), seconds = _timed(lambda: checks.elf_closure(tree, manifest,
-                                                                load_allowlist()))
+    (found, floors), seconds = _timed(lambda: checks.elf_closure(tree, manifest,
+                                                                 load_allowlist()))
     findings += found
+    floor = next((f for f in floors if f.kind == "glibc"), None)
     runs.append(CheckRun(name=ELF, seconds=seconds,
                          detail=f"glibc floor {floor.version} ({floor.file})" if floor
                          else "no versioned glibc symbols"))
     if host is not None:
         arch = manifest.arch if manifest else checks.elf_arch(tree.files.values())
-        found, seconds = _timed(lambda: checks.host_compat(host, floor, arch))
+        found, seconds = _timed(lambda: checks.host_compat(host, floors, arch))
         findings += found
         runs.append(CheckRun(name=HOST, seconds=seconds,
                              detail=f"{host.id}: {host.libc.family} {host.libc.version}, "
