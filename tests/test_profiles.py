@@ -141,7 +141,7 @@ def test_builtin_nova_profile_validates():
     loaded = load_runtime_file(builtin_root() / "profiles" / "runtimes" / "nova.toml")
     p = loaded.profile
     assert p.name == "nova"
-    assert p.python == "3.12"
+    assert p.python == "3.13" and p.interpreter == "source"
     assert p.requirements == ("nova==34.0.0",)
     assert p.tests.command[:2] == ("-m", "unittest")
     assert p.tests.requirements, "nova's unit tests need test requirements"
@@ -235,6 +235,8 @@ def _section(out: str, title: str) -> list[str]:
     for line in lines[start:]:
         if not line.startswith("  "):
             break
+        if line.startswith("    "):  # a continuation line of the entry above
+            continue
         body.append(line)
     return body
 
@@ -298,10 +300,16 @@ def test_profiles_show_nova(run_isolate, tmp_path):
     data = json.loads(r.out)
     assert data["kind"] == "runtime"
     assert (data["name"], data["python"], data["requirements"]) == (
-        "nova", "3.12", ["nova==34.0.0"])
-    assert data["target"] == {"arch": "x86_64", "glibc": "2.28", "hosts": []}
+        "nova", "3.13", ["nova==34.0.0"])
+    assert data["interpreter"] == "source"
+    assert data["target"]["glibc"] == "2.28"
+    required = {"debian-11", "debian-12", "debian-13", "ubuntu-20.04", "ubuntu-22.04",
+                "ubuntu-24.04", "rhel-8", "rhel-9"}
+    assert required | {"local-*"} == set(data["target"]["hosts"])
     assert {h["id"] for h in data["hosts"]} >= set(HOST_FACTS)
-    assert not any(h["required"] for h in data["hosts"])  # nova names none yet
+    marked = {h["id"] for h in data["hosts"] if h["required"]}
+    assert required <= marked
+    assert not marked & {"alpine-3.20", "xenserver-6.2-dom0", "debian-12-nopython"}
     assert len(data["sha256"]) == 64
     assert data["host_libraries"][0]["soname"] == "libvirt.so.0"
 
