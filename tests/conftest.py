@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,24 @@ from isolate.interpreters import Discovery
 from isolate.proc import Runner
 
 REPO = Path(__file__).resolve().parent.parent
+ON_CI = os.environ.get("CI") == "true"
+
+
+def require(ok: bool, reason: str) -> None:
+    """Skip with ``reason`` unless ``ok``; on CI (CI=true) a missing prerequisite is a
+    failure, never a silent pass."""
+    if not ok:
+        if ON_CI:
+            pytest.fail(f"CI must provide this: {reason}")
+        pytest.skip(reason)
+
+
+def pypi_reachable() -> bool:
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=10).close()
+        return True
+    except OSError:
+        return False
 
 # name -> version -> Requires-Dist lines
 WHEELS: dict[str, dict[str, tuple[str, ...]]] = {

@@ -7,11 +7,9 @@ a missing prerequisite is a failure, never a silent pass.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,26 +19,10 @@ from isolate.model.manifest import MANIFEST_NAME, Manifest
 from isolate.model.results import Results
 from isolate.proc import Runner
 from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
-from tests.conftest import REPO, invoke
+from tests.conftest import REPO, invoke, pypi_reachable, require
 
 pytestmark = pytest.mark.slow
-ON_CI = os.environ.get("CI") == "true"
 IMPORTS = "import ssl, sqlite3, lzma, ctypes, hashlib, nova.compute.manager; print('imports ok')"
-
-
-def require(ok: bool, reason: str) -> None:
-    if not ok:
-        if ON_CI:
-            pytest.fail(f"CI must provide this: {reason}")
-        pytest.skip(reason)
-
-
-def pypi_reachable() -> bool:
-    try:
-        urllib.request.urlopen("https://pypi.org/simple/pip/", timeout=10).close()
-        return True
-    except OSError:
-        return False
 
 
 def build(out: Path, fmt: str) -> Path:

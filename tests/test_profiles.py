@@ -552,3 +552,41 @@ def test_catalog_lock_path_prefers_workspace(workspace):
     (workspace / "constraints" / "nova.txt").write_text("")
     assert cat.lock_path("nova") == workspace / "constraints" / "nova.txt"
     assert cat.lock_path("app") == workspace / "constraints" / "app.txt"
+
+
+def test_a_junit_file_for_a_command_isolate_cannot_read(workspace):
+    text = GOOD_RUNTIME.replace('command = ["-m", "unittest", "app.tests"]',
+                                'command = ["-m", "app.selftest"]\njunit = "out/report.xml"')
+    p = load_runtime_file(runtime_file(workspace, "app", text)).profile
+    assert p.tests.junit == "out/report.xml"
+    assert p.tests.to_dict()["junit"] == "out/report.xml"
+    assert load_runtime_file(runtime_file(workspace, "app", GOOD_RUNTIME)).profile.tests.junit is None
+
+
+@pytest.mark.parametrize(
+    ("command", "junit", "expected"),
+    [
+        ('["-m", "unittest", "app.tests"]', '"r.xml"',
+         "tests.junit: the command runs unittest, whose outcomes isolate reads itself"),
+        ('["-m", "pytest", "app"]', '"r.xml"', "tests.junit: the command runs pytest"),
+        ('["stestr", "run"]', '"r.xml"', "tests.junit: the command runs stestr"),
+        ('["-m", "app.selftest"]', '" "', "tests.junit: must be a file name"),
+        ('["-m", "app.selftest"]', "1", "tests.junit: expected a string, got integer 1"),
+    ],
+)
+def test_bad_junit_is_named(run_isolate, workspace, command, junit, expected):
+    text = GOOD_RUNTIME.replace('command = ["-m", "unittest", "app.tests"]',
+                                f"command = {command}\njunit = {junit}")
+    runtime_file(workspace, "app", text)
+    r = run_isolate("--root", workspace, "profiles", "show", "app")
+    assert r.code == 2
+    assert expected in r.err
+
+
+def test_junit_without_a_command_is_named(run_isolate, workspace):
+    text = GOOD_RUNTIME.replace('command = ["-m", "unittest", "app.tests"]', 'junit = "r.xml"')
+    runtime_file(workspace, "app", text)
+    r = run_isolate("--root", workspace, "profiles", "show", "app")
+    assert r.code == 2
+    assert "tests.junit: names the JUnit XML file of the test command, but there is no command" \
+        in r.err

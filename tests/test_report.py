@@ -9,6 +9,7 @@ a rootfs cell that was not run, and a static cell that is predicted only.
 
 from __future__ import annotations
 
+import dataclasses
 import html.parser
 import json
 import os
@@ -31,7 +32,7 @@ from isolate.model.results import (
     Results,
     with_equivalence,
 )
-from isolate.report import problems, render_text
+from isolate.report import difference_text, problems, render_text
 from isolate.report.merge import merge_results
 from isolate.report.render_html import render_html
 from isolate.report.render_json import render_json
@@ -583,3 +584,28 @@ def test_renderings_mark_required_hosts(tmp_path):
     assert [c.required for c in again.cells] == [True, True, True, True, False]
     data = json.loads(render_json(r))
     assert data["summary"]["required"] == 4 and data["summary"]["required_predicted_only"] == 4
+
+
+def test_a_cell_whose_tests_never_ran_lists_no_absent_tests() -> None:
+    by = {c.host: c for c in make_results().cells}
+    never_ran = by["debian-11"]  # error, no test outcome
+    assert never_ran.differences.tests == ()
+    assert never_ran.equivalent is False
+    assert difference_text(never_ran) == "the status differs"
+    ran = by["debian-13"]  # failed, with outcomes: its differing tests are listed
+    assert (DIFFERING, "passed", "failed") in ran.differences.tests
+
+
+def test_outcomes_from_the_exit_code_only_is_said_everywhere() -> None:
+    note = "outcomes from the exit code only: isolate reads per-test outcomes from ..."
+    cells = make_cells()
+    cells[1] = dataclasses.replace(cells[1], observed=dataclasses.replace(
+        cells[1].observed, outcomes_from="exit-code", notes=(note,)))
+    r = make_results(cells)
+    again = Results.loads(r.dumps()).cells[1].observed
+    assert (again.outcomes_from, again.notes) == ("exit-code", (note,))
+    assert "outcomes from the exit code only" in render_text(r)
+    assert "outcomes from the exit code only" in render_markdown(r)
+    assert "outcomes from the exit code only" in render_html(r)
+    props = {p.get("name"): p.get("value") for p in ET.fromstring(render_junit(r)).iter("property")}
+    assert props["observed_notes"] == note and props["outcomes_from"] == "exit-code"

@@ -462,6 +462,7 @@ class Builder:
             test_command=profile.tests.command,
             test_env=profile.tests.env,
             test_timeout=profile.tests.timeout,
+            test_junit=profile.tests.junit,
             source_prefixes=src_prefixes,
         )
         (root / MANIFEST_NAME).write_text(manifest.dumps())

@@ -58,6 +58,8 @@ def run(app: App, args: argparse.Namespace) -> int:
                 f"{counts['error']}e/{counts['skipped']}s  {eq}{base}")
         if c.observed.reason:
             app.out(f"{'':<20} {c.observed.reason}")
+        for note in c.observed.notes:
+            app.out(f"{'':<20} note: {note}")
     app.out(f"wrote {args.output}")
     bad = problems(results)  # the same rule as `isolate report`
     return ExitCode.CHECK_FAILED if bad else ExitCode.OK

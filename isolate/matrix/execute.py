@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from isolate.proc import Completed, Runner
 from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
 
 SPACE_DIR = "bundle root with space"
+OVERLAY_PTH = "isolate-test-overlay.pth"  # in a cell's copy of the runtime only
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -75,31 +77,58 @@ def _probe_file(cell_dir: Path) -> Path:
     return dest
 
 
+EXIT_CODE_NOTE = ("outcomes from the exit code only: isolate reads per-test outcomes from "
+                  "unittest, pytest and stestr, or from the JUnit XML file a runtime profile names "
+                  "([tests] junit)")
+# What the dynamic loader (or the kernel) says when the runtime's interpreter cannot start.
+_LOADER = re.compile(r"error while loading shared libraries|version `[^']+' not found|"
+                     r"No such file or directory|cannot execute|Exec format error|"
+                     r"Fatal Python error", re.IGNORECASE)
+
+
+def start_failure(output: str, labels: Mapping[str, str]) -> str | None:
+    """The line of ``output`` in which the loader says why the runtime did not start,
+    with the bundle's path replaced by ``<bundle>``: the same on every host."""
+    for line in output.splitlines():
+        if _LOADER.search(line):
+            for path, label in sorted(labels.items(), key=lambda kv: -len(kv[0])):
+                line = line.replace(path, label)
+            return line.strip()
+    return None
+
+
 def _observation(done: Completed | None, out: Path, timeout: float,
-                 reason: str | None = None) -> Observation:
+                 labels: Mapping[str, str] | None = None) -> Observation:
     tail = done.tail(60) if done is not None else ""
+    seconds = done.seconds if done is not None else 0.0
     if done is not None and done.timed_out:
         return Observation(status="error", reason=f"timed out after {timeout:g} s",
-                           output_tail=tail, seconds=done.seconds)
+                           output_tail=tail, seconds=seconds)
     if not out.exists():
         code = done.returncode if done is not None else None
-        return Observation(status="error", output_tail=tail,
-                           seconds=done.seconds if done else 0.0,
-                           reason=reason or f"the runtime did not start or the test command "
-                                            f"crashed (exit code {code}); see the output")
+        loader = start_failure(tail, labels or {})
+        why = (f"the runtime did not start: {loader}" if loader else
+               f"the runtime did not start or the test command crashed (exit code {code}); "
+               "see the output")
+        return Observation(status="error", output_tail=tail, seconds=seconds, reason=why)
     data = json.loads(out.read_text())
     tests: Mapping[str, str] = data.get("tests", {})
+    kind = str(data.get("outcomes_from") or "")
+    notes = (EXIT_CODE_NOTE,) if kind == "exit-code" else ()
+    common: dict[str, Any] = {"tests": tests, "runtime": data["runtime"], "host": data["host"],
+                              "seconds": seconds, "outcomes_from": kind, "notes": notes}
+    if data.get("error"):  # no test ran: the runner's own message says why
+        return Observation(status="error", reason=str(data["error"]), output_tail=tail, **common)
     if data.get("crash"):
         return Observation(status="error", reason="the test command raised an exception",
-                           tests=tests, runtime=data["runtime"], host=data["host"],
-                           output_tail=data["crash"][-4000:], seconds=done.seconds if done else 0)
+                           output_tail=data["crash"][-4000:], **common)
     bad = any(o in ("failed", "error") for o in tests.values())
     status = "failed" if bad or data.get("exit_code") not in (0, None) else "passed"
+    reason: str | None = None
     if not tests and status == "passed":
         status, reason = "error", "the test command ran no test"
-    return Observation(status=status, reason=reason, tests=tests, runtime=data["runtime"],
-                       host=data["host"], output_tail=tail if status != "passed" else "",
-                       seconds=done.seconds if done else 0.0)
+    return Observation(status=status, reason=reason, output_tail=tail if status != "passed" else "",
+                       **common)
 
 
 class CellRunner:
@@ -135,7 +164,10 @@ class CellRunner:
                     required=planned.required)
 
     # -- shared --------------------------------------------------------------------
-    def _prepare(self, cell_id: str) -> tuple[Path, Path, Path | None]:
+    def _prepare(self, cell_id: str, overlay_at: str | None = None) -> tuple[
+            Path, Path, Path | None]:
+        """Unpack the bundle and its test overlay for one cell. ``overlay_at``: where the
+        runtime sees the overlay (default: where it is unpacked)."""
         cell_dir = self._work / cell_id
         cell_dir.mkdir(parents=True)
         src = self._bundle.archive or self._bundle.directory
@@ -144,13 +176,24 @@ class CellRunner:
         overlay = None
         if self._bundle.overlay is not None:
             overlay = _place(self._bundle.overlay, cell_dir / "overlay")
+            self._add_overlay(top, overlay_at or str(overlay))
         return cell_dir, top, overlay
+
+    def _add_overlay(self, top: Path, overlay_at: str) -> None:
+        """Put the test overlay on the path of every process this cell's copy of the
+        runtime starts, as test requirements installed next to the app would be: the
+        workers of stestr and pytest-xdist, and the tests' own ``sys.executable``
+        children, import them too. A ``.pth`` file in the copy's site-packages does it
+        (the launchers' ``-I`` leaves site-packages ``.pth`` files working)."""
+        site_packages = top / self._bundle.manifest.interpreter.site_packages
+        (site_packages / OVERLAY_PTH).write_text(f"{overlay_at}/site-packages\n")
 
     def _command(self, python: str, probe: str, bundle: str, overlay: str | None,
                  out: str) -> list[str]:
         m = self._bundle.manifest
+        junit = ["--junit", m.test_junit] if m.test_junit else []
         return [python, probe, "--bundle", bundle, "--overlay", overlay or "", "--out", out,
-                "--", *m.test_command]
+                *junit, "--", *m.test_command]
 
     # -- local ---------------------------------------------------------------------
     def _local(self, planned: PlannedCell) -> Observation:
@@ -167,7 +210,7 @@ class CellRunner:
         argv = self._command(str(top / "bin" / "python3"), str(probe), str(top),
                              str(overlay) if overlay else None, str(out))
         done = self._runner.run(argv, env=env, cwd=cwd, timeout=self._timeout, check=False)
-        return _observation(done, out, self._timeout)
+        return _observation(done, out, self._timeout, {str(top): "<bundle>"})
 
     def _hostile_env(self, cell_dir: Path, host_python: Path) -> tuple[dict[str, str], Path]:
         """isolate.hostile_env's variables, with the host's Python behind them: first on
@@ -205,9 +248,9 @@ class CellRunner:
         rootfs = ensure_rootfs(RootfsSpec(suite=p.suite or "", variant=p.variant,
                                           packages=p.packages, mirror=p.mirror),
                                runner=self._runner)
-        cell_dir, top, overlay = self._prepare(planned.host.id)
-        probe = _probe_file(cell_dir)
         base = "/opt/isolate"
+        cell_dir, top, overlay = self._prepare(planned.host.id, f"{base}/overlay")
+        probe = _probe_file(cell_dir)
         bundle_at = f"{base}/{SPACE_DIR}/{top.name}"
         binds = [Bind(source=top, dest=bundle_at),
                  Bind(source=cell_dir / "rw", dest=f"{base}/work", writable=True)]
@@ -224,7 +267,8 @@ class CellRunner:
                           cwd=hostile.cwd_seen)
         done = self._runner.run(full, env={"PATH": "/usr/bin:/bin"}, timeout=self._timeout,
                                 check=False)
-        return _observation(done, cell_dir / "rw" / "probe.json", self._timeout)
+        return _observation(done, cell_dir / "rw" / "probe.json", self._timeout,
+                            {bundle_at: "<bundle>"})
 
 
 def open_bundle(path: Path) -> BundleInput:

@@ -221,6 +221,7 @@ class Manifest:
     test_command: tuple[str, ...] = ()
     test_env: Mapping[str, str] = field(default_factory=dict)
     test_timeout: float = 1800.0
+    test_junit: str | None = None  # the JUnit XML file a command other than unittest/pytest/stestr writes
     source_prefixes: tuple[str, ...] = ()  # build-host paths the interpreter came from
     contract: Contract = field(default_factory=Contract)
 
@@ -246,7 +247,7 @@ class Manifest:
             "contract": self.contract.to_dict(),
             "sizes": dict(self.sizes),
             "tests": {"command": list(self.test_command), "env": dict(self.test_env),
-                      "timeout": self.test_timeout},
+                      "timeout": self.test_timeout, "junit": self.test_junit},
             "files": [f.to_dict() for f in self.files],
         }
 
@@ -275,6 +276,7 @@ class Manifest:
                 test_command=tuple(tests.get("command", ())),
                 test_env=dict(tests.get("env", {})),
                 test_timeout=float(tests.get("timeout", 1800.0)),
+                test_junit=tests.get("junit"),
                 source_prefixes=tuple(d.get("source_prefixes", ())),
                 contract=Contract.from_dict(d.get("contract", {})),
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,17 @@ class HostLibrary:
         return {"soname": self.soname, "purpose": self.purpose, "required": self.required}
 
 
+def test_runner(command: Sequence[str]) -> str:
+    """unittest, pytest, stestr or other: whose outcomes the matrix probe reads (the probe,
+    which runs inside bundles, makes the same choice)."""
+    argv = list(command)
+    module = argv[:1] == ["-m"]
+    head = argv[1] if module and len(argv) > 1 else (argv[0] if argv else "")
+    if head in ("pytest", "stestr") or (head == "unittest" and module):
+        return head
+    return "pytest" if head == "py.test" else "other"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class TestSpec:
     """The application's own tests: what they need and how to run them."""
@@ -52,6 +63,9 @@ class TestSpec:
     command: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 1800.0
+    # for a command isolate cannot read outcomes from (not unittest, pytest or stestr):
+    # the JUnit XML file it writes, relative to its working directory
+    junit: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,6 +73,7 @@ class TestSpec:
             "command": list(self.command),
             "env": dict(self.env),
             "timeout": self.timeout,
+            "junit": self.junit,
         }
 
 
@@ -155,6 +170,16 @@ class RuntimeProfile:
         timeout = 1800.0 if timeout is None else timeout
         if timeout <= 0:
             t.problem("timeout", "must be a positive number of seconds")
+        junit = t.string("junit")
+        if junit is not None:
+            if not junit.strip():
+                t.problem("junit", "must be a file name, e.g. \"report.xml\"")
+            elif not command:
+                t.problem("junit", "names the JUnit XML file of the test command, but there is "
+                                   "no command")
+            elif test_runner(command) != "other":
+                t.problem("junit", f"the command runs {test_runner(command)}, whose outcomes "
+                                   "isolate reads itself: remove junit")
         t.finish()
 
         libs = []
@@ -183,7 +208,8 @@ class RuntimeProfile:
             interpreter=interpreter,
             gcc_runtime=gcc_runtime,
             hosts=hosts,
-            tests=TestSpec(requirements=treqs, command=command, env=env, timeout=timeout),
+            tests=TestSpec(requirements=treqs, command=command, env=env, timeout=timeout,
+                           junit=junit),
             host_libraries=tuple(libs),
         )
 

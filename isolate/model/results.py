@@ -50,6 +50,9 @@ class Observation:
     host: Mapping[str, Any] = field(default_factory=dict)  # host fingerprint
     output_tail: str = ""
     seconds: float = 0.0
+    # unittest | pytest | stestr | junit | exit-code ("" : not observed, or older results)
+    outcomes_from: str = ""
+    notes: tuple[str, ...] = ()  # worth knowing, not failures (e.g. outcomes from the exit code)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -62,6 +65,7 @@ class Observation:
         return {"status": self.status, "reason": self.reason, "counts": self.counts,
                 "seconds": round(self.seconds, 3), "runtime_fingerprint": dict(self.runtime),
                 "host_fingerprint": dict(self.host), "output_tail": self.output_tail,
+                "outcomes_from": self.outcomes_from, "notes": list(self.notes),
                 "tests": dict(sorted(self.tests.items()))}
 
     @classmethod
@@ -69,7 +73,9 @@ class Observation:
         return cls(status=str(d["status"]), reason=d.get("reason"),
                    tests=dict(d.get("tests", {})), runtime=dict(d.get("runtime_fingerprint", {})),
                    host=dict(d.get("host_fingerprint", {})), output_tail=str(d.get("output_tail", "")),
-                   seconds=float(d.get("seconds", 0.0)))
+                   seconds=float(d.get("seconds", 0.0)),
+                   outcomes_from=str(d.get("outcomes_from") or ""),
+                   notes=tuple(str(n) for n in d.get("notes") or ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -205,9 +211,14 @@ def prediction_mismatch(cell: Cell) -> bool:
 
 
 def compare(baseline: Cell, cell: Cell) -> Differences:
+    """Test by test and fingerprint field by field. A cell whose tests never ran (the
+    runtime did not start, or the command failed before its first test) differs by its
+    status and reason, not by every baseline test being "absent"."""
     a, b = baseline.observed.tests, cell.observed.tests
     tests = tuple((t, a.get(t, "absent"), b.get(t, "absent"))
                   for t in sorted(set(a) | set(b)) if a.get(t) != b.get(t))
+    if not b and cell.observed.status == "error":
+        tests = ()
     fa, fb = baseline.observed.runtime, cell.observed.runtime
     if not fb:  # the runtime never started: its tests and status tell the difference
         return Differences(tests=tests, fingerprint=(("started", True, False),))

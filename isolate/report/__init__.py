@@ -64,6 +64,11 @@ def counts_text(cell: Cell) -> str:
     return ", ".join(f"{c.get(k, 0):,} {k}" for k in ("passed", "failed", "error", "skipped"))
 
 
+def notes_text(cell: Cell) -> str:
+    """The observation's notes (e.g. "outcomes from the exit code only: ..."), or ""."""
+    return "; ".join(cell.observed.notes)
+
+
 def not_run_reason(cell: Cell) -> str:
     if cell.observed.reason:
         return cell.observed.reason
@@ -226,6 +231,8 @@ def render_text(results: Results) -> str:
             observed = f"observed {status_word(c)} ({counts_text(c)})"
             if c.observed.status == "error" and c.observed.reason:
                 observed += f": {shorten(printable(c.observed.reason).replace(chr(10), ' '), 120)}"
+            if c.observed.notes:
+                observed += f" [note: {shorten(printable(notes_text(c)), 120)}]"
         else:
             observed = f"not run: {shorten(printable(not_run_reason(c)).replace(chr(10), ' '), 120)}"
         flag = "  [prediction mismatch]" if prediction_mismatch(c) else ""

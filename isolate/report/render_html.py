@@ -26,6 +26,7 @@ from isolate.report import (
     headline,
     is_observed,
     not_run_reason,
+    notes_text,
     printable,
     problems,
     required_text,
@@ -130,6 +131,8 @@ def _cell_view(cell: Cell, results: Results) -> CellView:
         note = obs.reason or "the test command crashed or timed out"
     else:
         note = obs.reason or ""
+    if obs.notes:
+        note = "; ".join(x for x in (note, notes_text(cell)) if x)
     word = equivalence_word(cell)
     eq_tone = {"yes": "ok", "yes (baseline)": "ok", "not equivalent": "bad"}.get(word, "muted")
     if cell.equivalent is None and not is_observed(cell):

@@ -69,6 +69,10 @@ def _properties(cell: Cell, results: Results) -> list[tuple[str, str]]:
         props.append(("predicted_warnings", "; ".join(cell.predicted.warnings)))
     if cell.observed.reason:
         props.append(("observed_reason", cell.observed.reason))
+    if cell.observed.notes:
+        props.append(("observed_notes", "; ".join(cell.observed.notes)))
+    if cell.observed.outcomes_from:
+        props.append(("outcomes_from", cell.observed.outcomes_from))
     props += [(f"host.{k}", v) for k, v in _flatten("", cell.host_facts)]
     props += [(f"host_fingerprint.{k}", v) for k, v in _flatten("", cell.observed.host)]
     return props

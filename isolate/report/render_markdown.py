@@ -17,6 +17,7 @@ from isolate.report import (
     headline,
     is_observed,
     not_run_reason,
+    notes_text,
     printable,
     problems,
     required_text,
@@ -86,6 +87,8 @@ def _row(cell: Cell, results: Results) -> str:
         observed = f"**{status_word(cell)}** ({counts_text(cell)})"
         if cell.observed.status == "error" and cell.observed.reason:
             observed += ": " + md_text(cell.observed.reason)
+        if cell.observed.notes:
+            observed += " — note: " + md_text(notes_text(cell))
     else:
         observed = "**not run**: " + md_text(not_run_reason(cell))
     word = equivalence_word(cell)

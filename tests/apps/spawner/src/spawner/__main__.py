@@ -1,0 +1,5 @@
+import sys
+
+from spawner import child
+
+sys.stdout.write(child("print('hello from a child')"))
