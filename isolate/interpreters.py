@@ -150,7 +150,6 @@ class Discovery:
         raise EnvironmentProblem(
             f"no CPython {want} found on this machine (needed {purpose}); found: {have}",
             hint=(
-                f"install one (e.g. `pyenv install {want}`), put a python{want} on PATH, "
-                f"or build one: `isolate python build {want}`"
+                f"install one (e.g. `pyenv install {want}`) or put a python{want} on PATH"
             ),
         )
