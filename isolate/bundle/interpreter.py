@@ -71,6 +71,7 @@ print(json.dumps({
     "sysconfigdata": scd,
     "soabi": v.get("SOABI") or "",
     "abiflags": getattr(sys, "abiflags", ""),
+    "config_prefix": v.get("prefix") or "",
     "config_h": sysconfig.get_config_h_filename(),
     "multiarch": v.get("MULTIARCH") or "",
     "libpl": v.get("LIBPL") or "",
@@ -97,6 +98,9 @@ class SourceInterpreter:
     include: Path | None
     sysconfigdata: str
     source: str  # for the manifest
+    # configure's --prefix, when it is not where the installation is (a relocated build:
+    # a source-built interpreter says /install): relocated in _sysconfigdata too.
+    config_prefix: str = ""
     # What linking a program against this CPython takes (see isolate.bundle.isolated_main)
     config_h: Path | None = None
     multiarch: str = ""
@@ -158,6 +162,7 @@ def describe(runner: Runner, executable: Path, *, source: str) -> SourceInterpre
         instsoname=d["instsoname"],
         include=Path(d["include"]) if d["include"] else None,
         sysconfigdata=d["sysconfigdata"],
+        config_prefix=str(d.get("config_prefix") or ""),
         source=source,
         config_h=Path(d["config_h"]) if d.get("config_h") else None,
         multiarch=d.get("multiarch") or "",
@@ -277,7 +282,9 @@ def copy_interpreter(src: SourceInterpreter, home: Path, *, include_headers: boo
 
     prefixes = sorted({str(src.prefix), str(src.exec_prefix), str(src.stdlib.parent.parent),
                        str(src.executable.parent.parent)})
-    _relocate_sysconfigdata(stdlib, src, prefixes)
+    built_at = [src.config_prefix] if src.config_prefix and src.config_prefix not in prefixes \
+        else []
+    _relocate_sysconfigdata(stdlib, src, prefixes, path_only=built_at)
     site = _site_packages(runner, exe, stdlib)
     site.mkdir(parents=True, exist_ok=True)
     return CopiedInterpreter(
@@ -289,8 +296,12 @@ def copy_interpreter(src: SourceInterpreter, home: Path, *, include_headers: boo
     )
 
 
-def _relocate_sysconfigdata(stdlib: Path, src: SourceInterpreter, prefixes: list[str]) -> None:
-    """Make ``_sysconfigdata`` describe wherever the runtime is, not where it was built."""
+def _relocate_sysconfigdata(stdlib: Path, src: SourceInterpreter, prefixes: list[str], *,
+                            path_only: list[str] | None = None) -> None:
+    """Make ``_sysconfigdata`` describe wherever the runtime is, not where it was built.
+
+    ``path_only`` prefixes (configure's of a relocated build, e.g. ``/install``) are
+    replaced only where they start a path, as system prefixes are."""
     if not src.sysconfigdata:
         return
     path = stdlib / f"{src.sysconfigdata}.py"
@@ -300,10 +311,11 @@ def _relocate_sysconfigdata(stdlib: Path, src: SourceInterpreter, prefixes: list
     # Longest first, so /usr/local is not cut by /usr. A private prefix (pyenv's, an
     # unpacked archive's) is replaced wherever it appears (-Wl,-rpath,PREFIX/lib too);
     # a system prefix only where it starts a path value, so /usr/bin/install stays.
-    for prefix in sorted(prefixes, key=len, reverse=True):
+    anchored = {*SYSTEM_PREFIXES, *(path_only or ())}
+    for prefix in sorted({*prefixes, *(path_only or ())}, key=len, reverse=True):
         if prefix in ("/", ""):
             continue
-        if prefix not in SYSTEM_PREFIXES:
+        if prefix not in anchored:
             text = text.replace(prefix, PREFIX_PLACEHOLDER)
             continue
         for lead in ("'", " ", "=", "-L", "-I"):
