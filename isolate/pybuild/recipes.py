@@ -180,7 +180,9 @@ def patch_cpython(src: Path) -> None:
     shutil.copyfile(ISOLATED_MAIN, src / "Programs" / "python.c")
     info = src / "Modules" / "getbuildinfo.c"
     text = info.read_text()
-    text = text.replace("__DATE__", f'"{BUILD_DATE}"').replace("__TIME__", f'"{BUILD_TIME}"')
+    text = text.replace("#ifndef DATE\n",
+                        f'#define DATE "{BUILD_DATE}"\n#define TIME "{BUILD_TIME}"\n'
+                        "#ifndef DATE\n", 1)
     info.write_text(text)
 
 
