@@ -12,11 +12,13 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from isolate.credentials import redact_text
 from isolate.errors import CommandFailed, EnvironmentProblem
 
 TAIL_LINES = 40
@@ -65,7 +67,19 @@ def clean_env(extra: Mapping[str, str] | None = None, *, keep: Sequence[str] = (
 
 
 class Runner:
-    """Runs commands. Subclass or replace in tests."""
+    """Runs commands. Subclass or replace in tests.
+
+    ``echo``: called with each command line and each line of its output as it comes
+    (``isolate -v``), credentials redacted; the output is captured all the same.
+    """
+
+    def __init__(self, *, echo: Callable[[str], None] | None = None):
+        self.echo = echo
+
+    @property
+    def verbose(self) -> bool:
+        """Whether the user sees the commands' output: tools may then be asked for more."""
+        return self.echo is not None
 
     def run(
         self,
@@ -108,8 +122,15 @@ class Runner:
                                      hint="check that it is an executable for this machine"
                                      ) from exc
         timed_out = False
+        if self.echo is not None:
+            shown = [a if "\n" not in a else f"<script of {a.count(chr(10)) + 1} lines>"
+                     for a in args]
+            self.echo("$ " + redact_text(shlex.join(shown)))
         try:
-            out, err = proc.communicate(input=input, timeout=timeout)
+            if self.echo is not None:
+                out, err, timed_out = _stream(proc, self.echo, input=input, timeout=timeout)
+            else:
+                out, err = proc.communicate(input=input, timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc)
@@ -136,8 +157,44 @@ class Runner:
         if check and not done.ok:
             label = what or shlex.join(args[:3])
             reason = f"timed out after {timeout:g} s" if timed_out else f"exit code {done.returncode}"
-            raise CommandFailed(f"{label} failed ({reason})", details=done.tail())
+            raise CommandFailed(redact_text(f"{label} failed ({reason})"),
+                                details=redact_text(done.tail()))
         return done
+
+
+def _stream(proc: subprocess.Popen[str], echo: Callable[[str], None], *, input: str | None,
+            timeout: float | None) -> tuple[str, str, bool]:
+    """``communicate`` that also hands every line to ``echo`` as it arrives; on a
+    timeout the process group is killed and what was read is returned."""
+    chunks: dict[str, list[str]] = {"out": [], "err": []}
+    lock = threading.Lock()
+
+    def pump(name: str, pipe: object) -> None:
+        for line in iter(pipe.readline, ""):  # type: ignore[attr-defined]
+            chunks[name].append(line)
+            with lock:
+                echo("  " + redact_text(line.rstrip("\n")))
+
+    threads = [threading.Thread(target=pump, args=(n, p), daemon=True)
+               for n, p in (("out", proc.stdout), ("err", proc.stderr))]
+    for t in threads:
+        t.start()
+    if proc.stdin is not None:
+        try:
+            proc.stdin.write(input or "")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc)
+        proc.wait()
+    for t in threads:
+        t.join(timeout=10 if timed_out else None)  # a daemon left behind may hold the pipes
+    return "".join(chunks["out"]), "".join(chunks["err"]), timed_out
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:

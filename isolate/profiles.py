@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from isolate import compat
 from isolate.errors import InputError, ProfileError
@@ -242,6 +242,19 @@ class Catalog:
     def runtimes(self) -> list[LoadedRuntime]:
         return [load_runtime_file(p, builtin=b) for p, b in self._files("runtimes").values()]
 
+    def runtime_entries(self) -> list[ProfileEntry[LoadedRuntime]]:
+        """Every runtime profile file, each loaded or with its error: one broken file
+        does not hide the others."""
+        return [_entry(name, p, b, load_runtime_file)
+                for name, (p, b) in self._files("runtimes").items()]
+
+    def host_entries(self) -> list[ProfileEntry[LoadedHost]]:
+        """Every host profile (files, then local hosts), each loaded or with its error."""
+        files = [_entry(name, p, b, load_host_file)
+                 for name, (p, b) in self._files("hosts").items()]
+        return files + [ProfileEntry(name=h.profile.id, path=None, builtin=True, loaded=h)
+                        for h in self.local_hosts()]
+
     # -- interpreter locks (the source interpreter provider) ----------------------------
     def interpreter_versions(self) -> list[str]:
         """The CPython versions that have an interpreter lock (``cpython-X.Y.toml``)."""
@@ -316,6 +329,26 @@ class Catalog:
             absent = absent_local_host(host_id) if host_id in absent_local else None
             profiles.append(absent or self.host(host_id).profile)
         return RequiredHosts(patterns=patterns, hosts=tuple(profiles), notes=notes)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProfileEntry(Generic[T]):
+    """A profile file as listed: loaded, or the error that loading it raised."""
+
+    name: str
+    path: Path | None  # None for generated local hosts
+    builtin: bool
+    loaded: T | None = None
+    error: ProfileError | None = None
+
+
+def _entry(name: str, path: Path, builtin: bool,
+           load: Callable[..., T]) -> ProfileEntry[T]:
+    try:
+        return ProfileEntry(name=name, path=path, builtin=builtin,
+                            loaded=load(path, builtin=builtin))
+    except ProfileError as exc:
+        return ProfileEntry(name=name, path=path, builtin=builtin, error=exc)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

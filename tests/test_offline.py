@@ -104,7 +104,7 @@ def app_wheelhouse(app_ws: Path, app_wheels: Path,
     from tests.conftest import invoke
 
     wh = tmp_path_factory.mktemp("wheelhouse-fetched") / "W"
-    r = invoke(["--root", app_ws, "fetch", "app", "--wheelhouse", wh, "-q",
+    r = invoke(["--root", app_ws, "fetch", "app", "--wheelhouse", wh,
                 *index(app_wheels)])
     assert r.code == 0, r.output
     assert "5 wheels, 0 sdists" in r.out and "5 files added" in r.out, r.out
@@ -123,7 +123,7 @@ def test_fetch_is_idempotent_and_complete(app_wheelhouse: Path, app_ws: Path,
     for n in names:
         assert sha256_of(app_wheelhouse / n) in lock, n
     # A second run needs no source but the wheelhouse itself, and changes nothing.
-    r = run_isolate("--root", app_ws, "fetch", "app", "--wheelhouse", app_wheelhouse, "-q",
+    r = run_isolate("--root", app_ws, "fetch", "app", "--wheelhouse", app_wheelhouse,
                     "--no-index")
     assert r.code == 0, r.output
     assert "0 files added" in r.out and "5 already there" in r.out, r.out
@@ -245,7 +245,7 @@ def test_sdist_only_package_is_prebuilt_by_fetch_and_used_offline(
     # fetch builds the wheel (not taken from an earlier run's cache) into the wheelhouse
     shutil.rmtree(test_cache_dir / "built" / sha, ignore_errors=True)
     wh = tmp_path / "W"
-    r = run_isolate("--root", ws, "fetch", "sd", "--wheelhouse", wh, "-q", *index(links))
+    r = run_isolate("--root", ws, "fetch", "sd", "--wheelhouse", wh, *index(links))
     assert r.code == 0, r.output
     assert "1 sdists, 1 wheels built from sdists" in r.out, r.out
     (prebuilt,) = (wh / "built" / sha).glob("*.whl")

@@ -12,6 +12,7 @@ import hashlib
 import html.parser
 import json
 import os
+import ssl
 import tempfile
 import urllib.error
 import urllib.parse
@@ -30,6 +31,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from isolate.credentials import redact_url, split_credentials
 from isolate.errors import EnvironmentProblem, InputError
 from isolate.locking.backends import IndexOptions
 from isolate.model.lock import Pin
@@ -108,21 +110,46 @@ class Fetcher:
         self._jobs = jobs
         self._offline_hint = offline_hint
 
+    # -- requests -------------------------------------------------------------------
+    def _request(self, url: str, accept: str | None = None) -> urllib.request.Request:
+        """A request without the URL's credentials, which go in an Authorization header
+        (from the URL, netrc, or the index URL's, for files on the index's host)."""
+        bare, auth = split_credentials(url)
+        if auth is None and self._index.index_url is not None:
+            index_bare, index_auth = split_credentials(self._index.index_url)
+            same_host = (urllib.parse.urlsplit(index_bare).netloc
+                         == urllib.parse.urlsplit(bare).netloc)
+            auth = index_auth if same_host else None
+        headers = {"Accept": accept} if accept else {}
+        if auth is not None:
+            headers["Authorization"] = auth
+        return urllib.request.Request(bare, headers=headers)
+
+    def _urlopen(self, req: urllib.request.Request) -> object:
+        context = (ssl.create_default_context(cafile=self._index.cert)
+                   if self._index.cert else None)
+        return urllib.request.urlopen(req, timeout=self._timeout, context=context)
+
     # -- listing --------------------------------------------------------------------
     def _open(self, url: str, accept: str | None = None) -> tuple[bytes, str, str]:
-        req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+        req = self._request(url, accept)
+        shown = redact_url(url)
         try:
-            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
+            with self._urlopen(req) as resp:  # type: ignore[attr-defined]
                 return resp.read(), resp.headers.get("Content-Type", ""), resp.geturl()
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
-                return b"", "", url
-            raise EnvironmentProblem(f"package index {url}: HTTP {exc.code} {exc.reason}",
-                                     hint="check --index-url and your network") from exc
+                return b"", "", req.full_url
+            hint = "check --index-url and your network"
+            if exc.code in (401, 403):
+                hint = ("the index wants credentials: put them in ~/.netrc (or $NETRC), or "
+                        "in the URL (https://USER:TOKEN@host/simple); they are never printed")
+            raise EnvironmentProblem(f"package index {shown}: HTTP {exc.code} {exc.reason}",
+                                     hint=hint) from exc
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise EnvironmentProblem(
-                f"package index {url} is unreachable: {reason}",
+                f"package index {shown} is unreachable: {reason}",
                 hint="check --index-url and your network, or build offline: `isolate fetch "
                      "RUNTIME --wheelhouse DIR` where there is network, then `isolate bundle "
                      "RUNTIME --wheelhouse DIR --offline`",
@@ -212,7 +239,8 @@ class Fetcher:
                             out.write(chunk)
                 else:
                     try:
-                        with urllib.request.urlopen(link.url, timeout=self._timeout) as resp:
+                        with self._urlopen(  # type: ignore[attr-defined]
+                                self._request(link.url)) as resp:
                             while chunk := resp.read(CHUNK):
                                 h.update(chunk)
                                 out.write(chunk)
@@ -239,7 +267,8 @@ class Fetcher:
         The choice is made once against the index and find-links, never among whatever
         the cache happens to hold, so the same lock always gives the same artifacts."""
         key = json.dumps([pin.key, sorted(pin.hashes), [target.python, target.arch,
-                          target.glibc], self._index.index_url,
+                          target.glibc], self._index.index_url and
+                          redact_url(self._index.index_url),
                           list(self._index.find_links)], sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()
         return self._cache / "selections" / digest[:2] / digest

@@ -78,7 +78,7 @@ def wheel_from_sdist(art: Artifact, *, index: IndexOptions, python: tuple[int, i
         runner.run(
             [tool, "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "-q",
              *index.pip_args(), "-w", tmp, art.path],
-            env=clean_env({"SOURCE_DATE_EPOCH": str(SDIST_EPOCH)}), timeout=1800,
+            env=clean_env({"SOURCE_DATE_EPOCH": str(SDIST_EPOCH), **index.env()}), timeout=1800,
             what=f"building a wheel of {art.pin.key}")
         if not list(tmp.glob("*.whl")):
             raise InputError(f"{art.pin.key}: building a wheel from {art.path.name} made no "
@@ -147,7 +147,7 @@ def fill(pins: Sequence[Pin], target: Target, index: IndexOptions, wheelhouse: P
     ensure_writable_dir(wheelhouse / BUILT, what="wheelhouse")
     _clean_leftovers(wheelhouse)
     unique = list({(p.name, p.version, p.hashes): p for p in pins}.values())
-    sources = IndexOptions(index_url=index.index_url,
+    sources = IndexOptions(index_url=index.index_url, cert=index.cert,
                            find_links=(*index.find_links, str(wheelhouse)))
     arts = Fetcher(sources, cache_root()).fetch(unique, target, progress=on_file)
     added = present = total = added_bytes = built = 0

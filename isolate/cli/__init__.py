@@ -2,6 +2,9 @@
 
 Exit codes: 0 ok; 1 a check found problems; 2 bad usage or input; 3 the machine lacks
 something (an interpreter, a tool, network); 130 interrupted.
+
+Global options (``-v``, ``-q``, ``--color``, ``--root``) are accepted before the command and
+after it, by every command.
 """
 
 from __future__ import annotations
@@ -12,15 +15,31 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from isolate import __version__
 from isolate.errors import ExitCode, InputError, IsolateError
 from isolate.interpreters import Discovery
 from isolate.proc import Runner
-from isolate.profiles import Catalog, find_workspace
+from isolate.profiles import Catalog, LoadedHost, LoadedRuntime, find_workspace
 
-EPILOG = """exit codes: 0 ok, 1 check failed, 2 usage or input error,
+EPILOG = """environment variables (an option on the command line wins):
+  ISOLATE_INDEX_URL    default for --index-url (lock, bundle, fetch); may be
+                       https://USER:TOKEN@host/simple: credentials are never printed
+  ISOLATE_FIND_LINKS   default for --find-links: directories, separated by spaces
+  ISOLATE_CA_BUNDLE    default for --cert: a CA bundle (PEM) for the index's TLS
+                       (pip gets --cert, uv SSL_CERT_FILE)
+  ISOLATE_CACHE_DIR    where isolate caches tool environments, artifacts, built
+                       interpreters and root filesystems (default:
+                       $XDG_CACHE_HOME/isolate, else ~/.cache/isolate)
+  NETRC                the netrc file with index credentials (default ~/.netrc)
+  NO_COLOR, FORCE_COLOR  with --color auto: no colour / colour even when piped
+
+exit codes: 0 ok, 1 check failed, 2 usage or input error,
 3 missing interpreter/tool/network, 130 interrupted"""
+
+COLORS = {"error": "\x1b[1;31m", "warning": "\x1b[33m", "hint": "\x1b[36m"}
+RESET = "\x1b[0m"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,32 +49,118 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(ExitCode.USAGE)
 
 
+def add_global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every command takes. On subcommands their default is SUPPRESS, so a
+    value given before the command is kept when none is given after it."""
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    g = p.add_argument_group("global options")
+    g.add_argument("-v", "--verbose", action="count", default=default(0),
+                   help="say which workspace and profile files are used, and stream the "
+                        "output of the tools isolate runs (resolver, compiler)")
+    g.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                   help="print only the result line, warnings and errors")
+    g.add_argument("--color", choices=["auto", "always", "never"], default=default("auto"),
+                   help="colour the output: auto (default) colours a terminal unless NO_COLOR "
+                        "is set; FORCE_COLOR colours even when piped")
+    g.add_argument("--root", type=Path, metavar="DIR", default=default(None),
+                   help="workspace with profiles/ and constraints/ (default: the nearest "
+                        "directory with profiles/, upward from the current directory)")
+
+
+def use_color(choice: str, stream: TextIO) -> bool:
+    if choice != "auto":
+        return choice == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def paint(text: str, color: bool) -> str:
+    """Colour the leading ``error:``/``warning:``/``hint:`` of a line."""
+    if not color:
+        return text
+    head, sep, rest = text.partition(":")
+    code = COLORS.get(head)
+    return f"{code}{head}{sep}{RESET}{rest}" if code and sep else text
+
+
 class App:
-    """What every command needs: a runner, interpreter discovery, the profile catalog."""
+    """What every command needs: a runner, interpreter discovery, the profile catalog, and
+    the ways to print that honour -v, -q and --color."""
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.runner = Runner()
+        self.verbose = int(getattr(args, "verbose", 0) or 0)
+        self.quiet = bool(getattr(args, "quiet", False))
+        self.color = use_color(getattr(args, "color", "auto"), sys.stderr)
+        self.runner = Runner(echo=self.info if self.verbose else None)
         self.discovery = Discovery(self.runner)
-        root: Path | None = args.root
+        root: Path | None = getattr(args, "root", None)
         if root is not None:
-            if not (root / "profiles").is_dir() and not root.is_dir():
+            if not root.is_dir():
                 raise InputError(f"--root {root}: no such directory")
+            if not (root / "profiles").is_dir():
+                raise InputError(f"--root {root}: not a workspace (it has no profiles/)",
+                                 hint="a workspace has profiles/runtimes/*.toml (and "
+                                      "profiles/hosts/, constraints/); create profiles/ or "
+                                      "drop --root to use isolate's built-in profiles")
             root = root.resolve()
+            how = "--root"
         else:
             root = find_workspace(Path.cwd())
+            how = "found upward from the current directory"
         self.catalog = Catalog(root=root, discovery=self.discovery)
+        if root is None:
+            self.info("workspace: none (isolate's built-in profiles)")
+        else:
+            self.info(f"workspace: {root} ({how})")
 
+    # -- printing -----------------------------------------------------------------------
     def out(self, text: str = "") -> None:
+        """A result line: printed even with -q."""
         print(text)
 
+    def more(self, text: str = "") -> None:
+        """Detail below a result line: not with -q."""
+        if not self.quiet:
+            print(text)
+
     def err(self, text: str) -> None:
-        print(text, file=sys.stderr)
+        """An error (or the diagnosis of one) on standard error: printed even with -q."""
+        print(paint(text, self.color), file=sys.stderr)
+
+    def warn(self, text: str) -> None:
+        """A warning: printed even with -q (as pip's -q does), never with -qq's silence."""
+        print(paint(f"warning: {text}", self.color), file=sys.stderr)
+
+    def info(self, text: str) -> None:
+        """Only with -v, on standard error."""
+        if self.verbose:
+            print(text, file=sys.stderr, flush=True)
+
+    # -- profiles, saying where they come from ------------------------------------------
+    def runtime(self, name: str) -> LoadedRuntime:
+        loaded = self.catalog.runtime(name)
+        self.info(f"runtime profile {name}: {loaded.path}"
+                  + (" (built-in)" if loaded.builtin else ""))
+        return loaded
+
+    def host(self, host_id: str) -> LoadedHost:
+        loaded = self.catalog.host(host_id)
+        where = loaded.path or "generated from this machine's interpreters"
+        self.info(f"host profile {host_id}: {where}" + (" (built-in)" if loaded.builtin and
+                                                         loaded.path else ""))
+        return loaded
 
 
 def build_parser() -> argparse.ArgumentParser:
     from isolate.cli import (
         bundle_cmd,
+        completion_cmd,
         fetch_cmd,
         lock_cmd,
         matrix_cmd,
@@ -74,40 +179,46 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"isolate {__version__}")
-    parser.add_argument("--root", type=Path, metavar="DIR",
-                        help="workspace with profiles/ and constraints/ (default: found upward"
-                             " from the current directory)")
+    add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    profiles_cmd.register(sub)
-    lock_cmd.register(sub)
-    bundle_cmd.register(sub)
-    fetch_cmd.register(sub)
-    matrix_cmd.register(sub)
-    report_cmd.register(sub)
-    verify_cmd.register(sub)
-    unpack_cmd.register(sub)
-    sbom_cmd.register(sub)
-    python_cmd.register(sub)
+    for cmd in (profiles_cmd, lock_cmd, bundle_cmd, fetch_cmd, matrix_cmd, report_cmd,
+                verify_cmd, unpack_cmd, sbom_cmd, python_cmd, completion_cmd):
+        cmd.register(sub)
+    for p in _subparsers(parser):
+        add_global_options(p, top=False)
     return parser
 
 
-def report_error(exc: IsolateError) -> None:
-    sys.stderr.write(f"error: {exc.message}\n")
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every parser below ``parser`` (commands, and actions such as `python build`)."""
+    out: list[argparse.ArgumentParser] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):  # aliases: once
+                out += [child, *_subparsers(child)]
+    return out
+
+
+def report_error(exc: IsolateError, *, color: bool = False) -> None:
+    sys.stderr.write(paint(f"error: {exc.message}", color) + "\n")
     if exc.details:
         sys.stderr.write(exc.details.rstrip() + "\n")
     if exc.hint:
-        sys.stderr.write(f"hint: {exc.hint}\n")
+        sys.stderr.write(paint(f"hint: {exc.hint}", color) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    color = use_color(args.color, sys.stderr)
+    if args.verbose and args.quiet:
+        parser.error("-v/--verbose and -q/--quiet exclude each other")
     try:
         app = App(args)
         return int(args.handler(app, args))
     except IsolateError as exc:
-        report_error(exc)
+        report_error(exc, color=color)
         return int(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -15,7 +15,13 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("bundle", help="build a relocatable runtime from a runtime's lock")
+    p = sub.add_parser(
+        "bundle", help="build a relocatable runtime from a runtime's lock",
+        description="Build the runtime of a runtime profile from its lock: a CPython, the "
+                    "locked wheels (hash-checked), the vendored shared libraries with "
+                    "$ORIGIN-relative paths, launchers and a manifest; then check it against "
+                    "the profile's contract ([target] floors and required hosts) and publish "
+                    "it as a directory and/or reproducible archives.")
     p.add_argument("runtime", help="runtime profile name (see `isolate profiles`)")
     p.add_argument("-o", "--output-dir", type=Path, default=Path("out"), metavar="DIR",
                    help="where to put the bundle (default: ./out)")
@@ -32,7 +38,6 @@ def register(sub: Any) -> None:
     p.add_argument("--no-tests-overlay", action="store_true",
                    help="do not build the test overlay (the test requirements)")
     p.add_argument("-j", "--jobs", type=int, default=4, help="parallel installs (default 4)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     add_index_options(p)
     p.add_argument("--wheelhouse", type=Path, default=None, metavar="DIR",
                    help="a directory filled by `isolate fetch`: a --find-links source, and "
@@ -56,10 +61,10 @@ def run(app: App, args: argparse.Namespace) -> int:
     from isolate.errors import InputError
     from isolate.locking.backends import IndexOptions
 
-    loaded = app.catalog.runtime(args.runtime)
+    loaded = app.runtime(args.runtime)
     required = app.catalog.required_hosts(loaded)
     for note in required.notes:
-        app.err(f"warning: {note}")
+        app.warn(f"{note}")
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     if args.offline and args.index_url:
         raise InputError("--offline and --index-url exclude each other",
@@ -67,7 +72,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     index = index_options(args)
     wheelhouse = args.wheelhouse.resolve() if args.wheelhouse else None
     index = IndexOptions(
-        index_url=None if args.offline else index.index_url,
+        index_url=None if args.offline else index.index_url, cert=index.cert,
         find_links=(*([str(wheelhouse)] if wheelhouse else []), *index.find_links))
     python = args.python
     interpreter_lock = None
@@ -83,7 +88,7 @@ def run(app: App, args: argparse.Namespace) -> int:
                             wheelhouse=wheelhouse, offline=args.offline,
                             required_hosts=required.hosts,
                             allow_incompatible=tuple(dict.fromkeys(args.allow_incompatible)))
-    with TerminalProgress(quiet=args.quiet) as progress:
+    with TerminalProgress(quiet=app.quiet, color=app.color) as progress:
         builder = Builder(runner=app.runner, discovery=app.discovery, progress=progress)
         result = builder.build(loaded,
                                lock_path=app.catalog.lock_path(loaded.profile.name),
@@ -92,30 +97,30 @@ def run(app: App, args: argparse.Namespace) -> int:
                                options=options)
     m = result.manifest
     app.out(f"bundle {result.name}")
-    app.out(f"  python {m.interpreter.version} from {m.interpreter.source}; "
-            f"{len(m.distributions)} distributions; launchers: {', '.join(m.scripts)}")
-    floor = m.elf.glibc_floor
+    app.more(f"  python {m.interpreter.version} from {m.interpreter.source}; "
+             f"{len(m.distributions)} distributions; launchers: {', '.join(m.scripts)}")
+    floor = m.elf.glibc_floor  # the floors are the result the contract judged: kept with -q
     app.out(f"  glibc floor {floor} (set by {m.elf.glibc_floor_file}, {m.elf.glibc_floor_symbol});"
             f" {len(m.elf.vendored)} vendored libraries")
     others = [f for f in m.elf.floors if f.kind != "glibc"]
     if others:
         app.out("  GCC runtime floors: " + "; ".join(f"{f.symbol} ({f.file})" for f in others))
     target = ", ".join(f"{k} {v}" for k, v in m.contract.target.items())
-    app.out(f"  within [target] {target}")
+    app.more(f"  within [target] {target}")
     if m.contract.resolved_hosts:
-        app.out(f"  required hosts predicted compatible: "
-                f"{len(m.contract.resolved_hosts) - len(m.contract.allowed_incompatible)} of "
-                f"{len(m.contract.resolved_hosts)}")
+        app.more(f"  required hosts predicted compatible: "
+                 f"{len(m.contract.resolved_hosts) - len(m.contract.allowed_incompatible)} of "
+                 f"{len(m.contract.resolved_hosts)}")
     for a in m.contract.allowed_incompatible:
-        app.err(f"warning: required host {a.host} is predicted incompatible, allowed by "
-                f"--allow-incompatible (recorded in the manifest): {'; '.join(a.reasons)}")
-    app.out(f"  {m.sizes['files']} files, {m.sizes['total'] / 1e6:.1f} MB; pruned "
-            f"{m.sizes['pruned'] / 1e6:.1f} MB ({len(m.interpreter.pruned)} entries)")
+        app.warn(f"required host {a.host} is predicted incompatible, allowed by "
+                 f"--allow-incompatible (recorded in the manifest): {'; '.join(a.reasons)}")
+    app.more(f"  {m.sizes['files']} files, {m.sizes['total'] / 1e6:.1f} MB; pruned "
+             f"{m.sizes['pruned'] / 1e6:.1f} MB ({len(m.interpreter.pruned)} entries)")
     if result.directory:
-        app.out(f"  directory: {result.directory}")
+        app.more(f"  directory: {result.directory}")
     for path, digest in result.archives:
-        app.out(f"  archive:   {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {digest})")
+        app.more(f"  archive:   {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {digest})")
     if result.overlay:
-        app.out(f"  tests overlay: {result.overlay}")
-    app.out("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
+        app.more(f"  tests overlay: {result.overlay}")
+    app.more("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
     return ExitCode.OK

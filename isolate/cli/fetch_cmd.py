@@ -24,7 +24,6 @@ def register(sub: Any) -> None:
     p.add_argument("--wheelhouse", type=Path, required=True, metavar="DIR",
                    help="where to put the artifacts (created; a second run adds what is "
                         "missing)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     add_index_options(p)
     p.set_defaults(handler=run)
 
@@ -38,7 +37,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     from isolate.bundle.wheelhouse import BUILT, fill
     from isolate.cli.progress_view import TerminalProgress
 
-    loaded = app.catalog.runtime(args.runtime)
+    loaded = app.runtime(args.runtime)
     name = loaded.profile.name
     lock = fresh_lock(loaded, app.catalog.lock_path(name), "runtime")
     pins = list(lock.pins)
@@ -48,16 +47,16 @@ def run(app: App, args: argparse.Namespace) -> int:
         tests = len(tests_lock.pins)
         pins += tests_lock.pins
     wheelhouse = args.wheelhouse.resolve()
-    with TerminalProgress(quiet=args.quiet) as progress:
+    with TerminalProgress(quiet=app.quiet, color=app.color) as progress:
         progress.step("download", len(pins))
         result = fill(pins, target_of(loaded.profile), index_options(args), wheelhouse,
                       runner=app.runner, discovery=app.discovery, progress=progress,
                       on_file=lambda _f: progress.advance())
     app.out(f"wheelhouse {wheelhouse} for {name}: {len(lock.pins)} runtime pins, {tests} test "
             f"pins ({result.pins} distinct)")
-    app.out(f"  {result.wheels} wheels, {result.sdists} sdists, {result.built} wheels built "
-            f"from sdists (in {BUILT}/<sdist sha256>/); {_mb(result.bytes)}")
-    app.out(f"  {result.added} files added ({_mb(result.added_bytes)}), {result.present} "
-            "already there")
-    app.out(f"  build offline with: isolate bundle {name} --wheelhouse {wheelhouse} --offline")
+    app.more(f"  {result.wheels} wheels, {result.sdists} sdists, {result.built} wheels built "
+             f"from sdists (in {BUILT}/<sdist sha256>/); {_mb(result.bytes)}")
+    app.more(f"  {result.added} files added ({_mb(result.added_bytes)}), {result.present} "
+             "already there")
+    app.more(f"  build offline with: isolate bundle {name} --wheelhouse {wheelhouse} --offline")
     return ExitCode.OK

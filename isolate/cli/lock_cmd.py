@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,21 +18,44 @@ if TYPE_CHECKING:
 def add_index_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("package index (pip configuration files are ignored)")
     g.add_argument("--index-url", metavar="URL", default=None,
-                   help="package index (default: https://pypi.org/simple)")
+                   help="package index (default: $ISOLATE_INDEX_URL, else "
+                        "https://pypi.org/simple); credentials may be in the URL "
+                        "(https://USER:TOKEN@host/simple) or in ~/.netrc, and are never printed")
     g.add_argument("--find-links", metavar="DIR", action="append", default=[],
-                   help="also look for distributions here (repeatable)")
+                   help="also look for distributions here (repeatable; default: "
+                        "$ISOLATE_FIND_LINKS, separated by spaces)")
     g.add_argument("--no-index", action="store_true", help="use only --find-links")
+    g.add_argument("--cert", metavar="PEM", default=None,
+                   help="a CA bundle for the index's TLS certificate (default: "
+                        "$ISOLATE_CA_BUNDLE); pip gets --cert, uv SSL_CERT_FILE")
 
 
 def index_options(args: argparse.Namespace) -> IndexOptions:
+    """The index options, with the ISOLATE_* environment variables as defaults."""
+    from isolate.errors import InputError
     from isolate.locking.backends import DEFAULT_INDEX, IndexOptions
 
-    url = None if args.no_index else (args.index_url or DEFAULT_INDEX)
-    return IndexOptions(index_url=url, find_links=tuple(args.find_links))
+    env_url = os.environ.get("ISOLATE_INDEX_URL") or None
+    url = None if args.no_index else (args.index_url or env_url or DEFAULT_INDEX)
+    find_links = args.find_links or os.environ.get("ISOLATE_FIND_LINKS", "").split()
+    cert = args.cert or os.environ.get("ISOLATE_CA_BUNDLE") or None
+    if cert is not None and not Path(cert).is_file():
+        source = "--cert" if args.cert else "ISOLATE_CA_BUNDLE"
+        raise InputError(f"{source} {cert}: no such file",
+                         hint="give a PEM file of CA certificates")
+    return IndexOptions(index_url=url, find_links=tuple(find_links),
+                        cert=str(Path(cert).resolve()) if cert else None)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("lock", help="resolve a runtime profile into pinned, hashed locks")
+    p = sub.add_parser(
+        "lock", help="resolve a runtime profile into pinned, hashed locks",
+        description="Resolve the requirements of a runtime profile for its Python version, "
+                    "architecture and glibc floor into two pip-compile locks with hashes: "
+                    "constraints/RUNTIME.txt (the runtime) and constraints/RUNTIME-tests.txt "
+                    "(its test requirements). Existing pins are kept unless --upgrade. With "
+                    "--check, write nothing: exit 1 if the committed lock is stale. -v "
+                    "streams the resolver's output.")
     p.add_argument("runtime", help="runtime profile name (see `isolate profiles`)")
     p.add_argument("--check", action="store_true",
                    help="exit 1 and show the difference if the committed lock is stale")
@@ -40,7 +64,10 @@ def register(sub: Any) -> None:
     p.add_argument("--upgrade", action="store_true", help="ignore existing pins")
     p.add_argument("--upgrade-package", action="append", default=[], metavar="NAME",
                    help="upgrade one package (repeatable)")
-    p.add_argument("--backend", choices=["pip-tools", "uv"], default="pip-tools")
+    p.add_argument("--backend", choices=["pip-tools", "uv"], default="pip-tools",
+                   help="the resolver: pip-tools (default; pip-compile run under a CPython of "
+                        "the profile's version) or uv (`uv pip compile`, needs no such "
+                        "interpreter; install isolate-runtime[uv])")
     p.add_argument("-o", "--output-dir", type=Path, default=None, metavar="DIR",
                    help="where to write the locks (default: the workspace's constraints/)")
     add_index_options(p)
@@ -66,15 +93,19 @@ def _ensure_interpreter(app: App, profile: RuntimeProfile) -> None:
     ilock = load_interpreter_lock(app.catalog.interpreter_lock_path(profile.python))
     app.err(f"no local CPython {profile.python}: building it from source to resolve with "
             "(cached; later runs reuse it)")
-    build_interpreter(ilock, arch=profile.arch, runner=app.runner,
-                      step=lambda text: app.err(f"  building {text} ..."))
+
+    def say(text: str) -> None:
+        if not app.quiet:
+            app.err(f"  building {text} ...")
+
+    build_interpreter(ilock, arch=profile.arch, runner=app.runner, step=say)
 
 
 def run(app: App, args: argparse.Namespace) -> int:
     from isolate.errors import InputError
     from isolate.locking.lock import check, lock
 
-    loaded = app.catalog.runtime(args.runtime)
+    loaded = app.runtime(args.runtime)
     if args.check and (args.upgrade or args.upgrade_package):
         raise InputError("--check cannot be combined with --upgrade or --upgrade-package")
     if args.no_resolve and not args.check:
@@ -110,5 +141,5 @@ def run(app: App, args: argparse.Namespace) -> int:
     app.out(f"wrote {made.paths.runtime} ({made.runtime_pins} pins)")
     app.out(f"wrote {made.paths.tests} ({made.test_pins} pins for the tests)")
     for line in made.changed:
-        app.out(f"  {line}")
+        app.more(f"  {line}")
     return ExitCode.OK

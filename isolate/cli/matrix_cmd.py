@@ -14,7 +14,14 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("matrix", help="run the runtime's tests in the bundle on host profiles")
+    p = sub.add_parser(
+        "matrix", help="run the runtime's tests in the bundle on host profiles",
+        description="Run the bundle's own tests (its tests overlay) on each host profile: "
+                    "local hosts with this machine's interpreters, root-filesystem hosts in "
+                    "a container-like sandbox (debootstrap needs root; without it such cells "
+                    "are not run, with the reason). Each cell records the predicted and "
+                    "observed verdict and is compared with a baseline cell. Exit 1 when a "
+                    "cell is a problem by the rule of `isolate report`.")
     p.add_argument("bundle", type=Path, help="a bundle archive (or directory)")
     p.add_argument("--hosts", required=True, metavar="ID[,ID...]",
                    help="host profiles (see `isolate profiles`); 'all' for every one")
@@ -25,7 +32,9 @@ def register(sub: Any) -> None:
     p.add_argument("--baseline", metavar="ID", help="the cell others are compared with "
                    "(default: the first observed cell that passed)")
     p.add_argument("--keep", action="store_true", help="keep the cells' work directories")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="RESULTS.json")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="RESULTS.json",
+                   help="where to write the results (schema isolate.results/2), the input "
+                        "of `isolate report`")
     p.set_defaults(handler=run)
 
 
@@ -43,7 +52,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         [_host(app, i) for i in ids]
     bundle = open_bundle(args.bundle)
     ensure_writable_dir(args.output.resolve().parent, what="results directory")
-    with TerminalProgress() as progress:
+    with TerminalProgress(quiet=app.quiet, color=app.color) as progress:
         results = run_matrix(bundle, hosts, runner=app.runner, jobs=args.jobs, shard=shard,
                              timeout=args.timeout, baseline=args.baseline, keep=args.keep,
                              progress=progress)
@@ -71,7 +80,7 @@ def _host(app: App, host_id: str) -> HostProfile:
     from isolate.profiles import absent_local_host
 
     try:
-        return app.catalog.host(host_id).profile
+        return app.host(host_id).profile
     except InputError:
         absent = absent_local_host(host_id)
         if absent is None:

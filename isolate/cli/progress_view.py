@@ -19,8 +19,8 @@ from rich.progress import (
 class TerminalProgress:
     """Implements ``isolate.progress.Progress``. Use as a context manager."""
 
-    def __init__(self, *, quiet: bool = False):
-        self._console = Console(stderr=True)
+    def __init__(self, *, quiet: bool = False, color: bool = False):
+        self._console = Console(stderr=True, no_color=not color)
         self._quiet = quiet
         self._live = sys.stderr.isatty() and not quiet
         self._bar: Progress | None = None

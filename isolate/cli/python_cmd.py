@@ -39,7 +39,10 @@ def register(sub: Any) -> None:
                    help="parallel compile jobs (default: the number of CPUs)")
     b.add_argument("--json", action="store_true", help="print build-info.json")
     b.set_defaults(handler=run_build)
-    ls = actions.add_parser("list", help="the versions isolate can build, and which are cached")
+    ls = actions.add_parser("list", help="the versions isolate can build, and which are cached",
+                            description="List the CPython versions that have an interpreter "
+                                        "lock (profiles/interpreters/cpython-X.Y.toml), the "
+                                        "lock's path, and whether the build is cached.")
     ls.set_defaults(handler=run_list)
 
 
@@ -50,7 +53,7 @@ def run_build(app: App, args: argparse.Namespace) -> int:
     lock = load_interpreter_lock(app.catalog.interpreter_lock_path(args.version))
 
     def say(text: str) -> None:
-        if not args.json:
+        if not args.json and not app.quiet:
             app.err(f"  building {text} ...")
 
     built = build_interpreter(lock, glibc=args.glibc, arch=args.arch, runner=app.runner,

@@ -73,7 +73,7 @@ def run(app: App, args: argparse.Namespace) -> int:
                             json=args.json)
     outcome = build_report([Path(f) for f in args.files], outputs, baseline=args.baseline)
     for note in outcome.notes:
-        app.err(f"warning: {note}")
+        app.warn(f"{note}")
     if outcome.written:
         for kind, path in outcome.written:
             app.out(f"wrote {kind}: {path}")
@@ -101,7 +101,7 @@ def _merge(app: App, args: argparse.Namespace) -> int:
                               f"{others[0]} FILE`")
     outcome = merge_files(files, args.output, baseline=args.baseline)
     for note in outcome.notes:
-        app.err(f"warning: {note}")
+        app.warn(f"{note}")
     r = outcome.results
     app.out(f"merged {len(files)} files: {len(r.cells)} cells of bundle "
             f"{r.bundle.get('name', '?')}, baseline {r.baseline or 'none'} -> {outcome.output}")

@@ -10,6 +10,8 @@ unknown host profile, a --manifest-sha256 that is not a sha256).
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ from isolate.errors import ExitCode
 if TYPE_CHECKING:
     from isolate.cli import App
     from isolate.verify import VerifyReport
+    from isolate.verify.report import Finding
 
 
 def register(sub: Any) -> None:
@@ -25,7 +28,9 @@ def register(sub: Any) -> None:
         "verify",
         help="check a bundle: integrity, relocation, ELF closure, isolation, imports",
         description="Check a bundle directory or archive against its manifest and prove it "
-                    "relocatable, closed and isolated. Every finding is reported at once. "
+                    "relocatable, closed and isolated. Every finding is reported at once; notes "
+                    "that say one fact about several files are one line with a count (-v "
+                    "lists the files). "
                     "Exit 0: no errors (notes allowed); 1: errors found; 2: bad input.",
     )
     p.add_argument("path", type=Path, help="a bundle directory or archive (.tar.zst, .tar.gz)")
@@ -37,7 +42,8 @@ def register(sub: Any) -> None:
                         "PATH.isolate-manifest.json.sha256, which `isolate bundle` writes "
                         "beside the bundle; an archive's own .sha256 covers it)")
     p.add_argument("--json", action="store_true",
-                   help="print the JSON report (schema isolate.verify/1) instead of text")
+                   help="print the JSON report (schema isolate.verify/1) instead of text; it "
+                        "lists every finding, ungrouped")
     p.set_defaults(handler=run)
 
 
@@ -45,7 +51,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     from isolate.cli import dump_json
     from isolate.verify import verify
 
-    host = app.catalog.host(args.host).profile if args.host else None
+    host = app.host(args.host).profile if args.host else None
     report = verify(args.path, host=host, runner=app.runner,
                     manifest_sha256=args.manifest_sha256)
     if args.json:
@@ -55,13 +61,47 @@ def run(app: App, args: argparse.Namespace) -> int:
     return ExitCode.OK if report.ok else ExitCode.CHECK_FAILED
 
 
+# A note's sample, e.g. ``('/build/x/lib')`` or ``(b'/tmp/...')``: notes that differ only
+# in it say one fact about several files.
+_SAMPLE = re.compile(r" \((?:b?'[^']*'|b?\"[^\"]*\")\)")
+
+
+def _grouped(findings: Sequence[Finding]) -> list[tuple[Finding, list[Finding]]]:
+    """Errors one by one; notes with the same check and message (less its sample) as one
+    group, in the order of their first finding."""
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    out: list[tuple[Finding, list[Finding]]] = []
+    for f in findings:
+        if f.severity != "note" or f.path is None:
+            out.append((f, [f]))
+            continue
+        key = (f.check, _SAMPLE.sub("", f.message))
+        if key not in groups:
+            groups[key] = []
+            out.append((f, groups[key]))
+        groups[key].append(f)
+    return out
+
+
 def _render(app: App, report: VerifyReport) -> None:
     app.out(f"verify {report.name or report.bundle}"
             + (f" against host {report.host}" if report.host else ""))
-    for f in report.findings:
-        where = f"{f.path}: " if f.path else ""
-        message = f.message.replace("\n", "\n" + " " * 20)  # e.g. a probe's output
-        app.out(f"  {f.severity:<5} {f.check:<10} {where}{message}")
+    for first, members in _grouped(report.findings):
+        if first.severity == "note" and app.quiet:
+            continue
+        if len(members) == 1:
+            where = f"{first.path}: " if first.path else ""
+            message = first.message.replace("\n", "\n" + " " * 20)  # e.g. a probe's output
+            app.out(f"  {first.severity:<5} {first.check:<10} {where}{message}")
+            continue
+        message = _SAMPLE.sub("", first.message)
+        shown = "" if app.verbose else " (-v lists them)"
+        app.out(f"  {first.severity:<5} {first.check:<10} {len(members)} files{shown}: "
+                f"{message}")
+        if app.verbose:
+            for f in members:
+                sample = _SAMPLE.search(f.message)
+                app.out(f"{'':<20}{f.path}{sample.group(0) if sample else ''}")
     parts = []
     for c in report.checks:
         if c.skipped:
@@ -70,7 +110,7 @@ def _render(app: App, report: VerifyReport) -> None:
             parts.append(f"{c.name} {c.seconds:.2f}s" + (f" [{c.detail}]" if c.detail else ""))
     for name, seconds in report.timings.items():
         parts.insert(0, f"{name} {seconds:.2f}s")
-    app.out("  checks: " + "; ".join(parts))
+    app.more("  checks: " + "; ".join(parts))
     errors, notes = len(report.errors), len(report.notes)
     verdict = "FAILED" if errors else "ok"
     app.out(f"{verdict}: {errors} error{'s' * (errors != 1)}, {notes} note{'s' * (notes != 1)} "

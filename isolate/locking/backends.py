@@ -17,6 +17,7 @@ from typing import Protocol
 import filelock
 
 from isolate.cache import cache_root
+from isolate.credentials import redact_text
 from isolate.errors import EnvironmentProblem, ResolutionError
 from isolate.interpreters import Discovery, Interpreter
 from isolate.proc import Completed, Runner, clean_env
@@ -28,12 +29,28 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 class IndexOptions:
     """Where packages come from. Passed explicitly: no pip.conf, no PIP_* variables."""
 
-    index_url: str | None = DEFAULT_INDEX  # None: --no-index
+    index_url: str | None = DEFAULT_INDEX  # None: --no-index; may hold user:token@
     find_links: tuple[str, ...] = ()
+    cert: str | None = None  # a CA bundle (PEM) for the index's TLS certificate
 
     def pip_args(self) -> list[str]:
+        """Options for pip and pip-tools. They may carry credentials: run them, never
+        print them unredacted (``isolate.credentials``)."""
+        args = ["--no-index"] if self.index_url is None else [f"--index-url={self.index_url}"]
+        args += [f"--find-links={f}" for f in self.find_links]
+        return args + ([f"--cert={self.cert}"] if self.cert else [])
+
+    def uv_args(self) -> list[str]:
+        """Options for uv, which takes its CA bundle from the environment (:meth:`env`)."""
         args = ["--no-index"] if self.index_url is None else [f"--index-url={self.index_url}"]
         return args + [f"--find-links={f}" for f in self.find_links]
+
+    def env(self) -> dict[str, str]:
+        """Environment for the tools that reach the index: the CA bundle, for uv and for
+        the build backends pip starts."""
+        if not self.cert:
+            return {}
+        return {"SSL_CERT_FILE": self.cert, "REQUESTS_CA_BUNDLE": self.cert}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -70,7 +87,7 @@ def diagnosis(text: str) -> str:
                 continue
             in_tb = False
         out.append(line)
-    return "\n".join(out[-40:]).strip()
+    return redact_text("\n".join(out[-40:]).strip())
 
 
 _NETWORK_SIGNS = ("NewConnectionError", "Failed to establish a new connection",
@@ -103,7 +120,8 @@ def _run_compiler(runner: Runner, argv: list[str | Path], req: CompileRequest) -
     argv = [*argv, *(["--upgrade"] if req.upgrade else []),
             *(f"--upgrade-package={name}" for name in req.upgrade_packages),
             req.requirements_in.name]
-    done = runner.run(argv, env=clean_env(), cwd=req.output.parent, timeout=1800, check=False)
+    done = runner.run(argv, env=clean_env(req.index.env()), cwd=req.output.parent,
+                      timeout=1800, check=False)
     if not done.ok:
         raise _resolution_error(done, req.profile)
 
@@ -161,7 +179,8 @@ class PipTools:
         python = self.tool_python(req.python)
         argv: list[str | Path] = [
             python, "-m", "piptools", "compile",
-            "--quiet", "--generate-hashes", "--allow-unsafe", "--strip-extras",
+            "--verbose" if self._runner.verbose else "--quiet",
+            "--generate-hashes", "--allow-unsafe", "--strip-extras",
             "--no-header", "--resolver=backtracking", "--no-emit-index-url",
             "--no-emit-trusted-host", "--no-emit-find-links",
             f"--output-file={req.output.name}",
@@ -201,10 +220,11 @@ class Uv:
     def compile(self, req: CompileRequest) -> None:
         platform = f"{req.arch}-manylinux_{req.glibc.replace('.', '_')}"
         argv: list[str | Path] = [
-            self._bin, "pip", "compile", "--quiet", "--generate-hashes", "--no-header",
+            self._bin, "pip", "compile", "--verbose" if self._runner.verbose else "--quiet",
+            "--generate-hashes", "--no-header",
             f"--python-version={req.python[0]}.{req.python[1]}",
             f"--python-platform={platform}", "--no-python-downloads",
             f"--output-file={req.output.name}",
-            *req.index.pip_args(),
+            *req.index.uv_args(),
         ]
         _run_compiler(self._runner, argv, req)

@@ -1,0 +1,30 @@
+"""isolate.proc.Runner: -v's streaming keeps what a captured run gives."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from isolate.errors import CommandFailed
+from isolate.proc import Runner
+
+
+def test_streaming_runner_echoes_each_line_and_captures_both_streams():
+    lines: list[str] = []
+    code = "import sys; print('out1'); print('err1', file=sys.stderr); print('out2')"
+    done = Runner(echo=lines.append).run([sys.executable, "-c", code])
+    assert done.ok and done.stdout == "out1\nout2\n" and done.stderr == "err1\n"
+    assert lines[0].startswith("$ ") and sorted(lines[1:]) == ["  err1", "  out1", "  out2"]
+
+
+def test_streaming_runner_feeds_input_and_times_out():
+    echoed: list[str] = []
+    done = Runner(echo=echoed.append).run(
+        [sys.executable, "-c", "print(input().upper())"], input="hi\n")
+    assert done.stdout == "HI\n"
+    with pytest.raises(CommandFailed, match="timed out after 1 s"):
+        Runner(echo=echoed.append).run(
+            [sys.executable, "-c", "import time; print('started', flush=True); "
+             "time.sleep(30)"], timeout=1, what="sleeper")
+    assert "  started" in echoed
