@@ -322,10 +322,12 @@ def build_interpreter(
             os.utime(built / "build.log", (BUILD_EPOCH, BUILD_EPOCH))
             os.rename(built, final)
         except CommandFailed as exc:
+            if exc.details:  # a check of the result, not a command: say what it found
+                log.write(f"\n### {exc.message}\n{exc.details}\n")
             log.close()
             kept = logs / f"{name}.failed.log"
             shutil.copyfile(work / "build.log", kept)
-            raise CommandFailed(exc.message, details=log.tail(),
+            raise CommandFailed(exc.message, details=exc.details or log.tail(),
                                 hint=f"the whole log is {kept}; nothing was cached") from exc
         except BaseException:
             log.close()
@@ -393,6 +395,11 @@ def _build(lock: InterpreterLock, *, glibc: str, arch: str, runner: Runner, cach
     xy = lock.python
     for extra in ("share",):  # man pages
         shutil.rmtree(home / extra, ignore_errors=True)
+    # Objects for embedding CPython into another program: no runtime links them, and
+    # they carry the compiler's record of the build directory.
+    for leftover in sorted(home.glob(f"lib/python{xy}/config-{xy}*/*")):
+        if leftover.suffix in (".o", ".a"):
+            leftover.unlink()
     # The tools were the build's wrappers; a runtime's sysconfig names plain ones.
     replacements = [(f"{tools.bin_dir}/".encode(), b""), (str(work).encode(),
                                                            MAPPED_BUILD_DIR.encode())]
