@@ -391,3 +391,38 @@ def assert_same_views(clean: dict[str, Any], hostile: dict[str, Any]) -> None:
         assert view["breakpoint"] == "pdb", how
         assert all(not str(f).startswith("import failed") for f in view["modules"].values())
     assert hostile == clean
+
+
+# -- the same runtime with a [package] table, built as dir, tar.zst, deb and rpm ----------
+
+PACKAGE = """
+[package]
+maintainer = "isolate developers <isolate@example.org>"
+license = "Apache-2.0"
+summary = "tool, a small test application on its own CPython"
+homepage = "https://example.org/tool"
+links = ["tool"]
+"""
+
+
+@pytest.fixture(scope="session")
+def pkg_ws(tmp_path_factory: pytest.TempPathFactory, target_python: str,
+           app_wheels: Path) -> Path:
+    ws = tmp_path_factory.mktemp("pkg-ws")
+    (ws / "profiles" / "runtimes").mkdir(parents=True)
+    (ws / "profiles" / "runtimes" / "app.toml").write_text(
+        APP.format(python=target_python) + PACKAGE)
+    r = invoke(["--root", ws, "lock", "app", *index(app_wheels)])
+    assert r.code == 0, r.output
+    return ws
+
+
+@pytest.fixture(scope="session")
+def packaged(pkg_ws: Path, app_wheels: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("dpkg-deb") is None or shutil.which("rpmbuild") is None:
+        pytest.skip("dpkg-deb and rpmbuild are needed (apt-get install dpkg-dev rpm)")
+    out = tmp_path_factory.mktemp("pkg-out")
+    r = invoke(["--root", pkg_ws, "bundle", "app", "-o", out, "--format", "dir,tar.zst,deb,rpm",
+                "-q", "--no-tests-overlay", *index(app_wheels)])
+    assert r.code == 0, r.output
+    return out

@@ -58,12 +58,14 @@ from isolate.model.manifest import (
     VendoredLib,
 )
 from isolate.model.profiles import HostProfile, RuntimeProfile
+from isolate.package.payload import FORMATS as PACKAGE_FORMATS
+from isolate.package.payload import check_request, package_info
 from isolate.proc import Runner
 from isolate.profiles import LoadedRuntime
 from isolate.progress import NoProgress, Progress
 
 BUILD_PREFIX = ".isolate-build-"
-FORMATS = ("dir", "tar.zst", "tar.gz")
+FORMATS = ("dir", "tar.zst", "tar.gz", *PACKAGE_FORMATS)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -88,6 +90,9 @@ class BundleOptions:
     # runtime must be predicted compatible with each, except those in allow_incompatible.
     required_hosts: tuple[HostProfile, ...] = ()
     allow_incompatible: tuple[str, ...] = ()
+    # Where a .deb or .rpm installs the runtime (default: the profile's package.prefix,
+    # else /opt/<package name>).
+    package_prefix: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -96,6 +101,7 @@ class BundleResult:
     manifest: Manifest
     directory: Path | None
     archives: tuple[tuple[Path, str], ...]  # (path, sha256)
+    packages: tuple[tuple[Path, str], ...]  # (.deb/.rpm path, sha256)
     overlay: Path | None
     seconds: dict[str, float]
 
@@ -243,6 +249,8 @@ class Builder:
         for fmt in options.formats:
             if fmt not in FORMATS:
                 raise InputError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+        check_request(profile, options.formats, prefix=options.package_prefix,
+                      where=str(loaded.path))
         lock = fresh_lock(loaded, lock_path, "runtime")
         tests_lock = (fresh_lock(loaded, tests_lock_path, "tests")
                       if options.tests_overlay and profile.tests.requirements else None)
@@ -313,7 +321,7 @@ class Builder:
                                           None, root, interp, wheels, installed, scripts,
                                           elf_facts, agreed, src_prefixes=interp.source_prefixes,
                                           isolated=isolated.how)
-            return self._publish(manifest, root, overlay_root, options)
+            return self._publish(loaded, manifest, root, overlay_root, options)
 
     def _source_built(self, lock_path: Path, profile: RuntimeProfile) -> SourceInterpreter:
         """CPython built from the interpreter lock (cached), described for the copy."""
@@ -469,16 +477,39 @@ class Builder:
         (root / MANIFEST_NAME).chmod(0o644)
         return manifest
 
-    def _publish(self, manifest: Manifest, root: Path, overlay: Path | None,
-                 options: BundleOptions) -> BundleResult:
+    def _packages(self, loaded: LoadedRuntime, manifest: Manifest, root: Path, mtime: int,
+                  options: BundleOptions) -> list[tuple[Path, str]]:
+        """The .deb and .rpm asked for, from the finished tree (the archive's payload)."""
+        from isolate.package.deb import build_deb
+        from isolate.package.rpm import build_rpm
+
+        out: list[tuple[Path, str]] = []
+        info = package_info(loaded.profile, manifest, prefix=options.package_prefix,
+                            mtime=mtime)
+        for fmt, build in (("deb", build_deb), ("rpm", build_rpm)):
+            if fmt not in options.formats:
+                continue
+            with self._timed(f"package {fmt}"):
+                work = root.parent / f"package-{fmt}"
+                work.mkdir()
+                try:
+                    path = build(root, options.output_dir, info, work=work, runner=self.runner)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+                out.append((path, sha256_file(path)))
+        return out
+
+    def _publish(self, loaded: LoadedRuntime, manifest: Manifest, root: Path,
+                 overlay: Path | None, options: BundleOptions) -> BundleResult:
         out = options.output_dir
         for tree in (root, overlay):
             if tree is not None:
                 _normalise_modes(tree)
         archives: list[tuple[Path, str]] = []
         mtime = archive_mod.default_mtime()
+        packages = self._packages(loaded, manifest, root, mtime, options)
         for fmt in options.formats:
-            if fmt == "dir":
+            if fmt not in archive_mod.FORMATS:
                 continue
             with self._timed(f"archive {fmt}"):
                 dest = out / archive_mod.archive_name(manifest.name, fmt)
@@ -503,7 +534,8 @@ class Builder:
                      f"{manifest_sha.hexdigest()}  {MANIFEST_NAME}\n")
         write_atomic(out / "latest.txt", manifest.name + "\n")
         return BundleResult(name=manifest.name, manifest=manifest, directory=directory,
-                            archives=tuple(archives), overlay=overlay_dir,
+                            archives=tuple(archives), packages=tuple(packages),
+                            overlay=overlay_dir,
                             seconds=dict(self.timings))
 
 

@@ -1,5 +1,5 @@
-"""isolate bundle RUNTIME [-o DIR] [--format dir|tar.zst|tar.gz] [--python SOURCE]
-[--wheelhouse DIR] [--offline] [--allow-incompatible HOST]..."""
+"""isolate bundle RUNTIME [-o DIR] [--format dir|tar.zst|tar.gz|deb|rpm] [--prefix DIR]
+[--python SOURCE] [--wheelhouse DIR] [--offline] [--allow-incompatible HOST]..."""
 
 from __future__ import annotations
 
@@ -26,8 +26,12 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output-dir", type=Path, default=Path("out"), metavar="DIR",
                    help="where to put the bundle (default: ./out)")
     p.add_argument("--format", default="tar.zst", metavar="FMT[,FMT]",
-                   help="dir, tar.zst, tar.gz, or several separated by commas "
-                        "(default: tar.zst)")
+                   help="dir, tar.zst, tar.gz, deb, rpm, or several separated by commas, "
+                        "all from one build (default: tar.zst); deb and rpm need the "
+                        "profile's [package] table")
+    p.add_argument("--prefix", default=None, metavar="DIR",
+                   help="where the .deb/.rpm installs the runtime (default: the profile's "
+                        "package.prefix, else /opt/<name>)")
     p.add_argument("--python", metavar="SOURCE", default=None,
                    help="the CPython to bundle: source:X.Y (built by isolate from pinned "
                         "sources for an old glibc, cached; see `isolate python build`), an "
@@ -87,7 +91,8 @@ def run(app: App, args: argparse.Namespace) -> int:
                             tests_overlay=not args.no_tests_overlay, jobs=max(1, args.jobs),
                             wheelhouse=wheelhouse, offline=args.offline,
                             required_hosts=required.hosts,
-                            allow_incompatible=tuple(dict.fromkeys(args.allow_incompatible)))
+                            allow_incompatible=tuple(dict.fromkeys(args.allow_incompatible)),
+                            package_prefix=args.prefix)
     with TerminalProgress(quiet=app.quiet, color=app.color) as progress:
         builder = Builder(runner=app.runner, discovery=app.discovery, progress=progress)
         result = builder.build(loaded,
@@ -120,6 +125,8 @@ def run(app: App, args: argparse.Namespace) -> int:
         app.more(f"  directory: {result.directory}")
     for path, digest in result.archives:
         app.more(f"  archive:   {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {digest})")
+    for path, digest in result.packages:
+        app.more(f"  package:   {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {digest})")
     if result.overlay:
         app.more(f"  tests overlay: {result.overlay}")
     app.more("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))

@@ -20,6 +20,8 @@ INTERPRETER_PROVIDERS = ("local", "source")
 _MINOR = re.compile(r"^(\d+)\.(\d+)$")
 _VERSION = re.compile(r"^\d+(\.\d+){1,2}$")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+_MAINTAINER = re.compile(r"^[^<>\n]+ <[^<>@\s]+@[^<>@\s]+>$")
+_RELEASE = re.compile(r"^[A-Za-z0-9.+~]+$")
 
 
 def parse_minor(text: str) -> tuple[int, int] | None:
@@ -78,6 +80,110 @@ class TestSpec:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class PackageSpec:
+    """The ``[package]`` table: what a .deb or .rpm of the runtime needs beyond the
+    manifest. Every key is optional here; ``missing_for`` names those a format needs."""
+
+    name: str | None = None  # default: the runtime's name
+    maintainer: str | None = None  # "Name <email>"
+    license: str | None = None  # an SPDX expression, e.g. "Apache-2.0"
+    summary: str | None = None  # one line; default: the profile's description
+    homepage: str | None = None
+    section: str = "misc"  # Debian section
+    release: str = "1"  # the package revision (Debian revision, RPM Release)
+    prefix: str | None = None  # default: /opt/<name>
+    links: tuple[str, ...] = ()  # launchers symlinked into /usr/bin
+    # soname of a host library -> the distribution package that provides it
+    debian_libraries: Mapping[str, str] = field(default_factory=dict)
+    rpm_libraries: Mapping[str, str] = field(default_factory=dict)
+    debian_depends: tuple[str, ...] = ()  # extra Depends, verbatim
+    rpm_requires: tuple[str, ...] = ()  # extra Requires, verbatim
+
+    def missing_for(self, fmt: str, *, description: str,
+                    host_libraries: tuple[HostLibrary, ...]) -> list[Problem]:
+        """The keys format ``fmt`` ("deb" or "rpm") needs and this table lacks."""
+        out: list[Problem] = []
+        if not self.maintainer:
+            out.append(Problem("package.maintainer",
+                               f"missing; a .{fmt} names its maintainer (\"Name <email>\")"))
+        if not self.license:
+            out.append(Problem("package.license",
+                               f"missing; a .{fmt} states its license (e.g. \"Apache-2.0\")"))
+        if not (self.summary or description):
+            out.append(Problem("package.summary", f"missing; a .{fmt} needs a one-line "
+                                                  "summary (or the profile's description)"))
+        table, libs = (("debian", self.debian_libraries) if fmt == "deb"
+                       else ("rpm", self.rpm_libraries))
+        for lib in host_libraries:
+            if lib.soname not in libs:
+                out.append(Problem(f"package.{table}.libraries.\"{lib.soname}\"",
+                                   f"missing; the {table} package that provides the host "
+                                   f"library {lib.soname} (a dependency of the .{fmt})"))
+        return out
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> PackageSpec:
+        name = f.string("name")
+        maintainer = f.string("maintainer")
+        if maintainer is not None and not _MAINTAINER.match(maintainer):
+            f.problem("maintainer", f"{maintainer!r} is not \"Name <email>\"")
+        license_ = f.string("license")
+        summary = f.string("summary")
+        if summary is not None and ("\n" in summary or not summary.strip()):
+            f.problem("summary", "must be one non-empty line")
+        homepage = f.string("homepage")
+        if homepage is not None and not homepage.startswith(("https://", "http://")):
+            f.problem("homepage", f"{homepage!r} is not an http(s) URL")
+        section = f.string("section", "misc") or "misc"
+        release = f.string("release", "1") or "1"
+        if not _RELEASE.match(release):
+            f.problem("release", f"{release!r} is not a package revision such as \"1\" "
+                                 "(letters, digits, '.', '+', '~')")
+        prefix = f.string("prefix")
+        if prefix is not None and (not prefix.startswith("/") or prefix.rstrip("/") == ""
+                                   or any(p in ("..", ".") for p in prefix.split("/"))):
+            f.problem("prefix", f"{prefix!r} is not an absolute directory such as \"/opt/app\"")
+        links = f.str_list("links")
+        for i, link in enumerate(links):
+            if not link or "/" in link or link.startswith("."):
+                f.problem(f"links[{i}]", f"{link!r} is not a launcher name")
+        deb = f.table("debian")
+        deb_libs = _name_map(deb, "libraries")
+        deb_depends = deb.str_list("depends")
+        deb.finish()
+        rpm = f.table("rpm")
+        rpm_libs = _name_map(rpm, "libraries")
+        rpm_requires = rpm.str_list("requires")
+        rpm.finish()
+        f.finish()
+        return cls(name=name, maintainer=maintainer, license=license_, summary=summary,
+                   homepage=homepage, section=section, release=release,
+                   prefix=prefix.rstrip("/") if prefix else None, links=links,
+                   debian_libraries=deb_libs, rpm_libraries=rpm_libs,
+                   debian_depends=deb_depends, rpm_requires=rpm_requires)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "maintainer": self.maintainer, "license": self.license,
+                "summary": self.summary, "homepage": self.homepage, "section": self.section,
+                "release": self.release, "prefix": self.prefix, "links": list(self.links),
+                "debian": {"libraries": dict(self.debian_libraries),
+                           "depends": list(self.debian_depends)},
+                "rpm": {"libraries": dict(self.rpm_libraries),
+                        "requires": list(self.rpm_requires)}}
+
+
+def _name_map(f: Fields, key: str) -> dict[str, str]:
+    table = f.get(key, dict, {}) or {}
+    out: dict[str, str] = {}
+    for k, v in table.items():
+        if isinstance(v, str) and v:
+            out[k] = v
+        else:
+            f.problem(f"{key}.\"{k}\"", f"expected a package name, got {v!r}")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class RuntimeProfile:
     name: str
     python: str  # "3.12"
@@ -100,6 +206,7 @@ class RuntimeProfile:
     interpreter: str = "local"
     tests: TestSpec = field(default_factory=TestSpec)
     host_libraries: tuple[HostLibrary, ...] = ()
+    package: PackageSpec = field(default_factory=PackageSpec)
 
     @property
     def ceilings(self) -> dict[str, str]:
@@ -193,6 +300,7 @@ class RuntimeProfile:
                 )
             )
             lt.finish()
+        package = PackageSpec.from_fields(f.table("package"))
         f.finish()
         if problems:
             return None
@@ -211,6 +319,7 @@ class RuntimeProfile:
             tests=TestSpec(requirements=treqs, command=command, env=env, timeout=timeout,
                            junit=junit),
             host_libraries=tuple(libs),
+            package=package,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,6 +335,7 @@ class RuntimeProfile:
                        "hosts": list(self.hosts)},
             "tests": self.tests.to_dict(),
             "host_libraries": [lib.to_dict() for lib in self.host_libraries],
+            "package": self.package.to_dict(),
         }
 
 

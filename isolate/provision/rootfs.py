@@ -106,9 +106,13 @@ def ensure_rootfs(spec: RootfsSpec, *, runner: Runner, cache: Path | None = None
 
 def bwrap_argv(rootfs: Path, command: Sequence[str], *, binds: Sequence[Bind] = (),
                env: Mapping[str, str] | None = None, cwd: str = "/",
-               network: bool = False) -> list[str]:
-    """A bubblewrap command line: ``rootfs`` read-only as /, private /tmp, no network."""
-    argv = ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
+               network: bool = False, root_writable: bool = False) -> list[str]:
+    """A bubblewrap command line: ``rootfs`` read-only as /, private /tmp, no network.
+
+    ``root_writable`` binds ``rootfs`` writable (a scratch copy, never the cache: a
+    package manager installs into it)."""
+    root_bind = "--bind" if root_writable else "--ro-bind"
+    argv = ["bwrap", root_bind, str(rootfs), "/", "--proc", "/proc", "--dev", "/dev",
             "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/var/tmp",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent",
             # as root, the command must not keep capabilities: with CAP_SYS_ADMIN it
