@@ -350,12 +350,14 @@ def _build(lock: InterpreterLock, *, glibc: str, arch: str, runner: Runner, cach
     tarballs = {s.name: fetch_source(s, cache) for s in lock.sources}
     seconds["download"] = time.monotonic() - t0
     target = f"{ARCH_TRIPLES[arch]}.{glibc}"
-    tools = write_wrappers(zig, zig_version, target, work / "tools", cache / "zig")
+    tools = write_wrappers(zig, zig_version, target, work / "tools", cache / "zig",
+                           prefix_map=(work, MAPPED_BUILD_DIR))
     deps = work / "deps"
     stage = work / "stage"
-    cflags = f"-O2 -fPIC -ffile-prefix-map={work}={MAPPED_BUILD_DIR}"
+    cflags = "-O2 -fPIC"
+    tool_env = tools.env(os.environ.get("PATH", "/usr/bin:/bin"))
     env = clean_env({
-        **tools.env(), "CFLAGS": cflags, "SOURCE_DATE_EPOCH": str(BUILD_EPOCH),
+        **tool_env, "CFLAGS": cflags, "SOURCE_DATE_EPOCH": str(BUILD_EPOCH),
         "TZ": "UTC", "LC_ALL": "C", "PKG_CONFIG_LIBDIR": f"{deps}/lib/pkgconfig",
         "PKG_CONFIG_PATH": "", "MAKEFLAGS": "", "ZERO_AR_DATE": "1",
     })
@@ -366,7 +368,7 @@ def _build(lock: InterpreterLock, *, glibc: str, arch: str, runner: Runner, cach
         src = work / "src" / name
         _unpack(runner, tarballs[name], src)
         ctx = recipes.Context(src=src, prefix=deps, jobs=jobs, cflags=cflags,
-                              tools=tools.env(), arch=arch, destdir=stage)
+                              tools=tool_env, arch=arch, destdir=stage)
         if name == "cpython":
             recipes.patch_cpython(src)
         steps = getattr(recipes, name)(ctx)

@@ -31,7 +31,7 @@ class Context:
     cflags: str  # -O2 -fPIC and the prefix maps
     tools: Mapping[str, str]  # CC, CXX, AR, RANLIB: the cross compiler's wrappers
     arch: str = "x86_64"
-    host_cc: str = "cc"  # for programs that only run during the build (generators)
+    host_cc: str = "gcc"  # the machine's, for generators that only run during the build
     destdir: Path | None = None  # CPython's staging directory (make install DESTDIR=)
 
 
@@ -125,15 +125,19 @@ def expat(c: Context) -> list[Step]:
 
 
 def libuuid(c: Context) -> list[Step]:
+    # libuuid keeps its state directories as strings (the clock file, uuidd's socket):
+    # the system's, with the prefix named /deps and installed with DESTDIR, as OpenSSL.
     return [
-        _configure(c, "--disable-shared", "--enable-static", "--disable-all-programs",
-                   "--enable-libuuid", "--disable-nls", "--without-python",
-                   "--without-systemd", "--without-udev", "--without-ncursesw",
-                   "--without-tinfo", "--without-readline", "--disable-bash-completion",
-                   "--disable-asciidoc", "--disable-liblastlog2", "--disable-poman"),
+        Step(argv=("./configure", f"--prefix=/{c.prefix.name}", "--localstatedir=/var",
+                   "--runstatedir=/run", "--disable-shared", "--enable-static",
+                   "--disable-all-programs", "--enable-libuuid", "--disable-nls",
+                   "--without-python", "--without-systemd", "--without-udev",
+                   "--without-ncursesw", "--without-tinfo", "--without-readline",
+                   "--disable-bash-completion", "--disable-asciidoc",
+                   "--disable-liblastlog2", "--disable-poman"), cwd=c.src),
         _make(c, "libuuid.la"),
         Step(argv=("make", "install-uuidincHEADERS", "install-usrlib_execLTLIBRARIES",
-                   "install-pkgconfigDATA"), cwd=c.src),
+                   "install-pkgconfigDATA", f"DESTDIR={c.prefix.parent}"), cwd=c.src),
     ]
 
 

@@ -37,11 +37,15 @@ class Toolchain:
     def cxx(self) -> Path:
         return self.bin_dir / "c++"
 
-    def env(self) -> dict[str, str]:
-        """Variables that make configure, make and cmake use the cross compiler."""
+    def env(self, path: str) -> dict[str, str]:
+        """Variables that make configure, make and cmake use the cross compiler.
+
+        The tools are named plainly (``cc``) and found first on ``PATH``: libraries that
+        record how they were built (OpenSSL's version string, CPython's sysconfig) then
+        name ``cc``, not a path of the build directory."""
         return {
-            "CC": str(self.cc), "CXX": str(self.cxx),
-            "AR": str(self.bin_dir / "ar"), "RANLIB": str(self.bin_dir / "ranlib"),
+            "PATH": f"{self.bin_dir}{os.pathsep}{path}",
+            "CC": "cc", "CXX": "c++", "AR": "ar", "RANLIB": "ranlib",
         }
 
 
@@ -83,13 +87,17 @@ def find_zig(want_version: str) -> tuple[Path, str]:
 
 
 def write_wrappers(zig: Path, version: str, target: str, bin_dir: Path,
-                   zig_cache: Path) -> Toolchain:
-    """Shell wrappers around zig, one per tool, in ``bin_dir``."""
+                   zig_cache: Path, *, prefix_map: tuple[Path, str] | None = None) -> Toolchain:
+    """Shell wrappers around zig, one per tool, in ``bin_dir``.
+
+    ``prefix_map`` (build directory, its name in the output) is given to every compile
+    by the wrapper itself, so that it appears in no recorded CFLAGS."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     cache = f"ZIG_GLOBAL_CACHE_DIR='{zig_cache}' ZIG_LOCAL_CACHE_DIR='{zig_cache}'"
+    pmap = f" '-ffile-prefix-map={prefix_map[0]}={prefix_map[1]}'" if prefix_map else ""
     tools = {
-        "cc": f"cc -target {target}",
-        "c++": f"c++ -target {target}",
+        "cc": f"cc -target {target}{pmap}",
+        "c++": f"c++ -target {target}{pmap}",
         "ar": "ar",
         "ranlib": "ranlib",
     }
