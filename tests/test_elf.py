@@ -80,6 +80,7 @@ def digest_tree(root: Path) -> dict[str, tuple[str, int]]:
 
 class RecordingRunner(Runner):
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[tuple[str, ...]] = []
 
     def run(

@@ -507,7 +507,8 @@ class Builder:
                 _normalise_modes(tree)
         archives: list[tuple[Path, str]] = []
         mtime = archive_mod.default_mtime()
-        packages = self._packages(loaded, manifest, root, mtime, options)
+        packages = (self._packages(loaded, manifest, root, mtime, options)
+                    if set(options.formats) & set(PACKAGE_FORMATS) else [])
         for fmt in options.formats:
             if fmt not in archive_mod.FORMATS:
                 continue

@@ -99,7 +99,8 @@ def package_info(profile: RuntimeProfile, manifest: Manifest, *, prefix: str | N
     if unknown:
         raise InputError(f"package.links: {', '.join(unknown)} is not a launcher of the bundle",
                          hint=f"its launchers: {', '.join(('python3', *manifest.scripts))}")
-    summary = pkg.summary or profile.description.splitlines()[0].strip()
+    lines = profile.description.strip().splitlines()
+    summary = pkg.summary or (lines[0].strip() if lines else f"{profile.name} runtime")
     dists = len(manifest.distributions)
     description = (
         f"A relocatable runtime of {profile.name} {manifest.version}, built by isolate: "
