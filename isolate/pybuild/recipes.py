@@ -138,7 +138,15 @@ def libuuid(c: Context) -> list[Step]:
         _make(c, "libuuid.la"),
         Step(argv=("make", "install-uuidincHEADERS", "install-usrlib_execLTLIBRARIES",
                    "install-pkgconfigDATA", f"DESTDIR={c.prefix.parent}"), cwd=c.src),
+        _pc_prefix(c, "uuid.pc"),
     ]
+
+
+def _pc_prefix(c: Context, *names: str) -> Step:
+    """Point pkg-config files installed with DESTDIR at where the files really are."""
+    files = [str(c.prefix / "lib" / "pkgconfig" / n) for n in names]
+    return Step(argv=("sed", "-i", f"s|^prefix=/{c.prefix.name}$|prefix={c.prefix}|", *files),
+                cwd=c.src)
 
 
 def sqlite(c: Context) -> list[Step]:
@@ -169,13 +177,16 @@ def sqlite(c: Context) -> list[Step]:
 def openssl(c: Context) -> list[Step]:
     # Only the libraries (no apps, tests or docs). openssldir /etc/ssl: where Debian,
     # Ubuntu and (through its symlinks) RHEL keep the system's CA certificates.
+    # libcrypto keeps its prefix as a string (the modules directory): configure it as
+    # /deps and install with DESTDIR into the real prefix, so no build path is kept.
     return [
         Step(argv=("perl", "./Configure", f"linux-{c.arch}", "no-shared", "no-tests",
-                   "no-docs", "no-apps", "no-legacy", "no-module", "no-engine", "no-dso", "no-afalgeng",
-                   f"--prefix={c.prefix}", "--libdir=lib", "--openssldir=/etc/ssl",
-                   *c.cflags.split()), cwd=c.src),
+                   "no-docs", "no-apps", "no-legacy", "no-module", "no-engine", "no-dso",
+                   "no-afalgeng", f"--prefix=/{c.prefix.name}", "--libdir=lib",
+                   "--openssldir=/etc/ssl", *c.cflags.split()), cwd=c.src),
         _make(c, "build_libs"),
-        Step(argv=("make", "install_dev"), cwd=c.src),
+        Step(argv=("make", "install_dev", f"DESTDIR={c.prefix.parent}"), cwd=c.src),
+        _pc_prefix(c, "libcrypto.pc", "libssl.pc", "openssl.pc"),
     ]
 
 
