@@ -15,6 +15,10 @@ from isolate.model.manifest import MANIFEST_NAME
 from tests.conftest import bundle_dir, index, invoke
 from tests.test_package import deb_of, rpm_of
 
+# Packages and diffs need real bundles, .deb and .rpm files (minutes on 2 cores): run
+# once, in the e2e session, not on every controller Python.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="session")
 def upgraded(pkg_ws: Path, app_wheels: Path, newer_wheelhouse: Path,

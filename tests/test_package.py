@@ -16,6 +16,10 @@ from isolate.model.profiles import PackageSpec, RuntimeProfile
 from isolate.package.payload import PackageInfo
 from tests.conftest import REPO, bundle_dir, index, invoke
 
+# Packages and diffs need real bundles, .deb and .rpm files (minutes on 2 cores): run
+# once, in the e2e session, not on every controller Python.
+pytestmark = pytest.mark.slow
+
 
 def sh(argv: list[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True,
