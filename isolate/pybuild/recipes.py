@@ -145,8 +145,9 @@ def libuuid(c: Context) -> list[Step]:
 def _pc_prefix(c: Context, *names: str) -> Step:
     """Point pkg-config files installed with DESTDIR at where the files really are."""
     files = [str(c.prefix / "lib" / "pkgconfig" / n) for n in names]
-    return Step(argv=("sed", "-i", f"s|^prefix=/{c.prefix.name}$|prefix={c.prefix}|", *files),
-                cwd=c.src)
+    n = c.prefix.name  # every path that starts with /deps: prefix=, includedir=, -I, -L
+    return Step(argv=("sed", "-E", "-i", f"s#(=|-I|-L)/{n}(/|$| )#\\1{c.prefix}\\2#g",
+                      *files), cwd=c.src)
 
 
 def sqlite(c: Context) -> list[Step]:
