@@ -202,13 +202,18 @@ def test_a_bundle_missing_a_vendored_library_fails_in_a_root_filesystem(
     (sqlite,) = (broken / "python" / "lib" / "python3.13" / "lib-dynload").glob("_sqlite3.*.so")
     sqlite.unlink()
     out = tmp_path / "results.json"
-    r = invoke(["matrix", broken, "--hosts", "debian-12-nopython", "-o", out])
+    # debian-12 is a required host of Nova: observed failing, it fails the matrix.
+    r = invoke(["matrix", broken, "--hosts", "debian-12", "-o", out])
     assert r.code == 1, r.output
     cell = Results.loads(out.read_text()).cells[0]
-    assert cell.observed.status == "failed", cell.observed.reason
+    assert cell.observed.status in ("failed", "error"), cell.observed.reason
     failing = sorted(t for t, o in cell.observed.tests.items() if o in ("failed", "error"))
-    assert failing
     md = tmp_path / "summary.md"
     r = invoke(["report", out, "--markdown", md])
     assert r.code == 1
-    assert failing[0] in md.read_text()
+    text = md.read_text()
+    if failing:  # tests that ran and failed are named
+        assert failing[0] in text
+    else:  # a test module that could not be imported: the runner's own message
+        assert "sqlite3" in (cell.observed.reason or ""), cell.observed.reason
+        assert "debian-12" in text
