@@ -122,11 +122,12 @@ def run(app: App, args: argparse.Namespace) -> int:
     app.more(f"  {m.sizes['files']} files, {m.sizes['total'] / 1e6:.1f} MB; pruned "
              f"{m.sizes['pruned'] / 1e6:.1f} MB ({len(m.interpreter.pruned)} entries)")
     if result.directory:
-        app.more(f"  directory: {result.directory}")
+        app.out(f"  directory: {result.directory}")
     for path, digest in result.archives:
-        app.more(f"  archive:   {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {digest})")
+        # What was written, and its sha256, is the result: shown under -q too.
+        app.out(f"  archive:   {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {digest})")
     for path, digest in result.packages:
-        app.more(f"  package:   {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {digest})")
+        app.out(f"  package:   {path} ({path.stat().st_size / 1e6:.1f} MB, sha256 {digest})")
     if result.overlay:
         app.more(f"  tests overlay: {result.overlay}")
     app.more("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
