@@ -35,9 +35,9 @@ from pathlib import Path
 SHADOWED = ("base64", "colorsys", "quopri", "json", "six", "yaml")
 # The working directory's shadows. A process started with ``-c`` or ``-m`` has the working
 # directory on sys.path by CPython's rules, isolated or not (only -I/-P drop it), so the
-# app's own ``-c`` children would meet these: none shadows a module they would take from
-# the standard library but ``quopri``, which nothing imports at start-up.
-CWD_SHADOWED = ("quopri", "six", "yaml")
+# app's own ``-c`` children would meet these: none shadows a module of the standard library
+# (``quopri`` did, and email imports it in pytest-xdist's ``-c`` workers).
+CWD_SHADOWED = ("six", "yaml")
 BREAKPOINT_MODULE = "isolate_hostile_breakpoint"
 
 # place -> what it proves when its marker exists
