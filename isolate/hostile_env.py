@@ -36,8 +36,10 @@ SHADOWED = ("base64", "colorsys", "quopri", "json", "six", "yaml")
 # The working directory's shadows. A process started with ``-c`` or ``-m`` has the working
 # directory on sys.path by CPython's rules, isolated or not (only -I/-P drop it), so the
 # app's own ``-c`` children would meet these: none shadows a module of the standard library
-# (``quopri`` did, and email imports it in pytest-xdist's ``-c`` workers).
-CWD_SHADOWED = ("six", "yaml")
+# (``quopri`` did, and email imports it in pytest-xdist's ``-c`` workers). ``CWD_PROBE`` is
+# a name nothing else has, which ``isolate verify``'s probe imports.
+CWD_PROBE = "isolate_hostile_cwd"
+CWD_SHADOWED = ("six", "yaml", CWD_PROBE)
 BREAKPOINT_MODULE = "isolate_hostile_breakpoint"
 
 # place -> what it proves when its marker exists

@@ -93,7 +93,7 @@ class Discovery:
             if real in seen or not os.access(real, os.X_OK):
                 continue
             seen.add(real)
-            done = self._runner.run([real, "-c", _QUERY], env=clean_env(), timeout=20, check=False)
+            done = self._runner.run([real, "-B", "-c", _QUERY], env=clean_env(), timeout=20, check=False)
             if not done.ok:
                 continue
             try:

@@ -203,6 +203,8 @@ def test_no_interpreter_of_the_profile_version(run_isolate: Callable[..., Result
     empty.mkdir()
     monkeypatch.setenv("PYENV_ROOT", str(empty))
     monkeypatch.setenv("PATH", str(empty))
+    # ... and no interpreter that isolate built from source in its cache either
+    monkeypatch.setenv("ISOLATE_CACHE_DIR", str(empty))
     r = run_isolate("--root", app_ws, "bundle", "app", "-o", tmp_path / "out")
     assert r.code == 3, r.output
     assert "no CPython" in r.err and "found: none" in r.err and "pyenv install" in r.err

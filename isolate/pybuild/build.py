@@ -238,10 +238,15 @@ def _normalise(root: Path) -> None:
 
 
 def tree_digest(root: Path) -> str:
-    """sha256 over every path, mode, link target and content under ``root``, sorted."""
+    """sha256 over every path, mode, link target and content under ``root``, sorted.
+
+    Byte code is not part of the tree: the build removes it, running the interpreter in
+    place writes it back (its ``main()`` ignores PYTHONDONTWRITEBYTECODE), and a bundle
+    never copies it but compiles its own.
+    """
     h = hashlib.sha256()
     for dirpath, dirs, files in os.walk(root):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
         for f in sorted(files):
             p = Path(dirpath) / f
             rel = p.relative_to(root).as_posix()

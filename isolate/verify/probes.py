@@ -49,9 +49,10 @@ ISOLATION_TIMEOUT = 60.0
 IMPORT_TIMEOUT = 300.0
 _RESULT = "@@isolate-verify@@ "
 
-# standard-library modules the probe imports, which the hostile environment shadows
-_SHADOWED_MODULES = tuple(m for m in hostile_env.SHADOWED if m in ("base64", "colorsys",
-                                                                   "quopri"))
+# modules the probe imports, which the hostile environment shadows: standard-library ones
+# (shadowed on PYTHONPATH and in the user site) and one only the working directory has
+_SHADOWED_MODULES = (*(m for m in hostile_env.SHADOWED if m in ("base64", "colorsys", "quopri")),
+                     hostile_env.CWD_PROBE)
 
 _ISOLATION_PROBE = r"""
 import json, sys
@@ -162,6 +163,8 @@ def _judge(data: dict[str, Any], root_real: str, layout: Layout) -> list[Finding
             error(f"sys.{key} is {value!r}, outside the bundle")
     modules = data.get("modules") or {}
     for name, file in modules.items():
+        if name == hostile_env.CWD_PROBE:
+            continue  # only the working directory has it: its marker tells
         if not isinstance(file, str) or not _inside(file, root_real):
             error(f"`import {name}` loaded {file!r}, not the bundle's standard library")
     strays = [f for f in data.get("loaded") or [] if not _inside(str(f), root_real)]
