@@ -20,6 +20,15 @@ from isolate.model.results import Results
 from isolate.proc import Runner
 from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
 from tests.conftest import REPO, invoke, pypi_reachable, require
+from tests.package_helpers import (
+    deb_files,
+    deb_of,
+    debian_12_copy,
+    debian_only,
+    lintian_errors,
+    rpm_files,
+    rpm_of,
+)
 
 pytestmark = pytest.mark.slow
 IMPORTS = "import ssl, sqlite3, lzma, ctypes, hashlib, nova.compute.manager; print('imports ok')"
@@ -34,7 +43,7 @@ def build(out: Path, fmt: str) -> Path:
 @pytest.fixture(scope="module")
 def nova_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require(pypi_reachable(), "needs PyPI to fetch Nova's wheels")
-    return build(tmp_path_factory.mktemp("nova-out"), "dir,tar.zst")
+    return build(tmp_path_factory.mktemp("nova-out"), "dir,tar.zst,deb,rpm")
 
 
 def the_archive(out: Path) -> Path:
@@ -84,6 +93,25 @@ def test_two_builds_give_the_same_archive(nova_out: Path, tmp_path: Path) -> Non
     assert (a.parent / f"{a.name}.sha256").read_text().split()[0] == \
         (b.parent / f"{b.name}.sha256").read_text().split()[0]
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_the_deb_installs_runs_and_removes_cleanly_in_debian_12(nova_out: Path,
+                                                                 tmp_path: Path) -> None:
+    with debian_12_copy(tmp_path, nova_out) as inside:
+        r = inside("dpkg", "-i", f"/opt/isolate/pkgs/{deb_of(nova_out).name}")
+        assert r.returncode == 0, r.stdout + r.stderr
+        for argv in (["/opt/nova/bin/nova-manage", "--version"], ["nova-manage", "--version"]):
+            r = inside(*argv)
+            assert r.returncode == 0 and r.stdout.strip() == "34.0.0", r.stdout + r.stderr
+        r = inside("dpkg", "-r", "nova")
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_rpm_holds_the_debs_files_and_lintian_finds_no_error(nova_out: Path) -> None:
+    debs, rpms = deb_files(deb_of(nova_out)), rpm_files(rpm_of(nova_out))
+    assert debs - debian_only(debs) == rpms
+    assert {"/opt/nova/bin/nova-manage", "/usr/bin/nova-manage"} <= rpms
+    assert lintian_errors(deb_of(nova_out)) is None
 
 
 def test_the_build_directory_appears_in_no_file(nova_out: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 from email.utils import formatdate
 from importlib import resources
 from pathlib import Path
@@ -133,7 +134,10 @@ def build_deb(root: Path, out_dir: Path, info: PackageInfo, *, work: Path,
     (image / "DEBIAN" / "control").chmod(0o644)
     fix_tree(image, info.mtime)
     built = work / deb_filename(info)
-    runner.run(["dpkg-deb", "--root-owner-group", "-Zxz", "-z6", "--threads-max=1",
+    # dpkg-deb always uses liblzma's multi-threaded encoder, whose output depends on the
+    # block size (set by the level), not on the thread count: every core, same bytes.
+    runner.run(["dpkg-deb", "--root-owner-group", "-Zxz", "-z6",
+                f"--threads-max={os.cpu_count() or 1}",
                 "--build", image, built],
                env=clean_env({"SOURCE_DATE_EPOCH": str(info.mtime)}), timeout=3600,
                what="dpkg-deb --build")

@@ -16,12 +16,17 @@ from isolate.package.names import rpm_epoch_version
 from isolate.package.payload import PackageInfo, fix_tree, publish, stage
 from isolate.proc import Runner, clean_env
 
+# xz level 6 in liblzma's multi-threaded encoder. Its output depends on the block size (set
+# by the level), not on the thread count; but rpm writes the flags ("6T4") into the header
+# (PAYLOADFLAGS), so the count is a constant, not this machine's cores; and not one, which
+# picks the single-threaded encoder.
+RPM_XZ_THREADS = 4
 RPM_DEFINES = {
+    "_binary_payload": f"w6T{RPM_XZ_THREADS}.xzdio",
     "debug_package": "%{nil}",
     "__spec_install_post": "%{nil}",
     "__os_install_post": "%{nil}",
     "_build_id_links": "none",
-    "_binary_payload": "w6.xzdio",
     "_buildhost": "isolate",
     "use_source_date_epoch_as_buildtime": "1",
     "clamp_mtime_to_source_date_epoch": "1",
