@@ -63,6 +63,7 @@ import zstandard
 
 from isolate.errors import InputError
 from isolate.fsutil import ensure_writable_dir, sha256_file, write_atomic
+from isolate.model import tree
 
 FORMATS = ("tar.zst", "tar.gz")
 
@@ -164,26 +165,6 @@ def _header(ti: tarfile.TarInfo) -> bytes:
     return ti.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
 
 
-def _lexical_escape(parent: Sequence[str], target: str) -> bool:
-    """Whether ``target``, read from directory ``parent`` (parts below the root), ever
-    leaves the root."""
-    parts = list(parent)
-    for comp in target.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if not parts:
-                return True
-            parts.pop()
-        else:
-            parts.append(comp)
-    return False
-
-
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def _sorted_children(path: Path) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as it:
@@ -195,7 +176,7 @@ def _sorted_children(path: Path) -> list[os.DirEntry[str]]:
 
 def _collect(src: Path, root_name: str, mtime: int) -> list[_Entry]:
     real_src = os.path.realpath(src)
-    entries = [_Entry(_header(_info(root_name, tarfile.DIRTYPE, 0o755, mtime)), None, 0)]
+    entries = [_Entry(_header(_info(root_name, tarfile.DIRTYPE, tree.DIR_MODE, mtime)), None, 0)]
     stack: list[tuple[tuple[str, ...], Iterator[os.DirEntry[str]]]] = [
         ((), iter(_sorted_children(src)))]
     while stack:
@@ -214,25 +195,23 @@ def _collect(src: Path, root_name: str, mtime: int) -> list[_Entry]:
             raise InputError(f"cannot read {path}: {exc.strerror}",
                              hint="make the bundle directory readable") from exc
         if stat.S_ISDIR(st.st_mode):
-            entries.append(_Entry(_header(_info(arcname, tarfile.DIRTYPE, 0o755, mtime)), None, 0))
+            entries.append(_Entry(_header(_info(arcname, tarfile.DIRTYPE, tree.DIR_MODE, mtime)),
+                                  None, 0))
             stack.append((rel, iter(_sorted_children(path))))
         elif stat.S_ISREG(st.st_mode):
-            mode = 0o755 if st.st_mode & 0o111 else 0o644
-            ti = _info(arcname, tarfile.REGTYPE, mode, mtime, size=st.st_size)
+            ti = _info(arcname, tarfile.REGTYPE, tree.normal_mode(st.st_mode), mtime,
+                       size=st.st_size)
             entries.append(_Entry(_header(ti), path, st.st_size))
         elif stat.S_ISLNK(st.st_mode):
-            if (not target or target.startswith("/") or _lexical_escape(rel_dir, target)
-                    or not _within(os.path.realpath(path), real_src)):
+            if (not target or target.startswith("/") or tree.link_escapes(rel_dir, target)
+                    or not tree.resolves_within(os.fspath(path), real_src)):
                 raise InputError(
                     f"cannot archive symlink {path} -> {target}: it points outside {src}",
                     hint="bundles are relocatable: make the link relative and inside the bundle")
-            ti = _info(arcname, tarfile.SYMTYPE, 0o777, mtime, linkname=target)
+            ti = _info(arcname, tarfile.SYMTYPE, tree.LINK_MODE, mtime, linkname=target)
             entries.append(_Entry(_header(ti), None, 0))
         else:
-            kind = ("FIFO" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode)
-                    else "device node" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-                    else "special file")
-            raise InputError(f"cannot archive {path}: it is a {kind}",
+            raise InputError(f"cannot archive {path}: it is a {tree.special_kind(st.st_mode)}",
                              hint="remove it; a bundle holds only files, directories and symlinks")
     return entries
 
@@ -307,7 +286,7 @@ def write_archive(src: Path, dest: Path, *, fmt: str, root_name: str, mtime: int
     if not src.is_dir():
         raise InputError(f"cannot archive {src}: not a directory",
                          hint="pass the bundle's directory")
-    if _within(os.path.realpath(dest.parent), os.path.realpath(src)):
+    if tree.within(os.path.realpath(dest.parent), os.path.realpath(src)):
         raise InputError(f"cannot write the archive {dest} inside the tree it archives ({src})",
                          hint="write the archive next to the bundle directory")
     entries = _collect(src, root_name, stamp)
@@ -592,7 +571,7 @@ class _Extractor:
             if not target or target.startswith("/") or "\0" in target:
                 raise self.refuse(name, f"is a symlink with an absolute or empty target "
                                         f"{target!r}")
-            if _lexical_escape(rel[:-1], target):
+            if tree.link_escapes(rel[:-1], target):
                 raise self.refuse(name, f"is a symlink to {target!r}, outside {self.top!r}")
         return parts
 
@@ -606,7 +585,7 @@ class _Extractor:
             if rel[:i] not in self.kinds:
                 sub = top.joinpath(*rel[:i])
                 sub.mkdir(0o700)
-                sub.chmod(0o755)
+                sub.chmod(tree.DIR_MODE)
                 self.kinds[rel[:i]] = "dir"
 
     def extract(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
@@ -618,7 +597,7 @@ class _Extractor:
             if rel not in self.kinds:
                 path.mkdir(0o700)
                 self.kinds[rel] = "dir"
-            path.chmod(0o755)
+            path.chmod(tree.DIR_MODE)
             self.dir_times.append((path, member.mtime))
         elif member.issym():
             path.symlink_to(member.linkname)
@@ -672,7 +651,7 @@ class _Extractor:
                     raise _corrupt(f"entry {member.name!r} is cut short")
                 out.write(chunk)
                 remaining -= len(chunk)
-            os.fchmod(out.fileno(), 0o755 if member.mode & 0o111 else 0o644)
+            os.fchmod(out.fileno(), tree.normal_mode(member.mode))
 
     @staticmethod
     def set_mtime(path: Path, mtime: float) -> None:
@@ -686,7 +665,7 @@ class _Extractor:
         root = os.path.realpath(self.work / self.top)
         for name, link in self.links:
             resolved = os.path.realpath(link)
-            if not _within(resolved, root):
+            if not tree.within(resolved, root):
                 target = str(link.readlink())
                 raise self.refuse(name, f"is a symlink to {target!r} that resolves outside "
                                         f"{self.top!r}")
@@ -776,7 +755,7 @@ def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
         if os.path.lexists(final):
             raise InputError(f"cannot unpack {archive}: {final} already exists",
                              hint="remove it or unpack into another directory")
-        (work / top).chmod(0o755)
+        (work / top).chmod(tree.DIR_MODE)
         (work / top).rename(final)
         return final
     finally:

@@ -38,7 +38,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerNeedSection
 
 from isolate.errors import EnvironmentProblem, InputError
-from isolate.model import floors
+from isolate.model import floors, tree
 from isolate.model.floors import Floor
 from isolate.proc import Runner
 
@@ -68,7 +68,6 @@ ALLOWLIST_RESOURCE = "elf_allowlist.toml"
 LD_SO_CONF = Path("/etc/ld.so.conf")
 
 _GLIBC_VERSION = re.compile(r"^GLIBC_(\d+(?:\.\d+)+)$")
-_ORIGIN = re.compile(r"^\$(?:ORIGIN|\{ORIGIN\})(?=/|$)")
 _LOADER = re.compile(r"^(?:ld-linux[\w.-]*|ld64|ld|ld-musl-[\w.-]+)\.so\.\d+$")
 _PATCHELF_BATCH = 200  # files per patchelf command line
 
@@ -491,21 +490,12 @@ class _Copy:
 
 def _expand(entry: str, origin_dir: Path) -> Path | None:
     """An RPATH entry as a directory: ``$ORIGIN`` expanded, other tokens unsupported."""
-    m = _ORIGIN.match(entry)
-    if m is not None:
-        return Path(os.path.normpath(f"{origin_dir}{entry[m.end():]}"))
+    expanded = tree.expand_origin(entry, os.fspath(origin_dir))
+    if expanded is not None:
+        return Path(expanded)
     if "$" in entry or not entry.startswith("/"):
         return None  # $LIB/$PLATFORM, or relative to the loader's cwd: meaningless
     return Path(os.path.normpath(entry))
-
-
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _origin_entry(file_dir: Path, dep_dir: Path) -> str:
-    rel = os.path.relpath(dep_dir, file_dir)
-    return "$ORIGIN" if rel == "." else f"$ORIGIN/{Path(rel).as_posix()}"
 
 
 class _Closure:
@@ -581,7 +571,8 @@ class _Closure:
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
         here = (self.root / rel).parent
-        preferred = [_expand(e, here) for e in (*elf.rpath, *elf.runpath) if _ORIGIN.match(e)]
+        preferred = [_expand(e, here) for e in (*elf.rpath, *elf.runpath)
+                     if tree.is_origin_relative(e)]
         preferred.append(self.root / self.lib_dir)
         for d in preferred:
             for cand in candidates:
@@ -633,7 +624,7 @@ class _Closure:
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, dest)  # follows symlinks: the real library
-            dest.chmod(0o755)
+            dest.chmod(tree.EXEC_MODE)
         except OSError as exc:
             raise InputError(
                 f"cannot copy {source} to {dest}: {exc.strerror or exc}",
@@ -656,14 +647,15 @@ class _Closure:
             kept_dirs: set[Path] = set()
             dropped = False
             for entry in (*elf.rpath, *elf.runpath):
-                d = _expand(entry, here) if _ORIGIN.match(entry) else None
-                if d is None or not _inside(d, self.root):
+                d = _expand(entry, here) if tree.is_origin_relative(entry) else None
+                if d is None or not tree.within(os.fspath(d), os.fspath(self.root)):
                     dropped = True
                 elif entry not in kept:
                     kept.append(entry)
                     kept_dirs.add(d)
             need = {(self.root / dep).parent for dep in self.deps[rel]}
-            missing = sorted({_origin_entry(here, d) for d in need - kept_dirs})
+            missing = sorted({tree.origin_entry(os.fspath(here), os.fspath(d))
+                              for d in need - kept_dirs})
             convert = bool(need) and bool(elf.runpath)  # RUNPATH -> RPATH
             if dropped or missing or convert:
                 out[rel] = (*kept, *missing)

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from isolate.bundle import archive as archive_mod
-from isolate.bundle.build import BUILD_PREFIX
 from isolate.bundle.elf import load_allowlist
 from isolate.errors import InputError, IsolateError
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
 from isolate.model.profiles import HostProfile
+from isolate.model.tree import BUILD_MARKER
 from isolate.proc import Runner
 from isolate.verify import checks, children, manifest_hash, probes
 from isolate.verify.layout import Layout, layout_of
@@ -53,9 +53,9 @@ from isolate.verify.scan import Tree, scan_tree
 
 T = TypeVar("T")
 
-# The marker every build directory's name holds (isolate.bundle.build.BUILD_PREFIX);
-# used only when the manifest, which records it, cannot be read.
-DEFAULT_BUILD_MARKER = BUILD_PREFIX  # for manifests that do not name their marker
+# The marker every build directory's name holds; used only when the manifest, which
+# records it, cannot be read.
+DEFAULT_BUILD_MARKER = BUILD_MARKER
 _NO_MANIFEST = "needs a readable manifest"
 
 

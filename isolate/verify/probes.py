@@ -41,6 +41,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from isolate import hostile_env
+from isolate.model import tree
 from isolate.proc import Runner
 from isolate.verify.layout import Layout
 from isolate.verify.report import ERROR, IMPORTS, ISOLATION, NOTE, Finding
@@ -98,11 +99,6 @@ os._exit(0)  # skip interpreter shutdown: threads or atexit hooks of imported mo
 """
 
 
-def _inside(path: str, root_real: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root_real or real.startswith(root_real + os.sep)
-
-
 def _base_env(home: Path, tmp: Path) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
             "TMPDIR": str(tmp), "LC_ALL": "C.UTF-8"}
@@ -155,19 +151,19 @@ def _judge(data: dict[str, Any], root_real: str, layout: Layout) -> list[Finding
     for entry in data.get("path") or []:
         if entry in ("", "."):
             error("sys.path holds the current directory")
-        elif not _inside(str(entry), root_real):
+        elif not tree.resolves_within(str(entry), root_real):
             error(f"sys.path holds {entry!r}, outside the bundle")
     for key in ("prefix", "base_prefix", "exec_prefix"):
         value = str(data.get(key))
-        if not _inside(value, root_real):
+        if not tree.resolves_within(value, root_real):
             error(f"sys.{key} is {value!r}, outside the bundle")
     modules = data.get("modules") or {}
     for name, file in modules.items():
         if name == hostile_env.CWD_PROBE:
             continue  # only the working directory has it: its marker tells
-        if not isinstance(file, str) or not _inside(file, root_real):
+        if not isinstance(file, str) or not tree.resolves_within(file, root_real):
             error(f"`import {name}` loaded {file!r}, not the bundle's standard library")
-    strays = [f for f in data.get("loaded") or [] if not _inside(str(f), root_real)]
+    strays = [f for f in data.get("loaded") or [] if not tree.resolves_within(str(f), root_real)]
     if strays:
         more = f" and {len(strays) - 5} more" if len(strays) > 5 else ""
         error(f"modules were loaded from outside the bundle: {', '.join(strays[:5])}{more}")
