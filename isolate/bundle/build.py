@@ -25,8 +25,8 @@ from pathlib import Path
 import filelock
 
 from isolate import __version__
-from isolate.bundle import archive as archive_mod
-from isolate.bundle import contract, elf
+from isolate.bundle import archive_format, contract, elf
+from isolate.bundle.archive import write_archive
 from isolate.bundle.bytecode import compile_tree
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
 from isolate.bundle.install import Installed, install_all
@@ -39,6 +39,7 @@ from isolate.bundle.interpreter import (
 )
 from isolate.bundle.isolated_main import BUILT_IN, make_isolated
 from isolate.bundle.launchers import python_launcher, script_launcher
+from isolate.bundle.unpack import unpack
 from isolate.bundle.wheelhouse import wheel_from_sdist
 from isolate.cache import cache_root
 from isolate.errors import EnvironmentProblem, InputError
@@ -276,7 +277,7 @@ class Builder:
                     src = self._source_built(options.interpreter_lock, profile)
                 else:
                     src = find_source(self.runner, self.discovery, profile.python,
-                                      options.python, work / "source", archive_mod.unpack)
+                                      options.python, work / "source", unpack)
                 interp = copy_interpreter(src, root / "python",
                                           include_headers=options.include_headers,
                                           runner=self.runner)
@@ -507,20 +508,20 @@ class Builder:
             if published is not None:
                 _normalise_modes(published)
         archives: list[tuple[Path, str]] = []
-        mtime = archive_mod.default_mtime()
+        mtime = archive_format.default_mtime()
         packages = (self._packages(loaded, manifest, root, mtime, options)
                     if set(options.formats) & set(PACKAGE_FORMATS) else [])
         for fmt in options.formats:
-            if fmt not in archive_mod.FORMATS:
+            if fmt not in archive_format.FORMATS:
                 continue
             with self._timed(f"archive {fmt}"):
-                dest = out / archive_mod.archive_name(manifest.name, fmt)
-                digest = archive_mod.write_archive(root, dest, fmt=fmt, root_name=manifest.name,
+                dest = out / archive_format.archive_name(manifest.name, fmt)
+                digest = write_archive(root, dest, fmt=fmt, root_name=manifest.name,
                                                    mtime=mtime)
                 archives.append((dest, digest))
                 if overlay is not None:
-                    archive_mod.write_archive(
-                        overlay, out / archive_mod.archive_name(f"{manifest.name}.tests", fmt),
+                    write_archive(
+                        overlay, out / archive_format.archive_name(f"{manifest.name}.tests", fmt),
                         fmt=fmt, root_name=f"{manifest.name}.tests", mtime=mtime)
         directory = None
         overlay_dir = None

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from isolate import hostile_env
-from isolate.bundle.archive import unpack
+from isolate.bundle.unpack import unpack
 from isolate.errors import IsolateError
 from isolate.matrix.plan import PlannedCell
 from isolate.model.manifest import MANIFEST_NAME, Manifest

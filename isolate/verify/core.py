@@ -24,8 +24,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from isolate.bundle import archive as archive_mod
 from isolate.bundle.elf import load_allowlist
+from isolate.bundle.unpack import unpack
 from isolate.errors import InputError, IsolateError
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
 from isolate.model.profiles import HostProfile
@@ -77,7 +77,7 @@ def _opened(path: Path) -> Iterator[tuple[Path, float | None]]:
                          hint="give a bundle directory or a bundle archive (.tar.zst, .tar.gz)")
     with tempfile.TemporaryDirectory(prefix="isolate-verify-") as tmp:
         start = time.monotonic()
-        top = archive_mod.unpack(path, Path(tmp))
+        top = unpack(path, Path(tmp))
         yield top, round(time.monotonic() - start, 3)
 
 
