@@ -118,3 +118,21 @@ def test_mode_literals_live_only_in_the_tree_rules() -> None:
                     and node.orelse.value == 0o644):
                 offenders.append(f"{path.relative_to(pkg)}:{node.lineno}")
     assert offenders == []
+
+
+def test_verify_reads_bundles_without_the_writers_modules() -> None:
+    """verify needs the tree rules, the ELF facts and the unpacker; never the builder,
+    the archive writer or the closure (which vendors and runs patchelf)."""
+    pkg = Path(isolate.__file__).parent
+    used: set[str] = set()
+    for path in sorted((pkg / "verify").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            used.update(n for n in names if n.startswith("isolate.bundle."))
+    modules = {n for n in used if (pkg / f"{n.replace('.', '/')[8:]}.py").is_file()}
+    assert modules <= {"isolate.bundle.elf", "isolate.bundle.unpack"}, modules

@@ -28,6 +28,7 @@ from isolate import __version__
 from isolate.bundle import archive_format, contract, elf
 from isolate.bundle.archive import write_archive
 from isolate.bundle.bytecode import compile_tree
+from isolate.bundle.elf_closure import ClosureResult, close_tree, system_search_dirs
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
 from isolate.bundle.install import Installed, install_all
 from isolate.bundle.interpreter import (
@@ -294,9 +295,9 @@ class Builder:
                                         python_name=interp.executable.name, jobs=options.jobs)
             scripts = self._launchers(loaded, root, interp, installed)
             with self._timed("elf closure"):
-                closure = elf.close_tree(
+                closure = close_tree(
                     root, lib_dir=tree.VENDORED_LIB_DIR,
-                    search_dirs=[src.libdir, *elf.system_search_dirs()],
+                    search_dirs=[src.libdir, *system_search_dirs()],
                     allowlist=elf.load_allowlist(),
                     host_provided=frozenset(h.soname for h in profile.host_libraries),
                     runner=self.runner)
@@ -346,7 +347,7 @@ class Builder:
     def _check_contract(self, loaded: LoadedRuntime, options: BundleOptions, root: Path,
                         interp: CopiedInterpreter,
                         wheels: list[tuple[Artifact, Path, str | None]],
-                        closure: elf.ClosureResult, elf_facts: ElfFacts) -> Contract:
+                        closure: ClosureResult, elf_facts: ElfFacts) -> Contract:
         """Refuse a tree that breaks the profile's floors or misses a required host."""
         profile = loaded.profile
         site_rel = interp.site_packages.relative_to(root).as_posix()
@@ -542,7 +543,7 @@ class Builder:
                             seconds=dict(self.timings))
 
 
-def _elf_facts(profile: RuntimeProfile, closure: elf.ClosureResult) -> ElfFacts:
+def _elf_facts(profile: RuntimeProfile, closure: ClosureResult) -> ElfFacts:
     floor = closure.glibc_floor
     return ElfFacts(
         glibc_floor=floor[0] if floor else None,

@@ -261,7 +261,7 @@ def tree_digest(root: Path) -> str:
 def _elf_facts(home: Path) -> dict[str, Any]:
     files = [elf.read_elf(p) for p in elf.iter_elf_files(home)]
     floor = elf.glibc_floor(files, home)
-    foreign = sorted({f"{elf._rel(e.path, home)}: {n}" for e in files for n in e.needed
+    foreign = sorted({f"{elf.relative_path(e.path, home)}: {n}" for e in files for n in e.needed
                       if n not in GLIBC_LIBS})
     return {
         "elf_files": len(files),
