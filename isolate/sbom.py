@@ -107,8 +107,8 @@ def _components(m: Manifest) -> list[Component]:
 def render(manifest_bytes: bytes) -> Sbom:
     """The SBOM of the bundle whose manifest is ``manifest_bytes``."""
     try:
-        m = Manifest.loads(manifest_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ManifestError, AttributeError, TypeError, ValueError) as exc:
+        m = Manifest.loads(manifest_bytes)
+    except ManifestError as exc:
         raise InputError(f"{MANIFEST_NAME} cannot be read: {exc}",
                          hint="rebuild the bundle with `isolate bundle`") from exc
     digest = hashlib.sha256(manifest_bytes).hexdigest()

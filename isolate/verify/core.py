@@ -95,9 +95,8 @@ def _manifest(root: Path, path: Path, given_sha256: str | None
     try:
         data = mpath.read_bytes()
         found, detail = manifest_hash.check(data, expected)
-        return Manifest.loads(data.decode("utf-8")), found, detail
-    except (OSError, UnicodeDecodeError, ManifestError, AttributeError, TypeError,
-            ValueError) as exc:  # from_dict meets whatever JSON it is given
+        return Manifest.loads(data), found, detail
+    except (OSError, ManifestError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         changed = "".join(f"; {f.message}" for f in found if f.severity == ERROR)
         return None, [Finding(severity=ERROR, check=MANIFEST, path=MANIFEST_NAME,
