@@ -40,6 +40,35 @@ class ProfileError(InputError):
     """A profile file is missing, unparsable or invalid."""
 
 
+class DocumentError(InputError):
+    """A document isolate wrote (a bundle manifest, matrix results) cannot be read back.
+
+    The message is ``<where>: <key path>: <reason>`` (``files[1203].sha256: missing``);
+    ``key`` and ``reason`` are kept apart for callers that show them differently."""
+
+    default_hint: str | None = None
+
+    def __init__(self, reason: str, *, key: str = "", where: str = "", hint: str | None = None,
+                 details: str | None = None):
+        super().__init__(": ".join([*(p for p in (where, key) if p), reason]),
+                         hint=hint or self.default_hint, details=details)
+        self.reason = reason
+        self.key = key
+        self.where = where
+
+    def under(self, prefix: str) -> DocumentError:
+        """The same error, its key path below ``prefix`` (``files[3]`` + ``sha256``)."""
+        key = prefix if not self.key else (
+            f"{prefix}{self.key}" if self.key.startswith("[") else f"{prefix}.{self.key}")
+        return type(self)(self.reason, key=key, where=self.where, hint=self.hint,
+                          details=self.details)
+
+    def located(self, where: str) -> DocumentError:
+        """The same error, naming the file (or whatever) the document came from."""
+        return type(self)(self.reason, key=self.key, where=where, hint=self.hint,
+                          details=self.details)
+
+
 class ContractError(InputError):
     """The finished runtime breaks its runtime profile's contract: it needs more from the
     host than ``[target]`` allows, or cannot run on a required host."""

@@ -19,7 +19,7 @@ What it lists:
 
 The same manifest always gives the same bytes: the serial number is a UUID5 of the
 manifest's sha256, the timestamp is ``SOURCE_DATE_EPOCH`` or else 1980-01-01 (the rule the
-archives' entry times follow, ``isolate.bundle.archive.default_mtime``), every
+archives' entry times follow, ``isolate.bundle.archive_format.default_mtime``), every
 ``bom-ref`` is derived from the manifest, and the library sorts components and keys.
 """
 
@@ -39,7 +39,8 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from isolate import __version__
-from isolate.bundle import archive as archive_mod
+from isolate.bundle.archive_format import default_mtime
+from isolate.bundle.unpack import unpack
 from isolate.errors import InputError
 from isolate.fsutil import temp_dir, write_atomic
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
@@ -106,8 +107,8 @@ def _components(m: Manifest) -> list[Component]:
 def render(manifest_bytes: bytes) -> Sbom:
     """The SBOM of the bundle whose manifest is ``manifest_bytes``."""
     try:
-        m = Manifest.loads(manifest_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, ManifestError, AttributeError, TypeError, ValueError) as exc:
+        m = Manifest.loads(manifest_bytes)
+    except ManifestError as exc:
         raise InputError(f"{MANIFEST_NAME} cannot be read: {exc}",
                          hint="rebuild the bundle with `isolate bundle`") from exc
     digest = hashlib.sha256(manifest_bytes).hexdigest()
@@ -120,7 +121,7 @@ def render(manifest_bytes: bytes) -> Sbom:
     serial = uuid.uuid5(NAMESPACE, digest)
     bom = Bom(serial_number=serial)
     bom.metadata.component = root
-    bom.metadata.timestamp = datetime.fromtimestamp(archive_mod.default_mtime(), tz=timezone.utc)
+    bom.metadata.timestamp = datetime.fromtimestamp(default_mtime(), tz=timezone.utc)
     bom.metadata.tools.components.add(Component(
         type=ComponentType.APPLICATION, name="isolate", version=__version__,
         bom_ref=f"{_PROP}tool"))
@@ -153,7 +154,7 @@ def build_sbom(path: Path) -> Sbom:
     if path.name == MANIFEST_NAME:
         return render(_read(path, str(path)))
     with temp_dir(prefix="isolate-sbom-") as tmp:
-        top = archive_mod.unpack(path, tmp)
+        top = unpack(path, tmp)
         manifest = top / MANIFEST_NAME
         if not manifest.is_file():
             raise InputError(f"{path} is not an isolate bundle archive: it has no "

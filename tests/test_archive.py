@@ -1,4 +1,5 @@
-"""Bundle archives: byte-reproducible writing, atomic output, and safe unpacking.
+"""Bundle archives: byte-reproducible writing, atomic output (isolate.bundle.archive), and
+safe unpacking (isolate.bundle.unpack).
 
 Hostile archives are built here with ``tarfile``; every one must be refused with
 ``InputError`` without writing anything outside the destination, nor leaving anything in it.
@@ -26,17 +27,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from isolate.bundle import archive as arc
-from isolate.bundle.archive import (
-    DEFAULT_MTIME,
-    FORMATS,
-    archive_name,
-    default_mtime,
-    detect_format,
-    sha256_file,
-    unpack,
-    write_archive,
-)
+from isolate.bundle import unpack as unpack_mod
+from isolate.bundle.archive import write_archive
+from isolate.bundle.archive_format import DEFAULT_MTIME, FORMATS, archive_name, default_mtime
+from isolate.bundle.unpack import detect_format, unpack
 from isolate.errors import InputError
+from isolate.fsutil import sha256_file
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -617,7 +613,7 @@ def test_bad_archive_file_refused(tmp_path: Path, fmt: str, case_id: str) -> Non
 def test_decompression_bomb_refused(tmp_path: Path, fmt: str,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Entries within the limits, followed by far more (highly compressible) padding."""
-    monkeypatch.setattr(arc, "_HEADER_ALLOWANCE", 1 << 20)
+    monkeypatch.setattr(unpack_mod, "_HEADER_ALLOWANCE", 1 << 20)
     archive = tmp_path / "in" / f"bomb.{fmt}"
     archive.parent.mkdir()
     archive.write_bytes(compress(tar_bytes([D("top"), F("top/a")]) + bytes(8 << 20), fmt))

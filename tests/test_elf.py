@@ -19,16 +19,18 @@ from pathlib import Path
 import pytest
 
 from isolate.bundle.elf import (
-    ClosureResult,
     ElfFile,
-    Vendored,
-    close_tree,
-    find_patchelf,
     glibc_floor,
     is_elf,
     iter_elf_files,
     load_allowlist,
     read_elf,
+)
+from isolate.bundle.elf_closure import (
+    ClosureResult,
+    Vendored,
+    close_tree,
+    find_patchelf,
     system_search_dirs,
 )
 from isolate.errors import InputError

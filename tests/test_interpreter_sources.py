@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from isolate.bundle import isolated_main
-from isolate.bundle.elf import find_patchelf, read_elf
+from isolate.bundle.elf import read_elf
+from isolate.bundle.elf_closure import find_patchelf
 from isolate.bundle.interpreter import describe
 from isolate.interpreters import Discovery
 from isolate.model.manifest import MANIFEST_NAME, Manifest

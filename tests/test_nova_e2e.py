@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from isolate.bundle.archive import unpack
+from isolate.bundle.unpack import unpack
 from isolate.model.manifest import MANIFEST_NAME, Manifest
 from isolate.model.results import Results
 from isolate.proc import Runner

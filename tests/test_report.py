@@ -252,7 +252,7 @@ def test_other_schema_version_exit_2(tmp_path, run_isolate):
     (None, "cannot read results file"),
     ("{not json", "not JSON"),
     (json.dumps({"schema": SCHEMA, "bundle": {}, "required_hosts": [], "cells": [{"host": "x"}]}),
-     "bad or missing key"),
+     "cells[0].executor: missing"),
     (json.dumps({"schema": SCHEMA, "bundle": {}, "required_hosts": [], "cells": []}),
      "the results hold no cells"),
     (json.dumps({"schema": SCHEMA, "bundle": {}, "required_hosts": "debian-12", "cells": []}),

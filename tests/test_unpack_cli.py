@@ -18,7 +18,8 @@ import pytest
 from conftest import Result, bundle_dir, invoke
 from test_archive import FORMAT_CASES, compress, hostile_cases, snapshot, tar_bytes
 
-from isolate.bundle.archive import FORMATS, write_archive
+from isolate.bundle.archive import write_archive
+from isolate.bundle.archive_format import FORMATS
 from isolate.model.manifest import MANIFEST_NAME, Manifest
 
 CLI_CASES = [c.id for c in hostile_cases(Path("/x")) if not c.limits]

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from conftest import TARGET, Result, invoke
 
-from isolate.bundle.elf import find_patchelf
+from isolate.bundle.elf_closure import find_patchelf
 from isolate.errors import EnvironmentProblem, ExitCode
 from isolate.model.manifest import MANIFEST_NAME, Manifest
 from isolate.verify import SCHEMA, Finding

@@ -25,9 +25,10 @@ from pathlib import Path
 import filelock
 
 from isolate import __version__
-from isolate.bundle import archive as archive_mod
-from isolate.bundle import contract, elf
+from isolate.bundle import archive_format, contract, elf
+from isolate.bundle.archive import write_archive
 from isolate.bundle.bytecode import compile_tree
+from isolate.bundle.elf_closure import ClosureResult, close_tree, system_search_dirs
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
 from isolate.bundle.install import Installed, install_all
 from isolate.bundle.interpreter import (
@@ -39,6 +40,7 @@ from isolate.bundle.interpreter import (
 )
 from isolate.bundle.isolated_main import BUILT_IN, make_isolated
 from isolate.bundle.launchers import python_launcher, script_launcher
+from isolate.bundle.unpack import unpack
 from isolate.bundle.wheelhouse import wheel_from_sdist
 from isolate.cache import cache_root
 from isolate.errors import EnvironmentProblem, InputError
@@ -46,6 +48,7 @@ from isolate.fsutil import ensure_writable_dir, sha256_file, write_atomic
 from isolate.interpreters import Discovery
 from isolate.locking.backends import IndexOptions
 from isolate.locking.lock import lock_inputs, read_lock
+from isolate.model import tree
 from isolate.model.lock import LockFile, Pin
 from isolate.model.manifest import (
     MANIFEST_NAME,
@@ -64,7 +67,6 @@ from isolate.proc import Runner
 from isolate.profiles import LoadedRuntime
 from isolate.progress import NoProgress, Progress
 
-BUILD_PREFIX = ".isolate-build-"
 FORMATS = ("dir", "tar.zst", "tar.gz", *PACKAGE_FORMATS)
 
 
@@ -131,12 +133,12 @@ def _build_dir(output_dir: Path) -> Iterator[Path]:
     """A private work directory in ``output_dir``, under the directory's build lock."""
     ensure_writable_dir(output_dir, what="output directory")
     with filelock.FileLock(str(output_dir / ".isolate-build.lock")):
-        for stale in output_dir.glob(BUILD_PREFIX + "*"):
+        for stale in output_dir.glob(tree.BUILD_MARKER + "*"):
             shutil.rmtree(stale, ignore_errors=True)  # left by a killed build
         for tmp in output_dir.glob(".*.tmp"):  # archives and files a killed build was writing
             if tmp.is_file() and not tmp.is_symlink():
                 tmp.unlink(missing_ok=True)
-        work = output_dir / f"{BUILD_PREFIX}{os.getpid()}"
+        work = output_dir / f"{tree.BUILD_MARKER}{os.getpid()}"
         try:
             work.mkdir()
             try:
@@ -188,11 +190,11 @@ def _exchange(a: Path, b: Path) -> bool:
 def _normalise_modes(root: Path) -> None:
     """Directories 0755, files 0755 or 0644: what a build ships never follows the umask."""
     for dirpath, _dirnames, filenames in os.walk(root):
-        os.chmod(dirpath, 0o755)
+        os.chmod(dirpath, tree.DIR_MODE)
         for name in filenames:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
-            mode = 0o755 if st.st_mode & 0o111 else 0o644
+            mode = tree.normal_mode(st.st_mode)
             if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
                 os.chmod(path, mode)
 
@@ -202,7 +204,7 @@ def _publish_dir(src: Path, dest: Path) -> None:
     if (dest.exists() or dest.is_symlink()) and _exchange(src, dest):
         shutil.rmtree(src, ignore_errors=True)  # the old tree, now in the work directory
     elif dest.exists() or dest.is_symlink():
-        trash = dest.with_name(f"{BUILD_PREFIX}old-{os.getpid()}-{dest.name}")
+        trash = dest.with_name(f"{tree.BUILD_MARKER}old-{os.getpid()}-{dest.name}")
         os.replace(dest, trash)
         os.replace(src, dest)
         shutil.rmtree(trash, ignore_errors=True)
@@ -276,7 +278,7 @@ class Builder:
                     src = self._source_built(options.interpreter_lock, profile)
                 else:
                     src = find_source(self.runner, self.discovery, profile.python,
-                                      options.python, work / "source", archive_mod.unpack)
+                                      options.python, work / "source", unpack)
                 interp = copy_interpreter(src, root / "python",
                                           include_headers=options.include_headers,
                                           runner=self.runner)
@@ -293,9 +295,9 @@ class Builder:
                                         python_name=interp.executable.name, jobs=options.jobs)
             scripts = self._launchers(loaded, root, interp, installed)
             with self._timed("elf closure"):
-                closure = elf.close_tree(
-                    root, lib_dir="lib",
-                    search_dirs=[src.libdir, *elf.system_search_dirs()],
+                closure = close_tree(
+                    root, lib_dir=tree.VENDORED_LIB_DIR,
+                    search_dirs=[src.libdir, *system_search_dirs()],
                     allowlist=elf.load_allowlist(),
                     host_provided=frozenset(h.soname for h in profile.host_libraries),
                     runner=self.runner)
@@ -345,7 +347,7 @@ class Builder:
     def _check_contract(self, loaded: LoadedRuntime, options: BundleOptions, root: Path,
                         interp: CopiedInterpreter,
                         wheels: list[tuple[Artifact, Path, str | None]],
-                        closure: elf.ClosureResult, elf_facts: ElfFacts) -> Contract:
+                        closure: ClosureResult, elf_facts: ElfFacts) -> Contract:
         """Refuse a tree that breaks the profile's floors or misses a required host."""
         profile = loaded.profile
         site_rel = interp.site_packages.relative_to(root).as_posix()
@@ -444,7 +446,8 @@ class Builder:
             "total": sum(f.size for f in files),
             "files": len(files),
             "site_packages": sum(f.size for f in files if f.path.startswith(site_rel + "/")),
-            "vendored_libraries": sum(f.size for f in files if f.path.startswith("lib/")),
+            "vendored_libraries": sum(f.size for f in files
+                                      if f.path.startswith(tree.VENDORED_LIB_DIR + "/")),
             "pruned": interp.pruned_bytes,
         }
         tests_sha = hashlib.sha256(tests_lock_path.read_bytes()).hexdigest() \
@@ -455,7 +458,7 @@ class Builder:
             profile_sha256=loaded.sha256,
             lock_sha256=hashlib.sha256(lock_path.read_bytes()).hexdigest(),
             test_lock_sha256=tests_sha,
-            build_marker=BUILD_PREFIX,
+            build_marker=tree.BUILD_MARKER,
             interpreter=Interpreter(
                 version=interp.version, source=interp.source,
                 executable=interp.executable.relative_to(root).as_posix(),
@@ -502,24 +505,24 @@ class Builder:
     def _publish(self, loaded: LoadedRuntime, manifest: Manifest, root: Path,
                  overlay: Path | None, options: BundleOptions) -> BundleResult:
         out = options.output_dir
-        for tree in (root, overlay):
-            if tree is not None:
-                _normalise_modes(tree)
+        for published in (root, overlay):
+            if published is not None:
+                _normalise_modes(published)
         archives: list[tuple[Path, str]] = []
-        mtime = archive_mod.default_mtime()
+        mtime = archive_format.default_mtime()
         packages = (self._packages(loaded, manifest, root, mtime, options)
                     if set(options.formats) & set(PACKAGE_FORMATS) else [])
         for fmt in options.formats:
-            if fmt not in archive_mod.FORMATS:
+            if fmt not in archive_format.FORMATS:
                 continue
             with self._timed(f"archive {fmt}"):
-                dest = out / archive_mod.archive_name(manifest.name, fmt)
-                digest = archive_mod.write_archive(root, dest, fmt=fmt, root_name=manifest.name,
+                dest = out / archive_format.archive_name(manifest.name, fmt)
+                digest = write_archive(root, dest, fmt=fmt, root_name=manifest.name,
                                                    mtime=mtime)
                 archives.append((dest, digest))
                 if overlay is not None:
-                    archive_mod.write_archive(
-                        overlay, out / archive_mod.archive_name(f"{manifest.name}.tests", fmt),
+                    write_archive(
+                        overlay, out / archive_format.archive_name(f"{manifest.name}.tests", fmt),
                         fmt=fmt, root_name=f"{manifest.name}.tests", mtime=mtime)
         directory = None
         overlay_dir = None
@@ -540,7 +543,7 @@ class Builder:
                             seconds=dict(self.timings))
 
 
-def _elf_facts(profile: RuntimeProfile, closure: elf.ClosureResult) -> ElfFacts:
+def _elf_facts(profile: RuntimeProfile, closure: ClosureResult) -> ElfFacts:
     floor = closure.glibc_floor
     return ElfFacts(
         glibc_floor=floor[0] if floor else None,
@@ -572,9 +575,9 @@ def hash_tree(root: Path) -> tuple[FileEntry, ...]:
         st = p.lstat()
         if stat.S_ISLNK(st.st_mode):
             target = os.readlink(p)
-            return FileEntry(path=rel, sha256=hashlib.sha256(target.encode()).hexdigest(),
-                             mode=0o777, size=len(target), kind="symlink", target=target)
-        mode = 0o755 if st.st_mode & 0o111 else 0o644
+            return FileEntry(path=rel, sha256=tree.link_sha256(target), mode=tree.LINK_MODE,
+                             size=tree.link_size(target), kind=tree.SYMLINK, target=target)
+        mode = tree.normal_mode(st.st_mode)
         if stat.S_IMODE(st.st_mode) != mode:
             os.chmod(p, mode)  # normalise: no group/world write, no setuid
         return FileEntry(path=rel, sha256=sha256_file(p), mode=mode, size=st.st_size)

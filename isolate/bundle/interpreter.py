@@ -25,6 +25,7 @@ from pathlib import Path
 
 from isolate.errors import EnvironmentProblem, InputError
 from isolate.interpreters import Discovery
+from isolate.model import tree
 from isolate.proc import Runner, clean_env
 
 PREFIX_PLACEHOLDER = "@ISOLATE_PREFIX@"
@@ -232,14 +233,14 @@ def copy_interpreter(src: SourceInterpreter, home: Path, *, include_headers: boo
     lib_dir.mkdir(parents=True)
     exe = bin_dir / f"python{xy}"
     shutil.copyfile(src.executable, exe)
-    exe.chmod(0o755)
+    exe.chmod(tree.EXEC_MODE)
     (bin_dir / "python3").symlink_to(exe.name)
     if src.shared and src.instsoname:
         libpython = src.libdir / src.instsoname
         if not libpython.exists():
             raise EnvironmentProblem(f"{src.executable}: its libpython {libpython} is missing")
         shutil.copyfile(libpython.resolve(), lib_dir / src.instsoname)
-        (lib_dir / src.instsoname).chmod(0o755)
+        (lib_dir / src.instsoname).chmod(tree.EXEC_MODE)
 
     pruned: list[str] = []
     pruned_bytes = 0
@@ -273,7 +274,7 @@ def copy_interpreter(src: SourceInterpreter, home: Path, *, include_headers: boo
                 continue
             if entry.is_file():
                 shutil.copyfile(entry, dynload / entry.name)
-                (dynload / entry.name).chmod(0o755 if entry.suffix == ".so" else 0o644)
+                (dynload / entry.name).chmod(tree.file_mode(entry.suffix == ".so"))
     if include_headers and src.include and src.include.is_dir():
         shutil.copytree(src.include, home / "include" / src.include.name)
     elif src.include and src.include.is_dir():

@@ -2,7 +2,7 @@
 
 Exit codes: 0 unpacked into ``DEST/<top-level directory>``; 2 the archive was refused
 (missing, not the format its name says, corrupt, not matching its ``.sha256``, or holding
-an entry that could write outside DEST: see ``isolate.bundle.archive``), or DEST cannot be
+an entry that could write outside DEST: see ``isolate.bundle.unpack``), or DEST cannot be
 written. Nothing is written outside DEST, and nothing is left in it on refusal.
 """
 
@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
 
 
 def run(app: App, args: argparse.Namespace) -> int:
-    from isolate.bundle.archive import unpack
+    from isolate.bundle.unpack import unpack
 
     top = unpack(args.archive, args.dest)
     app.out(f"unpacked {args.archive} into {top}")

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from isolate import hostile_env
-from isolate.bundle.archive import unpack
+from isolate.bundle.unpack import unpack
 from isolate.errors import IsolateError
 from isolate.matrix.plan import PlannedCell
-from isolate.model.manifest import MANIFEST_NAME, Manifest
+from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
 from isolate.model.results import Cell, Observation
 from isolate.proc import Completed, Runner
 from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
@@ -297,8 +297,8 @@ def open_bundle(path: Path) -> BundleInput:
             name = top.name
         archive, directory = path, None
     try:
-        manifest = Manifest.loads(text.decode())
-    except ValueError as exc:
+        manifest = Manifest.loads(text)
+    except ManifestError as exc:
         raise InputError(f"{path}: unreadable manifest: {exc}",
                          hint="rebuild the bundle with this isolate") from exc
     overlay = None

@@ -23,9 +23,10 @@ prediction compare the same things with the same rule (``exceeds``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from isolate.model.document import Reader
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -107,9 +108,9 @@ class Floor:
         return {"version": self.version, "symbol": self.symbol, "file": self.file}
 
     @classmethod
-    def from_dict(cls, kind_name: str, d: Mapping[str, Any]) -> Floor:
-        return cls(kind=kind_name, version=str(d["version"]), symbol=str(d["symbol"]),
-                   file=str(d["file"]))
+    def read(cls, kind_name: str, r: Reader) -> Floor:
+        return cls(kind=kind_name, version=r.value("version", str),
+                   symbol=r.value("symbol", str), file=r.value("file", str))
 
     def describe(self) -> str:
         return f"{kind(self.kind).library} {self.version} ({self.symbol} in {self.file})"

@@ -6,19 +6,41 @@ bundle is listed with its sha256 and mode. See ``docs/manifest.rst`` for the sch
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from isolate.errors import DocumentError
+from isolate.model.document import Reader
 from isolate.model.floors import KIND_NAMES, Floor
 
 SCHEMA = "isolate.manifest/1"
 MANIFEST_NAME = "isolate-manifest.json"
 
 
-class ManifestError(ValueError):
-    """The manifest cannot be read; the message names the key."""
+class ManifestError(DocumentError):
+    """The manifest cannot be read; the message names the key path (``files[3].sha256``)."""
+
+    default_hint = ("the manifest is damaged or was not written by this isolate; rebuild "
+                    "the bundle with `isolate bundle`")
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _octal(value: Any) -> int:
+    return int(str(value), 8)
+
+
+def _floors(r: Reader) -> tuple[Floor, ...]:
+    return tuple(r.obj(k, functools.partial(Floor.read, k)) for k in r if k in KIND_NAMES)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -40,9 +62,13 @@ class FileEntry:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FileEntry:
-        return cls(path=str(d["path"]), sha256=str(d["sha256"]), mode=int(str(d["mode"]), 8),
-                   size=int(d["size"]), kind=str(d.get("kind", "file")),
-                   target=d.get("target"))
+        return cls.read(Reader(d, ManifestError))
+
+    @classmethod
+    def read(cls, r: Reader) -> FileEntry:
+        return cls(path=r.value("path", str), sha256=r.value("sha256", str),
+                   mode=r.value("mode", _octal), size=r.value("size", int),
+                   kind=r.value("kind", str, "file"), target=r.raw("target", None))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -62,8 +88,13 @@ class Distribution:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Distribution:
-        return cls(name=str(d["name"]), version=str(d["version"]), sha256=str(d["sha256"]),
-                   filename=str(d["filename"]), built_from_sdist=d.get("built_from_sdist"))
+        return cls.read(Reader(d, ManifestError))
+
+    @classmethod
+    def read(cls, r: Reader) -> Distribution:
+        return cls(name=r.value("name", str), version=r.value("version", str),
+                   sha256=r.value("sha256", str), filename=r.value("filename", str),
+                   built_from_sdist=r.raw("built_from_sdist", None))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -91,11 +122,16 @@ class Interpreter:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Interpreter:
-        return cls(version=str(d["version"]), source=str(d["source"]),
-                   executable=str(d["executable"]), stdlib=str(d["stdlib"]),
-                   site_packages=str(d["site_packages"]), pruned=tuple(d.get("pruned", ())),
-                   pruned_bytes=int(d.get("pruned_bytes", 0)),
-                   isolated=str(d["isolated"]) if d.get("isolated") is not None else None)
+        return cls.read(Reader(d, ManifestError))
+
+    @classmethod
+    def read(cls, r: Reader) -> Interpreter:
+        return cls(version=r.value("version", str), source=r.value("source", str),
+                   executable=r.value("executable", str), stdlib=r.value("stdlib", str),
+                   site_packages=r.value("site_packages", str),
+                   pruned=r.value("pruned", tuple, ()),
+                   pruned_bytes=r.value("pruned_bytes", int, 0),
+                   isolated=r.value("isolated", _opt_str, None))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -111,8 +147,12 @@ class VendoredLib:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> VendoredLib:
-        return cls(soname=str(d["soname"]), path=str(d["path"]), origin=str(d["origin"]),
-                   needed_by=tuple(d.get("needed_by", ())))
+        return cls.read(Reader(d, ManifestError))
+
+    @classmethod
+    def read(cls, r: Reader) -> VendoredLib:
+        return cls(soname=r.value("soname", str), path=r.value("path", str),
+                   origin=r.value("origin", str), needed_by=r.value("needed_by", tuple, ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -148,14 +188,18 @@ class ElfFacts:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ElfFacts:
-        return cls(glibc_floor=d.get("glibc_floor"), glibc_floor_file=d.get("glibc_floor_file"),
-                   glibc_floor_symbol=d.get("glibc_floor_symbol"),
-                   vendored=tuple(VendoredLib.from_dict(v) for v in d.get("vendored", ())),
-                   host_libraries=tuple(d.get("host_libraries", ())),
-                   system_libraries=tuple(d.get("system_libraries", ())),
-                   elf_files=int(d.get("elf_files", 0)),
-                   floors=tuple(Floor.from_dict(k, v) for k, v in dict(d.get("floors", {})).items()
-                                if k in KIND_NAMES))
+        return cls.read(Reader(d, ManifestError))
+
+    @classmethod
+    def read(cls, r: Reader) -> ElfFacts:
+        return cls(glibc_floor=r.raw("glibc_floor", None),
+                   glibc_floor_file=r.raw("glibc_floor_file", None),
+                   glibc_floor_symbol=r.raw("glibc_floor_symbol", None),
+                   vendored=r.objs("vendored", VendoredLib.read, ()),
+                   host_libraries=r.value("host_libraries", tuple, ()),
+                   system_libraries=r.value("system_libraries", tuple, ()),
+                   elf_files=r.value("elf_files", int, 0),
+                   floors=r.obj("floors", _floors, ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -171,7 +215,11 @@ class AllowedIncompatible:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> AllowedIncompatible:
-        return cls(host=str(d["host"]), reasons=tuple(str(r) for r in d.get("reasons", ())))
+        return cls.read(Reader(d, ManifestError))
+
+    @classmethod
+    def read(cls, r: Reader) -> AllowedIncompatible:
+        return cls(host=r.value("host", str), reasons=r.value("reasons", _strs, ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -190,11 +238,16 @@ class Contract:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Contract:
-        return cls(target={str(k): str(v) for k, v in dict(d.get("target", {})).items()},
-                   required_hosts=tuple(str(h) for h in d.get("required_hosts", ())),
-                   resolved_hosts=tuple(str(h) for h in d.get("resolved_hosts", ())),
-                   allowed_incompatible=tuple(AllowedIncompatible.from_dict(a)
-                                              for a in d.get("allowed_incompatible", ())))
+        return cls.read(Reader(d, ManifestError))
+
+    @classmethod
+    def read(cls, r: Reader) -> Contract:
+        return cls(target=r.value("target", lambda v: {str(k): str(x) for k, x in dict(v).items()},
+                                  {}),
+                   required_hosts=r.value("required_hosts", _strs, ()),
+                   resolved_hosts=r.value("resolved_hosts", _strs, ()),
+                   allowed_incompatible=r.objs("allowed_incompatible", AllowedIncompatible.read,
+                                               ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -256,41 +309,49 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Manifest:
-        schema = d.get("schema")
-        if schema != SCHEMA:
-            raise ManifestError(f"schema: expected {SCHEMA!r}, got {schema!r}")
-        try:
-            tests = d.get("tests", {})
-            return cls(
-                name=str(d["name"]), runtime=str(d["runtime"]), version=str(d["version"]),
-                python_tag=str(d["python_tag"]), platform=str(d["platform"]),
-                arch=str(d["arch"]), tool_version=str(d["tool_version"]),
-                profile_sha256=str(d["profile_sha256"]), lock_sha256=str(d["lock_sha256"]),
-                test_lock_sha256=d.get("test_lock_sha256"), build_marker=str(d["build_marker"]),
-                interpreter=Interpreter.from_dict(d["interpreter"]),
-                distributions=tuple(Distribution.from_dict(x) for x in d["distributions"]),
-                scripts=tuple(d["scripts"]),
-                elf=ElfFacts.from_dict(d["elf"]),
-                files=tuple(FileEntry.from_dict(x) for x in d["files"]),
-                sizes=dict(d.get("sizes", {})),
-                test_command=tuple(tests.get("command", ())),
-                test_env=dict(tests.get("env", {})),
-                test_timeout=float(tests.get("timeout", 1800.0)),
-                test_junit=tests.get("junit"),
-                source_prefixes=tuple(d.get("source_prefixes", ())),
-                contract=Contract.from_dict(d.get("contract", {})),
-            )
-        except KeyError as exc:
-            raise ManifestError(f"missing key {exc.args[0]!r}") from exc
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ManifestError(f"bad value: {exc}") from exc
+        return cls.read(Reader(d, ManifestError))
 
     @classmethod
-    def loads(cls, text: str) -> Manifest:
+    def read(cls, r: Reader) -> Manifest:
+        schema = r.raw("schema", None)
+        if schema != SCHEMA:
+            raise r.fail("schema", f"expected {SCHEMA!r}, got {schema!r}")
+        command, env, timeout, junit = r.obj("tests", _tests, ((), {}, 1800.0, None))
+        return cls(
+            name=r.value("name", str), runtime=r.value("runtime", str),
+            version=r.value("version", str), python_tag=r.value("python_tag", str),
+            platform=r.value("platform", str), arch=r.value("arch", str),
+            tool_version=r.value("tool_version", str),
+            profile_sha256=r.value("profile_sha256", str),
+            lock_sha256=r.value("lock_sha256", str),
+            test_lock_sha256=r.raw("test_lock_sha256", None),
+            build_marker=r.value("build_marker", str),
+            interpreter=r.obj("interpreter", Interpreter.read),
+            distributions=r.objs("distributions", Distribution.read),
+            scripts=r.value("scripts", tuple),
+            elf=r.obj("elf", ElfFacts.read),
+            files=r.objs("files", FileEntry.read),
+            sizes=r.value("sizes", dict, {}),
+            test_command=command, test_env=env, test_timeout=timeout, test_junit=junit,
+            source_prefixes=r.value("source_prefixes", tuple, ()),
+            contract=r.obj("contract", Contract.read, Contract()),
+        )
+
+    @classmethod
+    def loads(cls, text: str | bytes) -> Manifest:
+        """The manifest in ``text`` (JSON; bytes are UTF-8); ``ManifestError`` naming the
+        key path of the first problem."""
         try:
-            data = json.loads(text)
-        except ValueError as exc:
+            data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+        except UnicodeDecodeError as exc:
+            raise ManifestError(f"not UTF-8 text: {exc.reason}") from exc
+        except (ValueError, RecursionError) as exc:
             raise ManifestError(f"not JSON: {exc}") from exc
         if not isinstance(data, dict):
             raise ManifestError("not a JSON object")
         return cls.from_dict(data)
+
+
+def _tests(r: Reader) -> tuple[tuple[str, ...], dict[str, str], float, str | None]:
+    return (r.value("command", tuple, ()), r.value("env", dict, {}),
+            r.value("timeout", float, 1800.0), r.raw("junit", None))

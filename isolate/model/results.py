@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from isolate.errors import DocumentError
+from isolate.model.document import Reader, kind_of
+
 # /2: the runtime profile's required hosts (``required_hosts``, each cell's ``required``)
 SCHEMA = "isolate.results/2"
 OUTCOMES = ("passed", "failed", "error", "skipped")
@@ -21,8 +24,15 @@ VERDICTS = ("compatible", "incompatible")
 HOST_ONLY_FIELDS = ("host",)
 
 
-class ResultsError(ValueError):
-    """A results file cannot be read; the message names the key."""
+class ResultsError(DocumentError):
+    """A results file cannot be read; the message names the file and the key path
+    (``r.json: cells[0].observed.status: missing``)."""
+
+    default_hint = "pass the RESULTS.json written by `isolate matrix -o`"
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -37,8 +47,12 @@ class Prediction:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Prediction:
-        return cls(verdict=str(d["verdict"]), reasons=tuple(d.get("reasons", ())),
-                   warnings=tuple(d.get("warnings", ())))
+        return cls.read(Reader(d, ResultsError))
+
+    @classmethod
+    def read(cls, r: Reader) -> Prediction:
+        return cls(verdict=r.value("verdict", str), reasons=r.value("reasons", tuple, ()),
+                   warnings=r.value("warnings", tuple, ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -70,12 +84,18 @@ class Observation:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Observation:
-        return cls(status=str(d["status"]), reason=d.get("reason"),
-                   tests=dict(d.get("tests", {})), runtime=dict(d.get("runtime_fingerprint", {})),
-                   host=dict(d.get("host_fingerprint", {})), output_tail=str(d.get("output_tail", "")),
-                   seconds=float(d.get("seconds", 0.0)),
-                   outcomes_from=str(d.get("outcomes_from") or ""),
-                   notes=tuple(str(n) for n in d.get("notes") or ()))
+        return cls.read(Reader(d, ResultsError))
+
+    @classmethod
+    def read(cls, r: Reader) -> Observation:
+        return cls(status=r.value("status", str), reason=r.raw("reason", None),
+                   tests=r.value("tests", dict, {}),
+                   runtime=r.value("runtime_fingerprint", dict, {}),
+                   host=r.value("host_fingerprint", dict, {}),
+                   output_tail=r.value("output_tail", str, ""),
+                   seconds=r.value("seconds", float, 0.0),
+                   outcomes_from=r.value("outcomes_from", lambda v: str(v or ""), ""),
+                   notes=r.value("notes", lambda v: _strs(v or ()), ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -91,9 +111,14 @@ class Differences:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Differences:
-        return cls(tests=tuple((x["test"], x["baseline"], x["cell"]) for x in d.get("tests", ())),
-                   fingerprint=tuple((x["field"], x["baseline"], x["cell"])
-                                     for x in d.get("fingerprint", ())))
+        return cls.read(Reader(d, ResultsError))
+
+    @classmethod
+    def read(cls, r: Reader) -> Differences:
+        return cls(tests=r.objs("tests", lambda x: (x.raw("test"), x.raw("baseline"),
+                                                    x.raw("cell")), ()),
+                   fingerprint=r.objs("fingerprint", lambda x: (x.raw("field"), x.raw("baseline"),
+                                                                x.raw("cell")), ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -120,19 +145,38 @@ class Cell:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Cell:
-        return cls(host=str(d["host"]), host_name=str(d.get("host_name", d["host"])),
-                   executor=str(d["executor"]), host_facts=dict(d.get("host_facts", {})),
-                   predicted=Prediction.from_dict(d["predicted"]),
-                   observed=Observation.from_dict(d["observed"]),
-                   equivalent=d.get("equivalent"), baseline=bool(d.get("baseline", False)),
-                   differences=Differences.from_dict(d.get("differences", {})),
-                   required=_boolean(d["required"], "required"))
+        return cls.read(Reader(d, ResultsError))
+
+    @classmethod
+    def read(cls, r: Reader) -> Cell:
+        host = r.value("host", str)
+        return cls(host=host, host_name=r.value("host_name", str, host),
+                   executor=r.value("executor", str), host_facts=r.value("host_facts", dict, {}),
+                   predicted=r.obj("predicted", Prediction.read),
+                   observed=r.obj("observed", Observation.read),
+                   equivalent=r.raw("equivalent", None),
+                   baseline=r.value("baseline", bool, False),
+                   differences=r.obj("differences", Differences.read, Differences()),
+                   required=r.value("required", _boolean))
 
 
-def _boolean(value: Any, key: str) -> bool:
+def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{key}: expected true or false, got {value!r}")
+        raise ResultsError(f"expected true or false, got {value!r}")
     return value
+
+
+def _shard(value: Any) -> tuple[int, int] | None:
+    if not value:
+        return None
+    i, n = str(value).split("/")
+    return int(i), int(n)
+
+
+def _host_patterns(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+        raise ResultsError(f"expected a list of strings, got {value!r}")
+    return tuple(value)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -158,30 +202,33 @@ class Results:
         return json.dumps(self.to_dict(), indent=1) + "\n"
 
     @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Results:
+        return cls.read(Reader(d, ResultsError))
+
+    @classmethod
+    def read(cls, r: Reader) -> Results:
+        schema = r.raw("schema", None)
+        if schema != SCHEMA:
+            raise ResultsError(f"schema is {schema!r}, this isolate reads {SCHEMA!r}")
+        return cls(bundle=r.value("bundle", dict), baseline=r.raw("baseline", None),
+                   shard=r.value("shard", _shard, None),
+                   tool_version=r.value("tool_version", str, ""),
+                   required_hosts=r.value("required_hosts", _host_patterns),
+                   cells=r.objs("cells", Cell.read))
+
+    @classmethod
     def loads(cls, text: str, *, where: str = "results") -> Results:
+        """The results in ``text``; ``ResultsError`` naming ``where`` and the key path."""
         try:
             d = json.loads(text)
-        except ValueError as exc:
-            raise ResultsError(f"{where}: not JSON ({exc})") from exc
+        except (ValueError, RecursionError) as exc:
+            raise ResultsError(f"not JSON ({exc})", where=where) from exc
         if not isinstance(d, dict):
-            raise ResultsError(f"{where}: not a JSON object")
-        if d.get("schema") != SCHEMA:
-            raise ResultsError(f"{where}: schema is {d.get('schema')!r}, this isolate reads "
-                               f"{SCHEMA!r}")
+            raise ResultsError(f"not a JSON object, but {kind_of(d)}", where=where)
         try:
-            shard = None
-            if d.get("shard"):
-                i, n = str(d["shard"]).split("/")
-                shard = (int(i), int(n))
-            required = d["required_hosts"]
-            if not isinstance(required, list) or not all(isinstance(h, str) for h in required):
-                raise ValueError(f"required_hosts: expected a list of strings, got {required!r}")
-            return cls(bundle=dict(d["bundle"]), baseline=d.get("baseline"), shard=shard,
-                       tool_version=str(d.get("tool_version", "")),
-                       required_hosts=tuple(required),
-                       cells=tuple(Cell.from_dict(c) for c in d["cells"]))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ResultsError(f"{where}: bad or missing key: {exc}") from exc
+            return cls.from_dict(d)
+        except ResultsError as exc:
+            raise exc.located(where) from exc
 
 
 def summary(cells: Iterable[Cell]) -> dict[str, int]:

@@ -36,6 +36,7 @@ from isolate.bundle import elf
 from isolate.cache import cache_root
 from isolate.errors import CommandFailed, EnvironmentProblem, InputError
 from isolate.fsutil import sha256_file
+from isolate.model import tree
 from isolate.proc import Runner, clean_env
 from isolate.pybuild import recipes, selftest
 from isolate.pybuild.lock import InterpreterLock, Source
@@ -224,7 +225,7 @@ def _normalise(root: Path) -> None:
                 continue
             if not p.is_symlink():
                 mode = p.stat().st_mode
-                p.chmod(0o755 if mode & 0o111 else 0o644)
+                p.chmod(tree.normal_mode(mode))
             os.utime(p, (BUILD_EPOCH, BUILD_EPOCH), follow_symlinks=False)
         for d in dirs:
             p = Path(dirpath) / d
@@ -232,7 +233,7 @@ def _normalise(root: Path) -> None:
                 shutil.rmtree(p)
                 continue
             if not p.is_symlink():
-                p.chmod(0o755)
+                p.chmod(tree.DIR_MODE)
             os.utime(p, (BUILD_EPOCH, BUILD_EPOCH), follow_symlinks=False)
     os.utime(root, (BUILD_EPOCH, BUILD_EPOCH))
 
@@ -260,7 +261,7 @@ def tree_digest(root: Path) -> str:
 def _elf_facts(home: Path) -> dict[str, Any]:
     files = [elf.read_elf(p) for p in elf.iter_elf_files(home)]
     floor = elf.glibc_floor(files, home)
-    foreign = sorted({f"{elf._rel(e.path, home)}: {n}" for e in files for n in e.needed
+    foreign = sorted({f"{elf.relative_path(e.path, home)}: {n}" for e in files for n in e.needed
                       if n not in GLIBC_LIBS})
     return {
         "elf_files": len(files),

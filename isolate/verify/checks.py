@@ -30,11 +30,11 @@ from isolate.model import floors
 from isolate.model.floors import Floor
 from isolate.model.manifest import Manifest
 from isolate.model.profiles import HostProfile
+from isolate.model.tree import expand_origin, leaves_root, within
 from isolate.verify.layout import Layout
 from isolate.verify.report import ELF, ERROR, HOST, INTEGRITY, NOTE, RELOCATION, Finding
 from isolate.verify.scan import ScannedFile, Tree
 
-_ORIGIN = re.compile(r"^\$(?:ORIGIN|\{ORIGIN\})(?=/|$)")
 _DEBUG_SECTIONS = (".debug", ".zdebug", ".note", ".comment", ".symtab", ".strtab",
                    ".gnu_debuglink", ".gnu_debugdata")
 
@@ -164,15 +164,7 @@ def _is_interpreter(path: str, layout: Layout | None) -> bool:
 def _expand_origin(rel: str, entry: str) -> str | None:
     """A ``$ORIGIN`` entry of the file ``rel`` as a bundle-relative directory (``..`` when it
     leaves the bundle); None when the entry is not ``$ORIGIN``-relative."""
-    m = _ORIGIN.match(entry)
-    if m is None:
-        return None
-    rest = entry[m.end():].lstrip("/")
-    return posixpath.normpath(posixpath.join(posixpath.dirname(rel), rest))
-
-
-def _outside(rel_dir: str) -> bool:
-    return rel_dir == ".." or rel_dir.startswith("../")
+    return expand_origin(entry, posixpath.dirname(rel))
 
 
 def _rpath_findings(f: ScannedFile) -> list[Finding]:
@@ -186,7 +178,7 @@ def _rpath_findings(f: ScannedFile) -> list[Finding]:
                 out.append(_error(RELOCATION, f.path, f"{tag} entry {entry!r} is not "
                                   "$ORIGIN-relative: the loader searches that directory on "
                                   "whatever host runs the bundle"))
-            elif _outside(d):
+            elif leaves_root(d):
                 out.append(_error(RELOCATION, f.path, f"{tag} entry {entry!r} leads outside "
                                                       "the bundle"))
     return out
@@ -279,7 +271,7 @@ def _resolve(tree: Tree, root_real: str, rel_dir: str, soname: str) -> tuple[str
     if not os.path.lexists(candidate):
         return None, ""
     real = os.path.realpath(candidate)
-    if real != root_real and not real.startswith(root_real + os.sep):
+    if not within(real, root_real):
         return None, f"{posixpath.join(rel_dir, soname)} resolves outside the bundle ({real})"
     rel = Path(os.path.relpath(real, root_real)).as_posix()
     found = tree.files.get(rel)
@@ -308,7 +300,7 @@ def elf_closure(tree: Tree, manifest: Manifest | None, allowlist: AllowList
             continue
         parsed.append(f.elf)
         dirs = [d for d in (_expand_origin(f.path, e) for e in (*f.elf.rpath, *f.elf.runpath))
-                if d is not None and not _outside(d)]
+                if d is not None and not leaves_root(d)]
         for soname in f.elf.needed:
             if allowlist.allows(soname) or soname in host_libs:
                 continue

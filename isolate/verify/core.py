@@ -24,12 +24,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from isolate.bundle import archive as archive_mod
-from isolate.bundle.build import BUILD_PREFIX
 from isolate.bundle.elf import load_allowlist
+from isolate.bundle.unpack import unpack
 from isolate.errors import InputError, IsolateError
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
 from isolate.model.profiles import HostProfile
+from isolate.model.tree import BUILD_MARKER
 from isolate.proc import Runner
 from isolate.verify import checks, children, manifest_hash, probes
 from isolate.verify.layout import Layout, layout_of
@@ -53,9 +53,9 @@ from isolate.verify.scan import Tree, scan_tree
 
 T = TypeVar("T")
 
-# The marker every build directory's name holds (isolate.bundle.build.BUILD_PREFIX);
-# used only when the manifest, which records it, cannot be read.
-DEFAULT_BUILD_MARKER = BUILD_PREFIX  # for manifests that do not name their marker
+# The marker every build directory's name holds; used only when the manifest, which
+# records it, cannot be read.
+DEFAULT_BUILD_MARKER = BUILD_MARKER
 _NO_MANIFEST = "needs a readable manifest"
 
 
@@ -77,7 +77,7 @@ def _opened(path: Path) -> Iterator[tuple[Path, float | None]]:
                          hint="give a bundle directory or a bundle archive (.tar.zst, .tar.gz)")
     with tempfile.TemporaryDirectory(prefix="isolate-verify-") as tmp:
         start = time.monotonic()
-        top = archive_mod.unpack(path, Path(tmp))
+        top = unpack(path, Path(tmp))
         yield top, round(time.monotonic() - start, 3)
 
 
@@ -95,9 +95,8 @@ def _manifest(root: Path, path: Path, given_sha256: str | None
     try:
         data = mpath.read_bytes()
         found, detail = manifest_hash.check(data, expected)
-        return Manifest.loads(data.decode("utf-8")), found, detail
-    except (OSError, UnicodeDecodeError, ManifestError, AttributeError, TypeError,
-            ValueError) as exc:  # from_dict meets whatever JSON it is given
+        return Manifest.loads(data), found, detail
+    except (OSError, ManifestError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         changed = "".join(f"; {f.message}" for f in found if f.severity == ERROR)
         return None, [Finding(severity=ERROR, check=MANIFEST, path=MANIFEST_NAME,

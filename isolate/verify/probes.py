@@ -27,6 +27,7 @@ Import smoke
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import re
@@ -41,10 +42,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from isolate import hostile_env
+from isolate.model import tree
 from isolate.proc import Runner
 from isolate.verify.layout import Layout
 from isolate.verify.report import ERROR, IMPORTS, ISOLATION, NOTE, Finding
 
+ISOLATION_PROBE = "isolation_probe.py"  # run inside the bundle (CPython 3.8+)
+IMPORT_PROBE = "import_probe.py"  # run inside the bundle (CPython 3.8+)
 ISOLATION_TIMEOUT = 60.0
 IMPORT_TIMEOUT = 300.0
 _RESULT = "@@isolate-verify@@ "
@@ -54,53 +58,11 @@ _RESULT = "@@isolate-verify@@ "
 _SHADOWED_MODULES = (*(m for m in hostile_env.SHADOWED if m in ("base64", "colorsys", "quopri")),
                      hostile_env.CWD_PROBE)
 
-_ISOLATION_PROBE = r"""
-import json, sys
-mods = {}
-for name in NAMES:
-    try:
-        mods[name] = getattr(__import__(name), "__file__", None)
-    except BaseException as exc:
-        mods[name] = "import failed: %r" % (exc,)
-loaded = sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())} - {""})
-sys.stdout.write("\nMARK" + json.dumps({
-    "path": sys.path, "prefix": sys.prefix, "base_prefix": sys.base_prefix,
-    "exec_prefix": sys.exec_prefix, "isolated": sys.flags.isolated,
-    "ignore_environment": sys.flags.ignore_environment, "no_user_site": sys.flags.no_user_site,
-    "modules": mods, "loaded": loaded}) + "\n")
-sys.stdout.flush()
-"""
 
-_IMPORT_PROBE = r"""
-import importlib, importlib.util, json, os, sys, traceback, warnings
-warnings.simplefilter("ignore")
-names = json.loads(sys.stdin.read())
-with open(sys.argv[1], "w", encoding="utf-8") as out:
-    for name in names:
-        out.write(json.dumps({"start": name}) + "\n")
-        out.flush()
-        rec = {"module": name, "ok": True}
-        try:
-            importlib.import_module(name)
-        except BaseException as exc:
-            rec["ok"] = False
-            rec["error"] = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
-            rec["missing"] = missing
-            if missing:
-                try:
-                    rec["missing_found"] = importlib.util.find_spec(missing.partition(".")[0]) is not None
-                except BaseException:
-                    rec["missing_found"] = True
-        out.write(json.dumps(rec) + "\n")
-        out.flush()
-os._exit(0)  # skip interpreter shutdown: threads or atexit hooks of imported modules
-"""
-
-
-def _inside(path: str, root_real: str) -> bool:
-    real = os.path.realpath(path)
-    return real == root_real or real.startswith(root_real + os.sep)
+def _source(name: str) -> str:
+    """The text of a probe module of this package, which runs inside the bundle."""
+    return importlib.resources.files("isolate.verify").joinpath(name).read_text(
+        encoding="utf-8")
 
 
 def _base_env(home: Path, tmp: Path) -> dict[str, str]:
@@ -121,9 +83,9 @@ def isolation(root: Path, layout: Layout, runner: Runner) -> list[Finding]:
     with tempfile.TemporaryDirectory(prefix="isolate-verify-isolation-") as tmp:
         hostile = hostile_env.plant(Path(tmp) / "hostile", versions=[layout.xy])
         env = {**_base_env(Path(tmp) / "home", Path(tmp)), **hostile.env}
-        code = _ISOLATION_PROBE.replace("NAMES", repr(_SHADOWED_MODULES)).replace(
-            "MARK", _RESULT)
-        line = f"exec(compile({code!r}, '<isolate-verify>', 'exec'))\n"
+        code = _source(ISOLATION_PROBE)
+        line = (f"exec(compile({code!r}, '<isolate-verify>', 'exec')); "
+                f"probe({_SHADOWED_MODULES!r}, {_RESULT!r})\n")
         done = runner.run([launcher, "-B", "-i"], env=env, cwd=hostile.cwd,
                           input=line, timeout=ISOLATION_TIMEOUT, check=False,
                           what="the isolation probe")
@@ -155,19 +117,19 @@ def _judge(data: dict[str, Any], root_real: str, layout: Layout) -> list[Finding
     for entry in data.get("path") or []:
         if entry in ("", "."):
             error("sys.path holds the current directory")
-        elif not _inside(str(entry), root_real):
+        elif not tree.resolves_within(str(entry), root_real):
             error(f"sys.path holds {entry!r}, outside the bundle")
     for key in ("prefix", "base_prefix", "exec_prefix"):
         value = str(data.get(key))
-        if not _inside(value, root_real):
+        if not tree.resolves_within(value, root_real):
             error(f"sys.{key} is {value!r}, outside the bundle")
     modules = data.get("modules") or {}
     for name, file in modules.items():
         if name == hostile_env.CWD_PROBE:
             continue  # only the working directory has it: its marker tells
-        if not isinstance(file, str) or not _inside(file, root_real):
+        if not isinstance(file, str) or not tree.resolves_within(file, root_real):
             error(f"`import {name}` loaded {file!r}, not the bundle's standard library")
-    strays = [f for f in data.get("loaded") or [] if not _inside(str(f), root_real)]
+    strays = [f for f in data.get("loaded") or [] if not tree.resolves_within(str(f), root_real)]
     if strays:
         more = f" and {len(strays) - 5} more" if len(strays) > 5 else ""
         error(f"modules were loaded from outside the bundle: {', '.join(strays[:5])}{more}")
@@ -278,7 +240,8 @@ def _run_imports(python: Path, modules: Sequence[str], runner: Runner, tmp: Path
     """(results by module, the module being imported when the process died, output tail)."""
     results_file = tmp / "results.jsonl"
     results_file.unlink(missing_ok=True)
-    done = runner.run([python, "-I", "-B", "-W", "ignore", "-c", _IMPORT_PROBE, results_file],
+    done = runner.run([python, "-I", "-B", "-W", "ignore", "-c", _source(IMPORT_PROBE),
+                       results_file],
                       env=_base_env(tmp, tmp), cwd=tmp, input=json.dumps(list(modules)),
                       timeout=IMPORT_TIMEOUT, check=False, what="the import smoke test")
     results: dict[str, dict[str, object]] = {}

@@ -26,6 +26,7 @@ from elftools.elf.elffile import ELFFile
 
 from isolate.bundle.elf import ELF_MAGIC, ElfFile, read_elf
 from isolate.errors import InputError
+from isolate.model import tree
 
 CHUNK = 8 << 20  # bytes read at a time; files larger than this are read in pieces
 OFFSETS_KEPT = 1024  # offsets remembered per needle and file (each is located in ELF files)
@@ -172,20 +173,11 @@ def _scan_link(rel: str, path: str) -> ScannedFile:
     try:
         target = os.readlink(path)
     except OSError as exc:
-        return ScannedFile(path=rel, kind="symlink", mode=0o777, size=0, sha256="",
+        return ScannedFile(path=rel, kind=tree.SYMLINK, mode=tree.LINK_MODE, size=0, sha256="",
                            problem=f"cannot read the symlink: {exc.strerror}")
-    return ScannedFile(path=rel, kind="symlink", mode=0o777, size=len(target.encode()),
-                       sha256=hashlib.sha256(target.encode()).hexdigest(), target=target)
-
-
-def _special(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device node"
-    return "special file"
+    return ScannedFile(path=rel, kind=tree.SYMLINK, mode=tree.LINK_MODE,
+                       size=tree.link_size(target), sha256=tree.link_sha256(target),
+                       target=target)
 
 
 def _read_all(fd: int, size: int) -> bytes:
@@ -211,7 +203,7 @@ def _scan_file(rel: str, path: str, needles: Sequence[bytes], names: Sequence[st
         mode = stat.S_IMODE(st.st_mode)
         if not stat.S_ISREG(st.st_mode):
             return ScannedFile(path=rel, kind="special", mode=mode, size=0, sha256="",
-                               special=_special(st.st_mode))
+                               special=tree.special_kind(st.st_mode))
         search = _Search(needles)
         data = b""
         if st.st_size <= CHUNK:  # the common case: one read, one hash call
