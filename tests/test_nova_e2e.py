@@ -21,13 +21,9 @@ from isolate.proc import Runner
 from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
 from tests.conftest import REPO, invoke, pypi_reachable, require
 from tests.package_helpers import (
-    deb_files,
     deb_of,
     debian_12_copy,
-    debian_only,
     lintian_errors,
-    rpm_files,
-    rpm_of,
 )
 
 pytestmark = pytest.mark.slow
@@ -43,7 +39,9 @@ def build(out: Path, fmt: str) -> Path:
 @pytest.fixture(scope="module")
 def nova_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require(pypi_reachable(), "needs PyPI to fetch Nova's wheels")
-    return build(tmp_path_factory.mktemp("nova-out"), "dir,tar.zst,deb,rpm")
+    # The .rpm is left out here (minutes of xz on 2 cores): the small runtime's tests
+    # compare its files with the .deb's, and docs/packages.rst has Nova's figures.
+    return build(tmp_path_factory.mktemp("nova-out"), "dir,tar.zst,deb")
 
 
 def the_archive(out: Path) -> Path:
@@ -107,10 +105,7 @@ def test_the_deb_installs_runs_and_removes_cleanly_in_debian_12(nova_out: Path,
         assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_the_rpm_holds_the_debs_files_and_lintian_finds_no_error(nova_out: Path) -> None:
-    debs, rpms = deb_files(deb_of(nova_out)), rpm_files(rpm_of(nova_out))
-    assert debs - debian_only(debs) == rpms
-    assert {"/opt/nova/bin/nova-manage", "/usr/bin/nova-manage"} <= rpms
+def test_lintian_finds_no_error_in_the_deb(nova_out: Path) -> None:
     assert lintian_errors(deb_of(nova_out)) is None
 
 
