@@ -275,6 +275,17 @@ class Catalog:
             )
         return files[name][0]
 
+    # -- development packages (bindings to host libraries) -----------------------------
+    def dev_packages_path(self, name: str) -> Path:
+        files = self._files("devpackages")
+        if name not in files:
+            raise InputError(
+                f"no development-packages lock named {name!r} "
+                f"(known: {', '.join(files) or 'none'})",
+                hint=f"add profiles/devpackages/{name}.toml to the workspace, or name one "
+                     "of the known locks in the runtime profile's [native_builds]")
+        return files[name][0]
+
     # -- hosts ------------------------------------------------------------------------
     def local_hosts(self) -> list[LoadedHost]:
         return [

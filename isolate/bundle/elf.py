@@ -88,8 +88,8 @@ class ElfFile:
     runpath: tuple[str, ...]  # DT_RUNPATH entries
     interpreter: str | None  # PT_INTERP
     glibc_versions: tuple[str, ...]  # "GLIBC_2.2.5", ... from .gnu.version_r, ascending
-    # (library the version is needed from, version name): every numbered version of a
-    # floor kind (GLIBC_, GLIBCXX_, CXXABI_, GCC_), sorted
+    # (library the version is needed from, version name): every numbered version
+    # (GLIBC_2.34, GLIBCXX_3.4.30, LIBVIRT_6.10.0, ...), sorted
     version_needs: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -192,7 +192,7 @@ def _parse(path: Path, elf: Any) -> ElfFile:
                         name = str(aux.name)
                         if _GLIBC_VERSION.match(name):
                             versions.add(name)
-                        if floors.classify(library, name) is not None:
+                        if floors.split_symbol_version(name) is not None:
                             needs.add((library, name))
     for header, make in _headers(elf, "segment"):
         kind = header["p_type"]
@@ -475,6 +475,8 @@ class ClosureResult:
     glibc_floor: tuple[str, str, str] | None  # (version, file, "GLIBC_x.y")
     # per file and kind, the highest version it needs from the host (see file_floors)
     file_floors: tuple[Floor, ...] = ()
+    # (file, host-provided soname, numbered version needed from it or ""), sorted
+    host_needs: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def floors(self) -> tuple[Floor, ...]:
@@ -797,4 +799,8 @@ def close_tree(
         elf_files=len(closure.files),
         glibc_floor=glibc_floor(closure.files.values(), root),
         file_floors=file_floors(closure.files.values(), root),
+        host_needs=tuple(sorted(
+            (rel, soname, version)
+            for rel, f in closure.files.items() for soname in set(f.needed) & closure.host
+            for version in ([v for lib, v in f.version_needs if lib == soname] or [""]))),
     )

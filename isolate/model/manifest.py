@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from isolate.model.floors import KIND_NAMES, Floor
+from isolate.model.hostlibs import HostLibraryFloor
 
 SCHEMA = "isolate.manifest/1"
 MANIFEST_NAME = "isolate-manifest.json"
@@ -128,6 +129,12 @@ class ElfFacts:
     # the host; a kind nothing needs is absent. Manifests written before isolate recorded
     # them have none (then only the glibc_floor keys are known).
     floors: tuple[Floor, ...] = ()
+    # Per declared host library: the files that need it and the highest symbol version
+    # they need from it (see isolate.model.hostlibs). Older manifests have none.
+    host_floors: tuple[HostLibraryFloor, ...] = ()
+
+    def host_floor(self, soname: str) -> HostLibraryFloor | None:
+        return next((h for h in self.host_floors if h.soname == soname), None)
 
     def floor(self, kind_name: str) -> Floor | None:
         found = next((f for f in self.floors if f.kind == kind_name), None)
@@ -144,6 +151,7 @@ class ElfFacts:
                 "vendored": [v.to_dict() for v in self.vendored],
                 "host_libraries": [dict(h) for h in self.host_libraries],
                 "system_libraries": list(self.system_libraries),
+                "host_library_floors": [h.to_dict() for h in self.host_floors],
                 "elf_files": self.elf_files}
 
     @classmethod
@@ -154,6 +162,8 @@ class ElfFacts:
                    host_libraries=tuple(d.get("host_libraries", ())),
                    system_libraries=tuple(d.get("system_libraries", ())),
                    elf_files=int(d.get("elf_files", 0)),
+                   host_floors=tuple(HostLibraryFloor.from_dict(h)
+                                     for h in d.get("host_library_floors", ())),
                    floors=tuple(Floor.from_dict(k, v) for k, v in dict(d.get("floors", {})).items()
                                 if k in KIND_NAMES))
 

@@ -207,6 +207,10 @@ class RuntimeProfile:
     tests: TestSpec = field(default_factory=TestSpec)
     host_libraries: tuple[HostLibrary, ...] = ()
     package: PackageSpec = field(default_factory=PackageSpec)
+    # Distributions compiled from their sdist against pinned development packages
+    # (canonical name -> the name of profiles/devpackages/NAME.toml): bindings to a host
+    # library, e.g. {"libvirt-python": "libvirt-7.0"}. Needs interpreter = "source".
+    native_builds: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ceilings(self) -> dict[str, str]:
@@ -300,6 +304,7 @@ class RuntimeProfile:
                 )
             )
             lt.finish()
+        native_builds = _native_builds(f, interpreter)
         package = PackageSpec.from_fields(f.table("package"))
         f.finish()
         if problems:
@@ -320,6 +325,7 @@ class RuntimeProfile:
                            junit=junit),
             host_libraries=tuple(libs),
             package=package,
+            native_builds=native_builds,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -336,7 +342,27 @@ class RuntimeProfile:
             "tests": self.tests.to_dict(),
             "host_libraries": [lib.to_dict() for lib in self.host_libraries],
             "package": self.package.to_dict(),
+            "native_builds": dict(self.native_builds),
         }
+
+
+def _native_builds(f: Fields, interpreter: str) -> dict[str, str]:
+    table = _name_map(f, "native_builds")
+    out: dict[str, str] = {}
+    for dist, dev in table.items():
+        key = f"native_builds.\"{dist}\""
+        if canonicalize_name(dist) != dist:
+            f.problem(key, f"write the distribution's canonical name, "
+                           f"{canonicalize_name(dist)!r}")
+        elif not _NAME.match(dev):
+            f.problem(key, f"{dev!r} is not the name of a profiles/devpackages/*.toml file")
+        else:
+            out[dist] = dev
+    if out and interpreter != "source":
+        f.problem("native_builds", "compiling bindings against pinned development packages "
+                                   "needs the interpreter isolate builds: set "
+                                   "interpreter = \"source\"")
+    return out
 
 
 def _gcc_runtime(table: Fields) -> dict[str, str]:
