@@ -41,7 +41,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - 3.10
     import tomli as tomllib
 
-RECIPE = "1"  # bump when the build recipe below changes what it makes
+RECIPE = "3"  # bump when the build recipe below changes what it makes
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -102,8 +102,11 @@ def native_wheel(art: Artifact, *, target: NativeTarget, devs: Sequence[DevPacka
     built_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=built_dir, prefix=f".{name}.", suffix=".tmp"))
     try:
+        # The interpreter's headers are named by assert()s in inline functions: map their
+        # directory to the name it has in a runtime ("python"), as the interpreter did.
         tools = write_wrappers(zig, zig_version, f"{ARCH_TRIPLES[target.arch]}.{target.glibc}",
-                               tmp / "tools", cache / "zig")
+                               tmp / "tools", cache / "zig",
+                               prefix_map=(target.python.parent.parent, "python"))
         venv = tmp / "venv"
         runner.run([target.python, "-m", "venv", "--without-pip", venv],
                    what="making a build venv of the runtime's interpreter")
@@ -118,7 +121,10 @@ def native_wheel(art: Artifact, *, target: NativeTarget, devs: Sequence[DevPacka
         env = {**env, **tools.env(env.get("PATH", os.defpath)),
                # only the pinned packages' pkg-config files: none of this machine's
                **pkgconfig_env(roots),
-               "CFLAGS": " ".join(includes), "LDFLAGS": " ".join(libs)}
+               # zig cc may add UBSan checks, whose type descriptors name header paths of
+               # this machine (the interpreter's, zig's own): a binding does without them
+               "CFLAGS": " ".join(["-fno-sanitize=undefined", *includes]),
+               "LDFLAGS": " ".join(libs)}
         out = tmp / "wheel"
         runner.run([*pip, "wheel", "--no-build-isolation", "--no-deps", "--no-cache-dir", "-q",
                     *index.pip_args(), "-w", out, art.path],
