@@ -11,13 +11,26 @@ from pathlib import Path
 
 import pytest
 
+from isolate import compat
 from isolate.bundle.hostlib_copies import copy_of, vendored_copies
 from isolate.errors import InputError
 from isolate.model.floors import split_symbol_version
-from isolate.model.hostlibs import HostLibraryFloor, ShippedLibrary, library_floors, verdict
+from isolate.model.hostlibs import (
+    HostLibraryFloor,
+    ObservedHostLibrary,
+    ShippedLibrary,
+    library_floors,
+    verdict,
+)
+from isolate.model.manifest import ElfFacts
+from isolate.model.profiles import HostProfile
+from isolate.model.results import Cell, Observation, Prediction, Results
 from isolate.proc import Runner
+from isolate.profiles import load_host_file
 from isolate.pybuild.devpackages import dev_root, load_dev_packages, native_build_env
 from isolate.pybuild.toolchain import write_wrappers
+from isolate.report.render_html import render_html
+from isolate.report.render_markdown import render_markdown
 from tests.conftest import REPO
 
 LIBVIRT_LOCK = REPO / "profiles" / "devpackages" / "libvirt-7.0.toml"
@@ -126,9 +139,9 @@ def test_the_floor_is_the_highest_version_needed_and_names_its_file() -> None:
              ("a.so", "libvirt.so.0", "LIBVIRT_1.0.2"),
              ("c.so", "libvirt.so.0", "LIBVIRT_6.10.0"),
              ("c.so", "libvirt-qemu.so.0", "")]
-    virt, qemu, lxc = library_floors([("libvirt.so.0", False, "driver"),
-                                      ("libvirt-qemu.so.0", False, ""),
-                                      ("libvirt-lxc.so.0", False, "")], needs)
+    virt, qemu, lxc = library_floors([("libvirt.so.0", False, "driver", "libvirt driver"),
+                                      ("libvirt-qemu.so.0", False, "", ""),
+                                      ("libvirt-lxc.so.0", False, "", "")], needs)
     assert (virt.version, virt.symbol, virt.file) == ("6.10.0", "LIBVIRT_6.10.0", "b.so")
     assert virt.needed_by == ("a.so", "b.so", "c.so")
     assert (qemu.version, qemu.needed_by) == (None, ("c.so",))
@@ -166,3 +179,91 @@ def test_a_copy_of_a_host_library_in_a_wheels_libs_dir_is_found(tmp_path: Path) 
     (tmp_path / "site-packages" / "libvirt.so.0").write_bytes(b"")  # not in a .libs dir
     assert vendored_copies(tmp_path, ["libvirt.so.0"]) == [
         ("site-packages/virt.libs/libvirt-1a2b3c4d.so.0.7000.0", "libvirt.so.0")]
+
+
+# -- host profiles, prediction and report -------------------------------------------------
+
+
+def _host(host_id: str) -> HostProfile:
+    return load_host_file(REPO / "profiles" / "hosts" / f"{host_id}.toml",
+                          builtin=True).profile
+
+
+@pytest.mark.parametrize(("host_id", "version", "installed"), [
+    ("debian-11", "7.0.0", False), ("debian-12", "9.0.0", False),
+    ("debian-13", "11.3.0", False), ("debian-12-libvirt", "9.0.0", True),
+    ("ubuntu-20.04", "6.0.0", True), ("ubuntu-22.04", "8.0.0", True),
+    ("ubuntu-24.04", "10.0.0", True), ("rhel-8", "8.0.0", True), ("rhel-9", "10.0.0", True),
+])
+def test_host_profiles_say_which_libvirt_their_release_ships(
+        host_id: str, version: str, installed: bool) -> None:
+    host = _host(host_id)
+    assert host.host_libraries["libvirt.so.0"].version == version
+    assert (host.host_library("libvirt.so.0") is not None) is installed
+    assert _host("alpine-3.20").host_libraries == {}
+
+
+def test_a_rootfs_host_that_says_installed_must_install_the_package(tmp_path: Path) -> None:
+    text = (REPO / "profiles" / "hosts" / "debian-12-libvirt.toml").read_text()
+    bad = tmp_path / "h.toml"
+    bad.write_text(text.replace('packages = ["libvirt0"]', "packages = []"))
+    with pytest.raises(InputError) as exc:
+        load_host_file(bad, builtin=False)
+    assert "not in [provision] packages" in f"{exc.value.message}\n{exc.value.details}"
+
+
+def _elf(required: bool = False) -> ElfFacts:
+    floor = HostLibraryFloor(soname="libvirt.so.0", required=required, feature="libvirt driver",
+                             purpose="talks to libvirtd", needed_by=("m.so",),
+                             version="6.10.0", symbol="LIBVIRT_6.10.0", file="m.so")
+    return ElfFacts(glibc_floor="2.17", glibc_floor_file="python/bin/python3.13",
+                    glibc_floor_symbol="GLIBC_2.17", host_floors=(floor,),
+                    host_libraries=({"soname": "libvirt.so.0", "required": required},))
+
+
+def _predict(host_id: str, *, required: bool = False) -> Prediction:
+    return compat.predict(arch="x86_64", elf=_elf(required), python_version="3.13.5",
+                          host=_host(host_id))
+
+
+def test_an_optional_host_library_makes_a_feature_unavailable_not_the_cell() -> None:
+    absent = _predict("debian-12")
+    assert absent.verdict == "compatible"
+    assert absent.unavailable == ("libvirt driver unavailable: libvirt.so.0 absent",)
+    old = _predict("ubuntu-20.04")
+    assert old.verdict == "compatible"
+    assert old.unavailable == ("libvirt driver unavailable: libvirt.so.0 6.0.0 is too old: "
+                               "m.so needs LIBVIRT_6.10.0",)
+    ok = _predict("debian-12-libvirt")
+    assert ok.unavailable == ()
+    assert "libvirt.so.0 9.0.0 >= LIBVIRT_6.10.0" in ok.reasons
+    assert Prediction.from_dict(old.to_dict()) == old
+
+
+def test_a_required_host_library_that_is_absent_or_too_old_is_incompatible() -> None:
+    assert _predict("debian-12", required=True).verdict == "incompatible"
+    too_old = _predict("ubuntu-20.04", required=True)
+    assert too_old.verdict == "incompatible"
+    assert any("LIBVIRT_6.10.0" in r for r in too_old.reasons)
+    assert _predict("rhel-9", required=True).verdict == "compatible"
+
+
+def test_the_report_shows_the_unavailable_feature_beside_the_verdict() -> None:
+    cell = Cell(host="debian-12", host_name="Debian 12", executor="rootfs",
+                host_facts={}, predicted=_predict("debian-12"),
+                observed=Observation(status="not-run", reason="predicted only"))
+    results = Results(bundle={"name": "virt"}, cells=(cell,), baseline=None,
+                      tool_version="0")
+    assert "**compatible**; libvirt driver unavailable: libvirt.so.0 absent" in (
+        render_markdown(results))
+    assert "libvirt driver unavailable: libvirt.so.0 absent</span>" in render_html(results)
+
+
+def test_an_observed_host_library_round_trips_and_describes_itself() -> None:
+    seen = ObservedHostLibrary(soname="libvirt.so.0", file="/lib/x86_64-linux-gnu/libvirt.so.0",
+                               version="9.0.0", smoke="passed")
+    obs = Observation(status="passed", host_libraries=(seen,))
+    assert Observation.from_dict(obs.to_dict()).host_libraries == (seen,)
+    assert seen.describe() == ("libvirt.so.0 9.0.0 (/lib/x86_64-linux-gnu/libvirt.so.0), "
+                               "smoke check passed")
+    assert "host_libraries" not in Observation(status="passed").to_dict()

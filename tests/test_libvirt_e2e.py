@@ -3,7 +3,8 @@
 host's.
 
 Needs PyPI, Debian's archive and the source-built CPython 3.13 (cached; its first build
-takes ~10 minutes); skipped locally without network, failures on CI.
+takes ~10 minutes); the matrix test needs root, debootstrap and bubblewrap. Skipped
+locally without them, failures on CI.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from isolate.bundle import elf
+from isolate.provision.rootfs import missing_tools
 from tests.conftest import REPO, invoke, pypi_reachable, require
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
@@ -58,3 +60,51 @@ def test_the_binding_needs_glibc_2_17_only(bundle: Path) -> None:
     assert "libvirt.so.0" in mod.needed
     assert set(mod.needed) - {"libvirt.so.0"} <= {"libc.so.6", "libpthread.so.0",
                                                   "ld-linux-x86-64.so.2"}
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("debian-12-libvirt", "host library libvirt.so.0 9.0.0 >= LIBVIRT_"),
+    ("ubuntu-20.04", "libvirt driver unavailable: libvirt.so.0 6.0.0 is too old:"),
+    ("debian-12", "libvirt driver unavailable: libvirt.so.0 absent on debian-12"),
+])
+def test_verify_prints_the_host_library_verdict_of_a_host_profile(
+        bundle: Path, host: str, expected: str) -> None:
+    r = invoke(["--root", REPO, "verify", bundle, "--host", host])
+    assert r.code == 0, r.output  # an optional library: a note, not an error
+    assert expected in r.out
+
+
+def test_verify_here_looks_for_the_host_library_on_this_machine(bundle: Path) -> None:
+    r = invoke(["--root", REPO, "verify", bundle, "--here"])
+    assert r.code == 0, r.output
+    here = elf.system_search_dirs()
+    has = any((d / "libvirt.so.0").exists() for d in here)
+    assert ("host library libvirt.so.0" in r.out) if has else (
+        "libvirt.so.0 absent on here" in r.out)
+
+
+def test_the_matrix_records_the_host_library_and_runs_the_smoke_check(
+        bundle: Path, tmp_path: Path) -> None:
+    problems = missing_tools()
+    require(not problems, f"root filesystem cells need {'; '.join(problems)}")
+    out = tmp_path / "results.json"
+    r = invoke(["--root", APP, "matrix", bundle, "--hosts",
+                "debian-12-libvirt,debian-12-nopython", "-o", out])
+    assert r.code == 0, r.output
+    cells = {c["host"]: c for c in json.loads(out.read_text())["cells"]}
+    with_libvirt = {h["soname"]: h for h in cells["debian-12-libvirt"]["observed"]
+                    ["host_libraries"]}
+    virt = with_libvirt["libvirt.so.0"]
+    assert virt["file"].endswith("/x86_64-linux-gnu/libvirt.so.0")
+    assert virt["version"] == "9.0.0"
+    assert virt["smoke"] == "passed", virt["smoke_output"]  # test:///default, no daemon
+    assert cells["debian-12-libvirt"]["predicted"]["warnings"] == []
+    without = {h["soname"]: h for h in cells["debian-12-nopython"]["observed"]
+               ["host_libraries"]}
+    assert without["libvirt.so.0"] == {"soname": "libvirt.so.0", "file": None,
+                                       "version": None, "smoke": "not-run",
+                                       "smoke_output": ""}
+    assert cells["debian-12-nopython"]["predicted"]["verdict"] == "compatible"
+    assert "libvirt driver unavailable: libvirt.so.0 absent" in (
+        cells["debian-12-nopython"]["predicted"]["warnings"])
+    assert cells["debian-12-nopython"]["observed"]["status"] == "passed"

@@ -649,7 +649,7 @@ def _elf_facts(profile: RuntimeProfile, closure: elf.ClosureResult) -> ElfFacts:
                                    needed_by=v.needed_by) for v in closure.vendored),
         host_libraries=tuple(h.to_dict() for h in profile.host_libraries),
         host_floors=library_floors(
-            [(h.soname, h.required, h.purpose) for h in profile.host_libraries],
+            [(h.soname, h.required, h.purpose, h.feature) for h in profile.host_libraries],
             closure.host_needs),
         system_libraries=closure.system,
         elf_files=closure.elf_files)

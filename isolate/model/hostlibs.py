@@ -37,6 +37,7 @@ class HostLibraryFloor:
     soname: str  # "libvirt.so.0"
     required: bool = True
     purpose: str = ""
+    feature: str = ""  # what is unavailable without it ("libvirt driver")
     needed_by: tuple[str, ...] = ()  # bundle-relative files with DT_NEEDED on it
     version: str | None = None  # "6.10.0": the highest numbered version needed
     symbol: str | None = None  # "LIBVIRT_6.10.0"
@@ -44,7 +45,8 @@ class HostLibraryFloor:
 
     def to_dict(self) -> dict[str, Any]:
         return {"soname": self.soname, "required": self.required, "purpose": self.purpose,
-                "needed_by": list(self.needed_by), "version": self.version,
+                "feature": self.feature, "needed_by": list(self.needed_by),
+                "version": self.version,
                 "symbol": self.symbol, "file": self.file}
 
     @classmethod
@@ -53,20 +55,20 @@ class HostLibraryFloor:
             return None if d.get(key) is None else str(d[key])
 
         return cls(soname=str(d["soname"]), required=bool(d.get("required", True)),
-                   purpose=str(d.get("purpose", "")),
+                   purpose=str(d.get("purpose", "")), feature=str(d.get("feature", "")),
                    needed_by=tuple(str(f) for f in d.get("needed_by", ())),
                    version=opt("version"), symbol=opt("symbol"), file=opt("file"))
 
 
-def library_floors(declared: Iterable[tuple[str, bool, str]],
+def library_floors(declared: Iterable[tuple[str, bool, str, str]],
                    needs: Iterable[tuple[str, str, str]]) -> tuple[HostLibraryFloor, ...]:
-    """Per declared ``(soname, required, purpose)``, its floor over ``needs``, the
+    """Per declared ``(soname, required, purpose, feature)``, its floor over ``needs``, the
     ``(file, soname, symbol version or "")`` triples of a tree (ties: first file)."""
     by_soname: dict[str, list[tuple[str, str]]] = {}
     for file, soname, symbol in sorted(needs):
         by_soname.setdefault(soname, []).append((file, symbol))
     out = []
-    for soname, required, purpose in declared:
+    for soname, required, purpose, feature in declared:
         rows = by_soname.get(soname, [])
         best: tuple[tuple[int, ...], str, str, str] | None = None
         for file, symbol in rows:
@@ -77,7 +79,7 @@ def library_floors(declared: Iterable[tuple[str, bool, str]],
             if best is None or key > best[0]:
                 best = (key, split[1], symbol, file)
         out.append(HostLibraryFloor(
-            soname=soname, required=required, purpose=purpose,
+            soname=soname, required=required, purpose=purpose, feature=feature,
             needed_by=tuple(sorted({f for f, _s in rows})),
             version=best[1] if best else None, symbol=best[2] if best else None,
             file=best[3] if best else None))
@@ -91,10 +93,13 @@ class ShippedLibrary:
     soname: str
     version: str  # the release, e.g. "9.0.0": it defines every version up to LIBVIRT_9.0.0
     package: str = ""  # the distribution package that provides it, for messages
+    # False: the release ships it but this host has not got it (a minimal root filesystem)
+    installed: bool = True
     source: str = ""  # where the fact comes from
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "package": self.package, "source": self.source}
+        return {"version": self.version, "package": self.package,
+                "installed": self.installed, "source": self.source}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -103,6 +108,7 @@ class HostLibraryVerdict:
     status: str  # one of STATUSES
     required: bool
     purpose: str = ""
+    feature: str = ""
     need: str | None = None  # the symbol version the runtime needs, e.g. LIBVIRT_6.10.0
     need_file: str | None = None
     host_version: str | None = None  # what the host ships
@@ -123,9 +129,14 @@ class HostLibraryVerdict:
             return f"{self.soname} is declared but no file of the runtime needs it"
         return f"{self.soname} absent"
 
+    def unavailable(self) -> str:
+        """``libvirt driver unavailable: libvirt.so.0 absent``."""
+        return f"{self.feature or self.soname} unavailable: {self.describe()}"
+
     def to_dict(self) -> dict[str, Any]:
         return {"soname": self.soname, "status": self.status, "required": self.required,
-                "purpose": self.purpose, "need": self.need, "need_file": self.need_file,
+                "purpose": self.purpose, "feature": self.feature, "need": self.need,
+                "need_file": self.need_file,
                 "host_version": self.host_version}
 
     @classmethod
@@ -135,7 +146,7 @@ class HostLibraryVerdict:
 
         return cls(soname=str(d["soname"]), status=str(d["status"]),
                    required=bool(d.get("required", True)), purpose=str(d.get("purpose", "")),
-                   need=opt("need"), need_file=opt("need_file"),
+                   feature=str(d.get("feature", "")), need=opt("need"), need_file=opt("need_file"),
                    host_version=opt("host_version"))
 
 
@@ -149,5 +160,38 @@ def verdict(floor: HostLibraryFloor, shipped: ShippedLibrary | None) -> HostLibr
     else:
         status = "provided"
     return HostLibraryVerdict(soname=floor.soname, status=status, required=floor.required,
-                              purpose=floor.purpose, need=floor.symbol, need_file=floor.file,
+                              purpose=floor.purpose, feature=floor.feature,
+                              need=floor.symbol, need_file=floor.file,
                               host_version=shipped.version if shipped else None)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ObservedHostLibrary:
+    """What a matrix cell found of one declared host library on the host it ran on."""
+
+    soname: str
+    file: str | None  # where the host has it (a path on the host), None: not found
+    version: str | None  # the highest numbered symbol version the file defines
+    # the runtime profile's smoke check for it: passed | failed | not-run | "" (none)
+    smoke: str = ""
+    smoke_output: str = ""  # the last lines of its output when it did not pass
+
+    @property
+    def resolved(self) -> bool:
+        return self.file is not None
+
+    def describe(self) -> str:
+        found = (f"{self.soname} {self.version or '?'} ({self.file})" if self.resolved
+                 else f"{self.soname} not found")
+        return found + (f", smoke check {self.smoke}" if self.smoke else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"soname": self.soname, "file": self.file, "version": self.version,
+                "smoke": self.smoke, "smoke_output": self.smoke_output}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ObservedHostLibrary:
+        return cls(soname=str(d["soname"]),
+                   file=None if d.get("file") is None else str(d["file"]),
+                   version=None if d.get("version") is None else str(d["version"]),
+                   smoke=str(d.get("smoke", "")), smoke_output=str(d.get("smoke_output", "")))

@@ -12,6 +12,7 @@ from packaging.utils import canonicalize_name
 
 from isolate.model import floors
 from isolate.model.fields import Fields, Problem
+from isolate.model.hostlibs import ShippedLibrary
 
 ARCHES = ("x86_64", "aarch64")
 LIBC_FAMILIES = ("glibc", "musl")
@@ -40,9 +41,15 @@ class HostLibrary:
     soname: str
     purpose: str = ""
     required: bool = True
+    # what is unavailable without it, for reports ("libvirt driver"); default: the soname
+    feature: str = ""
+    # Python code the matrix runs with the runtime's interpreter where the host has the
+    # library, to show the feature works (e.g. libvirt's in-process test driver)
+    smoke: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"soname": self.soname, "purpose": self.purpose, "required": self.required}
+        return {"soname": self.soname, "purpose": self.purpose, "required": self.required,
+                "feature": self.feature, "smoke": self.smoke}
 
 
 def test_runner(command: Sequence[str]) -> str:
@@ -301,6 +308,8 @@ class RuntimeProfile:
                     soname=soname,
                     purpose=lt.string("purpose", "") or "",
                     required=bool(lt.get("required", bool, True)),
+                    feature=lt.string("feature", "") or "",
+                    smoke=lt.string("smoke", "") or "",
                 )
             )
             lt.finish()
@@ -362,6 +371,33 @@ def _native_builds(f: Fields, interpreter: str) -> dict[str, str]:
         f.problem("native_builds", "compiling bindings against pinned development packages "
                                    "needs the interpreter isolate builds: set "
                                    "interpreter = \"source\"")
+    return out
+
+
+def _shipped_libraries(f: Fields, method: str,
+                       packages: tuple[str, ...]) -> dict[str, ShippedLibrary]:
+    """A host profile's ``[host_libraries]``: soname -> {version, package, installed}."""
+    table = f.table("host_libraries")
+    out: dict[str, ShippedLibrary] = {}
+    for soname in list(table.keys()):
+        lt = table.table(soname)
+        key = f"\"{soname}\""
+        if ".so" not in soname:
+            table.problem(key, f"{soname!r} is not a soname such as \"libvirt.so.0\"")
+        version = lt.string("version", required=True) or ""
+        if version and not floors.is_version(version):
+            lt.problem("version", f"{version!r} is not a version such as \"9.0.0\"")
+        package = lt.string("package", "") or ""
+        installed = bool(lt.get("installed", bool, True))
+        source = lt.string("source", "") or ""
+        lt.finish()
+        if installed and method == "debootstrap" and package not in packages:
+            table.problem(key, f"installed, but its package {package or '(not named)'!r} is "
+                               "not in [provision] packages: the root filesystem would lack it "
+                               "(add it there, or say installed = false)")
+        out[soname] = ShippedLibrary(soname=soname, version=version, package=package,
+                                     installed=installed, source=source)
+    table.finish()
     return out
 
 
@@ -435,6 +471,14 @@ class HostProfile:
     # The GCC runtime the release ships (libstdc++.so.6, libgcc_s.so.1): floor kind
     # (glibcxx, cxxabi, gcc) -> the highest version it defines. Empty: unknown.
     gcc_runtime: Mapping[str, str] = field(default_factory=dict)
+    # Host libraries (isolate.model.hostlibs) the release ships: soname -> what. Only
+    # those with installed = true are on this host; a library the host lacks is absent.
+    host_libraries: Mapping[str, ShippedLibrary] = field(default_factory=dict)
+
+    def host_library(self, soname: str) -> ShippedLibrary | None:
+        """The host library ``soname`` as this host has it, None when it has not."""
+        found = self.host_libraries.get(soname)
+        return found if found is not None and found.installed else None
 
     def provides(self, kind_name: str) -> str | None:
         """The highest version of a floor kind this host provides, None when unknown."""
@@ -480,6 +524,7 @@ class HostProfile:
         mirror = pt.string("mirror", "http://deb.debian.org/debian") or ""
         interpreter = pt.string("interpreter", required=method == "local")
         pt.finish()
+        host_libraries = _shipped_libraries(f, method, packages)
         f.finish()
         if problems:
             return None
@@ -493,6 +538,7 @@ class HostProfile:
             arch=arch,
             libc=Libc(family=family, version=lversion),
             gcc_runtime=gcc_runtime,
+            host_libraries=host_libraries,
             python=None if python in (None, "none") else python,
             provision=Provision(
                 method=method,
@@ -514,6 +560,7 @@ class HostProfile:
             "arch": self.arch,
             "libc": {"family": self.libc.family, "version": self.libc.version},
             "gcc_runtime": dict(self.gcc_runtime),
+            "host_libraries": {k: v.to_dict() for k, v in sorted(self.host_libraries.items())},
             "python": self.python or "none",
             "provision": self.provision.to_dict(),
             "notes": self.notes,

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from isolate.model.hostlibs import HostLibraryVerdict, ObservedHostLibrary
+
 # /2: the runtime profile's required hosts (``required_hosts``, each cell's ``required``)
 SCHEMA = "isolate.results/2"
 OUTCOMES = ("passed", "failed", "error", "skipped")
@@ -30,15 +32,27 @@ class Prediction:
     verdict: str  # compatible | incompatible
     reasons: tuple[str, ...] = ()  # why incompatible (or the facts that make it compatible)
     warnings: tuple[str, ...] = ()  # e.g. an optional host library that is missing
+    # per host library the runtime declares: provided, too-old, absent (or unused)
+    host_libraries: tuple[HostLibraryVerdict, ...] = ()
+
+    @property
+    def unavailable(self) -> tuple[str, ...]:
+        """The features missing on the host: ``libvirt driver unavailable: ... absent``."""
+        return tuple(v.unavailable() for v in self.host_libraries if not v.ok)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "reasons": list(self.reasons),
-                "warnings": list(self.warnings)}
+        out: dict[str, Any] = {"verdict": self.verdict, "reasons": list(self.reasons),
+                               "warnings": list(self.warnings)}
+        if self.host_libraries:
+            out["host_libraries"] = [v.to_dict() for v in self.host_libraries]
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Prediction:
         return cls(verdict=str(d["verdict"]), reasons=tuple(d.get("reasons", ())),
-                   warnings=tuple(d.get("warnings", ())))
+                   warnings=tuple(d.get("warnings", ())),
+                   host_libraries=tuple(HostLibraryVerdict.from_dict(v)
+                                        for v in d.get("host_libraries", ())))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -53,6 +67,9 @@ class Observation:
     # unittest | pytest | stestr | junit | exit-code ("" : not observed, or older results)
     outcomes_from: str = ""
     notes: tuple[str, ...] = ()  # worth knowing, not failures (e.g. outcomes from the exit code)
+    # per declared host library: whether the host resolved it (file, version) and how its
+    # smoke check went; empty when the runtime declares none or the cell was not observed
+    host_libraries: tuple[ObservedHostLibrary, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -66,6 +83,8 @@ class Observation:
                 "seconds": round(self.seconds, 3), "runtime_fingerprint": dict(self.runtime),
                 "host_fingerprint": dict(self.host), "output_tail": self.output_tail,
                 "outcomes_from": self.outcomes_from, "notes": list(self.notes),
+                **({"host_libraries": [h.to_dict() for h in self.host_libraries]}
+                   if self.host_libraries else {}),
                 "tests": dict(sorted(self.tests.items()))}
 
     @classmethod
@@ -75,7 +94,9 @@ class Observation:
                    host=dict(d.get("host_fingerprint", {})), output_tail=str(d.get("output_tail", "")),
                    seconds=float(d.get("seconds", 0.0)),
                    outcomes_from=str(d.get("outcomes_from") or ""),
-                   notes=tuple(str(n) for n in d.get("notes") or ()))
+                   notes=tuple(str(n) for n in d.get("notes") or ()),
+                   host_libraries=tuple(ObservedHostLibrary.from_dict(h)
+                                        for h in d.get("host_libraries") or ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
