@@ -10,6 +10,7 @@ locally without them, failures on CI.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,22 @@ def test_the_matrix_records_the_host_library_and_runs_the_smoke_check(
     assert "libvirt driver unavailable: libvirt.so.0 absent" in (
         cells["debian-12-nopython"]["predicted"]["warnings"])
     assert cells["debian-12-nopython"]["observed"]["status"] == "passed"
+
+
+def test_a_declared_host_library_no_file_needs_is_a_warning(tmp_path: Path) -> None:
+    require(pypi_reachable(), "needs PyPI for libvirt-python's sdist and setuptools")
+    app = tmp_path / "virt"
+    shutil.copytree(APP, app)
+    profile = app / "profiles" / "runtimes" / "virt.toml"
+    profile.write_text(profile.read_text() + '\n[[host_libraries]]\nsoname = "libnothere.so.1"\n'
+                       'required = false\n')
+    shutil.copytree(REPO / "profiles" / "devpackages", app / "profiles" / "devpackages")
+    r = invoke(["--root", app, "bundle", "virt", "--index-url", PYPI, "--format", "dir",
+                "-o", tmp_path / "out"])
+    assert r.code == 0, r.output
+    assert ("warning: the host library libnothere.so.1 is declared by the runtime profile "
+            "but no ELF file of the runtime needs it") in " ".join(r.output.split())
+    (top,) = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    m = json.loads((top / "isolate-manifest.json").read_text())
+    unused = {h["soname"]: h for h in m["elf"]["host_library_floors"]}["libnothere.so.1"]
+    assert unused["needed_by"] == [] and unused["symbol"] is None

@@ -343,8 +343,9 @@ class Builder:
             elf_facts = _elf_facts(profile, closure)
             for h in elf_facts.host_floors:
                 if not h.needed_by:
-                    self.progress.note(f"warning: the host library {h.soname} is declared in "
-                                       "[[host_libraries]] but no ELF file of the runtime "
+                    # (no brackets: the terminal view reads them as markup)
+                    self.progress.note(f"warning: the host library {h.soname} is declared by "
+                                       "the runtime profile but no ELF file of the runtime "
                                        "needs it")
             agreed = self._check_contract(loaded, options, root, interp, wheels, closure,
                                           elf_facts)
