@@ -11,8 +11,9 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from isolate.model import floors
+from isolate.model import floors, hostlibs
 from isolate.model.floors import Floor
+from isolate.model.hostlibs import HostLibraryVerdict
 from isolate.model.manifest import ElfFacts
 from isolate.model.profiles import HostProfile
 from isolate.model.results import Prediction
@@ -67,7 +68,18 @@ def predict(*, arch: str, elf: ElfFacts, python_version: str, host: HostProfile)
         short_kinds = {s.need.kind for s in short}
         checked = [f"{floors.kind(n.kind).prefix}{host.provides(n.kind)} >= {n.symbol}"
                    for n in needs if n.kind != "glibc" and n.kind not in short_kinds]
-    for lib in elf.host_libraries:
+    verdicts = host_library_verdicts(elf, host)
+    provided = []
+    for v in verdicts:
+        if v.status == "provided":
+            provided.append(v.describe())
+        elif v.status in ("absent", "too-old"):
+            if v.required:
+                reasons.append(f"host library: {v.describe()} (required: "
+                               f"{v.purpose or 'declared by the runtime profile'})")
+            else:
+                warnings.append(v.unavailable())
+    for lib in () if elf.host_floors else elf.host_libraries:  # manifests without floors
         soname = lib.get("soname", "?")
         if lib.get("required", True):
             warnings.append(f"host library {soname} must be installed on the host "
@@ -77,13 +89,22 @@ def predict(*, arch: str, elf: ElfFacts, python_version: str, host: HostProfile)
                             f"{lib.get('purpose') or 'declared by the runtime profile'}")
     if reasons:
         return Prediction(verdict="incompatible", reasons=tuple(reasons),
-                          warnings=tuple(warnings))
+                          warnings=tuple(warnings), host_libraries=verdicts)
     facts = [f"glibc {host.libc.version} >= floor {glibc.version}" if glibc else "no glibc floor",
              *checked,
+             *provided,
              f"arch {host.arch}",
              f"the runtime carries CPython {python_version}; the host's "
              f"{'Python ' + host.python if host.python else 'lack of Python'} is not used"]
-    return Prediction(verdict="compatible", reasons=tuple(facts), warnings=tuple(warnings))
+    return Prediction(verdict="compatible", reasons=tuple(facts), warnings=tuple(warnings),
+                      host_libraries=verdicts)
+
+
+def host_library_verdicts(elf: ElfFacts, host: HostProfile) -> tuple[HostLibraryVerdict, ...]:
+    """Per host library the runtime declares (and some file needs): its verdict on
+    ``host`` (see ``isolate.model.hostlibs``). Unused declarations are left out."""
+    return tuple(v for v in (hostlibs.verdict(f, host.host_library(f.soname))
+                             for f in elf.host_floors) if v.status != "unused")
 
 
 def floor_violations(per_file: Iterable[Floor], ceilings: dict[str, str]) -> tuple[Floor, ...]:

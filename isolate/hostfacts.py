@@ -13,6 +13,7 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection
 
 from isolate.model import floors
+from isolate.model.hostlibs import ShippedLibrary
 
 # Where the GCC runtime of this machine is found (Debian multiarch, then RHEL/Fedora).
 _GCC_RUNTIME = {"libstdc++.so.6": ("glibcxx", "cxxabi"), "libgcc_s.so.1": ("gcc",)}
@@ -64,6 +65,24 @@ def gcc_runtime(root: Path = Path("/"), arch: str | None = None) -> dict[str, st
             if versions:
                 out[kind_name] = max(versions, key=floors.version_key)
     return out
+
+
+def host_library(soname: str, root: Path = Path("/"),
+                 arch: str | None = None) -> ShippedLibrary | None:
+    """``soname`` as this machine has it (the first of the usual library directories),
+    its version the highest numbered symbol version it defines (``LIBVIRT_9.0.0`` ->
+    9.0.0); None when it is not there."""
+    multiarch = f"{arch or platform.machine()}-linux-gnu"
+    path = next((p for d in _LIB_DIRS if (p := root / d.format(multiarch=multiarch)
+                                           / soname).is_file()), None)
+    if path is None:
+        return None
+    versions = [split[1] for n in defined_versions(path)
+                if (split := floors.split_symbol_version(n)) is not None]
+    if not versions:
+        return None
+    return ShippedLibrary(soname=soname, version=max(versions, key=floors.version_key),
+                          source=str(path))
 
 
 def parse_os_release(text: str) -> dict[str, str]:

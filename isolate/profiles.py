@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -22,6 +22,7 @@ from isolate import compat
 from isolate.errors import InputError, ProfileError
 from isolate.interpreters import Discovery, Interpreter
 from isolate.model.fields import Problem
+from isolate.model.hostlibs import ShippedLibrary
 from isolate.model.profiles import HostProfile, Libc, Provision, RuntimeProfile
 
 if sys.version_info >= (3, 11):
@@ -171,6 +172,44 @@ def local_host(interp: Interpreter) -> HostProfile:
     )
 
 
+class _ProbedLibraries(Mapping[str, ShippedLibrary]):
+    """Host libraries of this machine, each looked for when first asked about."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, ShippedLibrary | None] = {}
+
+    def __getitem__(self, soname: str) -> ShippedLibrary:
+        from isolate.hostfacts import host_library
+
+        if soname not in self._seen:
+            self._seen[soname] = host_library(soname)
+        found = self._seen[soname]
+        if found is None:
+            raise KeyError(soname)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([s for s, lib in self._seen.items() if lib is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for lib in self._seen.values() if lib is not None)
+
+
+def this_host() -> HostProfile:
+    """This machine as a host profile (``isolate verify --here``); its host libraries are
+    looked for on this machine when a check asks about them."""
+    from isolate.hostfacts import this_machine
+
+    facts = this_machine()
+    return HostProfile(
+        id="here", name="this machine", distro=facts.distro, release=facts.release,
+        codename=facts.codename, arch=facts.arch,
+        libc=Libc(family=facts.libc_family, version=facts.libc_version),
+        gcc_runtime=dict(facts.gcc_runtime), python=None,
+        provision=Provision(method="static"), host_libraries=_ProbedLibraries(),
+        notes="read from the running system")
+
+
 def absent_local_host(host_id: str) -> HostProfile | None:
     """For a well-formed ``local-X.Y`` id with no such interpreter here: a profile whose
     cells are "not run" (with the reason), so a matrix can name hosts a machine lacks."""
@@ -273,6 +312,17 @@ class Catalog:
                 hint=f"use one of {', '.join(known) or '(none)'}, or add "
                      f"profiles/interpreters/{name}.toml to the workspace",
             )
+        return files[name][0]
+
+    # -- development packages (bindings to host libraries) -----------------------------
+    def dev_packages_path(self, name: str) -> Path:
+        files = self._files("devpackages")
+        if name not in files:
+            raise InputError(
+                f"no development-packages lock named {name!r} "
+                f"(known: {', '.join(files) or 'none'})",
+                hint=f"add profiles/devpackages/{name}.toml to the workspace, or name one "
+                     "of the known locks in the runtime profile's [native_builds]")
         return files[name][0]
 
     # -- hosts ------------------------------------------------------------------------

@@ -135,7 +135,8 @@ def test_nova_profile_has_a_valid_package_table() -> None:
         assert nova.package.missing_for(fmt, description=nova.description,
                                         host_libraries=nova.host_libraries) == []
     assert nova.package.links == ("nova-manage",)
-    assert nova.package.debian_libraries == {"libvirt.so.0": "libvirt0"}
+    assert nova.package.debian_libraries == dict.fromkeys(
+        ("libvirt.so.0", "libvirt-qemu.so.0", "libvirt-lxc.so.0"), "libvirt0")
 
 
 # -- installed into a Debian 12 root filesystem ------------------------------------------------
@@ -205,6 +206,18 @@ def test_dependencies_come_from_the_floors_and_host_libraries(tmp_path: Path) ->
     s = spec(_info(), tmp_path)
     assert "Requires: glibc >= 2.28\nRequires: foo-libs\nRecommends: libvirt-libs" in s
     assert "AutoReqProv: no" in s and '"/usr/bin/nova-manage"' in s
+
+
+def test_a_package_providing_several_host_libraries_is_named_once(tmp_path: Path) -> None:
+    from isolate.package.deb import control
+    from isolate.package.payload import HostDependency
+    from isolate.package.rpm import spec
+
+    deps = tuple(HostDependency(soname=so, required=False, debian="libvirt0",
+                                rpm="libvirt-libs")
+                 for so in ("libvirt.so.0", "libvirt-qemu.so.0", "libvirt-lxc.so.0"))
+    assert "Recommends: libvirt0\n" in control(_info(host_dependencies=deps), 100)
+    assert spec(_info(host_dependencies=deps), tmp_path).count("Recommends:") == 1
 
 
 def test_pep440_versions_become_package_versions() -> None:

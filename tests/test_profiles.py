@@ -142,7 +142,12 @@ def test_builtin_nova_profile_validates():
     p = loaded.profile
     assert p.name == "nova"
     assert p.python == "3.13" and p.interpreter == "source"
-    assert p.requirements == ("nova==34.0.0",)
+    assert p.requirements == ("nova==34.0.0", "libvirt-python")
+    # the libvirt binding is compiled against pinned libvirt 7.0 files; libvirt is the host's
+    assert p.native_builds == {"libvirt-python": "libvirt-7.0"}
+    virt = next(h for h in p.host_libraries if h.soname == "libvirt.so.0")
+    assert (virt.required, virt.feature) == (False, "libvirt driver")
+    assert "test:///default" in virt.smoke
     assert p.tests.command[:2] == ("-m", "unittest")
     assert p.tests.requirements, "nova's unit tests need test requirements"
 
@@ -300,7 +305,7 @@ def test_profiles_show_nova(run_isolate, tmp_path):
     data = json.loads(r.out)
     assert data["kind"] == "runtime"
     assert (data["name"], data["python"], data["requirements"]) == (
-        "nova", "3.13", ["nova==34.0.0"])
+        "nova", "3.13", ["nova==34.0.0", "libvirt-python"])
     assert data["interpreter"] == "source"
     assert data["target"]["glibc"] == "2.28"
     required = {"debian-11", "debian-12", "debian-13", "ubuntu-20.04", "ubuntu-22.04",

@@ -17,12 +17,13 @@ import shutil
 import stat
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
+from packaging.utils import canonicalize_name
 
 from isolate import __version__
 from isolate.bundle import archive_format, contract, elf
@@ -30,6 +31,7 @@ from isolate.bundle.archive import write_archive
 from isolate.bundle.bytecode import compile_tree
 from isolate.bundle.elf_closure import ClosureResult, close_tree, system_search_dirs
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
+from isolate.bundle.hostlib_copies import vendored_copies
 from isolate.bundle.install import Installed, install_all
 from isolate.bundle.interpreter import (
     CopiedInterpreter,
@@ -40,6 +42,7 @@ from isolate.bundle.interpreter import (
 )
 from isolate.bundle.isolated_main import BUILT_IN, make_isolated
 from isolate.bundle.launchers import python_launcher, script_launcher
+from isolate.bundle.native import NativeTarget, native_wheel
 from isolate.bundle.unpack import unpack
 from isolate.bundle.wheelhouse import wheel_from_sdist
 from isolate.cache import cache_root
@@ -49,6 +52,7 @@ from isolate.interpreters import Discovery
 from isolate.locking.backends import IndexOptions
 from isolate.locking.lock import lock_inputs, read_lock
 from isolate.model import tree
+from isolate.model.hostlibs import library_floors
 from isolate.model.lock import LockFile, Pin
 from isolate.model.manifest import (
     MANIFEST_NAME,
@@ -66,6 +70,7 @@ from isolate.package.payload import check_request, package_info
 from isolate.proc import Runner
 from isolate.profiles import LoadedRuntime
 from isolate.progress import NoProgress, Progress
+from isolate.pybuild.devpackages import DevPackages, load_dev_packages
 
 FORMATS = ("dir", "tar.zst", "tar.gz", *PACKAGE_FORMATS)
 
@@ -95,6 +100,8 @@ class BundleOptions:
     # Where a .deb or .rpm installs the runtime (default: the profile's package.prefix,
     # else /opt/<package name>).
     package_prefix: str | None = None
+    # The development-packages locks the profile's [native_builds] name (name -> file).
+    dev_packages: Mapping[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -228,14 +235,26 @@ class Builder:
 
     # -- artifacts ----------------------------------------------------------------------
     def _wheels(self, pins: tuple[Pin, ...], target: Target, options: BundleOptions,
-                offline_hint: str | None) -> list[tuple[Artifact, Path, str | None]]:
+                offline_hint: str | None, native: _Native | None = None,
+                ) -> list[tuple[Artifact, Path, str | None]]:
         """(artifact, wheel path, sdist sha256 when built) per pin, all hash-checked."""
         fetcher = Fetcher(options.index, cache_root(), offline_hint=offline_hint)
         arts = fetcher.fetch(pins, target, progress=lambda _f: self.progress.advance())
         out: list[tuple[Artifact, Path, str | None]] = []
         for art in arts:
             check_hash(art.pin, sha256_file(art.path), art.path.name)  # again, before use
-            if art.is_wheel:
+            devs = native.devs_of(art.pin.name) if native else ()
+            if devs and native is not None:
+                if art.is_wheel:
+                    raise InputError(
+                        f"{art.pin.key}: [native_builds] compiles it from its sdist, but the "
+                        f"lock's artifact for the target is a wheel ({art.path.name})",
+                        hint="drop it from [native_builds], or lock its sdist only")
+                out.append((art, native_wheel(
+                    art, target=native.target, devs=devs, index=options.index,
+                    runner=self.runner, cache=cache_root(), progress=self.progress,
+                    offline_hint=offline_hint), art.sha256))
+            elif art.is_wheel:
                 out.append((art, art.path, None))
             else:
                 out.append((art, wheel_from_sdist(
@@ -274,8 +293,9 @@ class Builder:
             root = work / "bundle"
             root.mkdir()
             with self._timed("interpreter"):
+                native_target = None
                 if options.interpreter_lock is not None:
-                    src = self._source_built(options.interpreter_lock, profile)
+                    src, native_target = self._source_built(options.interpreter_lock, profile)
                 else:
                     src = find_source(self.runner, self.discovery, profile.python,
                                       options.python, work / "source", unpack)
@@ -288,19 +308,33 @@ class Builder:
                     "interpreter: isolated main " + ("from the cache" if isolated.cached
                                                      else "compiled"))
             with self._timed("download", len(lock.pins)):
-                wheels = self._wheels(lock.pins, target, options, offline_hint)
+                wheels = self._wheels(lock.pins, target, options, offline_hint,
+                                      native=_native_builds(profile, options, native_target))
             with self._timed("install", len(wheels)):
                 installed = install_all([w for _a, w, _s in wheels], python_home=interp.home,
                                         site_packages=interp.site_packages,
                                         python_name=interp.executable.name, jobs=options.jobs)
             scripts = self._launchers(loaded, root, interp, installed)
+            copies = vendored_copies(interp.site_packages,
+                                     [h.soname for h in profile.host_libraries])
+            if copies:
+                raise InputError(
+                    "a wheel carries its own copy of a library the runtime profile declares "
+                    "host-provided",
+                    details="\n".join(
+                        f"  {interp.site_packages.relative_to(root).as_posix()}/{f} is a copy "
+                        f"of {s}" for f, s in copies),
+                    hint="the host's library must be used: build that distribution from its "
+                         "sdist ([native_builds]) or pin a wheel that does not vendor it")
             with self._timed("elf closure"):
                 closure = close_tree(
                     root, lib_dir=tree.VENDORED_LIB_DIR,
                     search_dirs=[src.libdir, *system_search_dirs()],
                     allowlist=elf.load_allowlist(),
-                    host_provided=frozenset(h.soname for h in profile.host_libraries),
+                    host_provided=frozenset(h.soname for h in profile.host_libraries)
+                    | _dev_provided(options),
                     runner=self.runner)
+            _check_host_libraries(profile, options, closure)
             if closure.unresolved:
                 raise InputError(
                     "shared libraries needed by the bundle were not found on this machine",
@@ -309,6 +343,12 @@ class Builder:
                          "[[host_libraries]] in the runtime profile",
                 )
             elf_facts = _elf_facts(profile, closure)
+            for h in elf_facts.host_floors:
+                if not h.needed_by:
+                    # (no brackets: the terminal view reads them as markup)
+                    self.progress.note(f"warning: the host library {h.soname} is declared by "
+                                       "the runtime profile but no ELF file of the runtime "
+                                       "needs it")
             agreed = self._check_contract(loaded, options, root, interp, wheels, closure,
                                           elf_facts)
             with self._timed("compile"):
@@ -325,7 +365,8 @@ class Builder:
                                           isolated=isolated.how)
             return self._publish(loaded, manifest, root, overlay_root, options)
 
-    def _source_built(self, lock_path: Path, profile: RuntimeProfile) -> SourceInterpreter:
+    def _source_built(self, lock_path: Path,
+                      profile: RuntimeProfile) -> tuple[SourceInterpreter, NativeTarget]:
         """CPython built from the interpreter lock (cached), described for the copy."""
         from isolate.pybuild.build import build_interpreter
         from isolate.pybuild.lock import load_interpreter_lock
@@ -340,9 +381,12 @@ class Builder:
                                   step=lambda text: self.progress.note(
                                       f"building CPython: {text}"))
         info = built.info
+        native = NativeTarget(python=built.executable, key=str(info["key"]),
+                              glibc=str(info["glibc_target"]), arch=str(info["arch"]),
+                              compiler_version=ilock.compiler_version)
         return describe(self.runner, built.executable,
                         source=f"source:{info['version']} (glibc {info['glibc_target']}, "
-                               f"{info['compiler']}, inputs {info['key'][:16]})")
+                               f"{info['compiler']}, inputs {info['key'][:16]})"), native
 
     def _check_contract(self, loaded: LoadedRuntime, options: BundleOptions, root: Path,
                         interp: CopiedInterpreter,
@@ -543,6 +587,61 @@ class Builder:
                             seconds=dict(self.timings))
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Native:
+    """What the profile's [native_builds] need: the interpreter and the loaded locks."""
+
+    target: NativeTarget
+    builds: Mapping[str, DevPackages]  # canonical distribution name -> its dev packages
+
+    def devs_of(self, name: str) -> tuple[DevPackages, ...]:
+        found = self.builds.get(canonicalize_name(name))
+        return (found,) if found is not None else ()
+
+
+def _native_builds(profile: RuntimeProfile, options: BundleOptions,
+                   target: NativeTarget | None) -> _Native | None:
+    if not profile.native_builds:
+        return None
+    if target is None:
+        raise InputError(
+            f"the runtime profile {profile.name!r} compiles "
+            f"{', '.join(sorted(profile.native_builds))} against pinned development packages, "
+            "which needs the interpreter isolate builds",
+            hint="drop --python (the profile says interpreter = \"source\"), or use "
+                 f"--python source:{profile.python}")
+    builds: dict[str, DevPackages] = {}
+    for dist, dev in profile.native_builds.items():
+        path = options.dev_packages.get(dev)
+        if path is None:
+            raise InputError(f"native_builds.{dist}: no development-packages lock {dev!r} "
+                             "was given to the build",
+                             hint=f"add profiles/devpackages/{dev}.toml")
+        builds[dist] = load_dev_packages(path)
+    return _Native(target=target, builds=builds)
+
+
+def _dev_provided(options: BundleOptions) -> frozenset[str]:
+    """The sonames the development packages stand in for: the host's, never vendored."""
+    return frozenset(s for path in options.dev_packages.values()
+                     for s in load_dev_packages(path).provides)
+
+
+def _check_host_libraries(profile: RuntimeProfile, options: BundleOptions,
+                          closure: ClosureResult) -> None:
+    """A library a binding was compiled against must be a declared host library."""
+    declared = {h.soname for h in profile.host_libraries}
+    undeclared = sorted(set(closure.host_provided) - declared)
+    if undeclared:
+        raise InputError(
+            "the runtime needs host libraries its profile does not declare: "
+            f"{', '.join(undeclared)}",
+            details="\n".join(f"  {f} needs {s}" for f, s, _v in closure.host_needs
+                              if s in undeclared),
+            hint="add a [[host_libraries]] entry for each (required = false when only a "
+                 "feature needs it)")
+
+
 def _elf_facts(profile: RuntimeProfile, closure: ClosureResult) -> ElfFacts:
     floor = closure.glibc_floor
     return ElfFacts(
@@ -553,6 +652,9 @@ def _elf_facts(profile: RuntimeProfile, closure: ClosureResult) -> ElfFacts:
         vendored=tuple(VendoredLib(soname=v.soname, path=v.dest, origin=str(v.origin),
                                    needed_by=v.needed_by) for v in closure.vendored),
         host_libraries=tuple(h.to_dict() for h in profile.host_libraries),
+        host_floors=library_floors(
+            [(h.soname, h.required, h.purpose, h.feature) for h in profile.host_libraries],
+            closure.host_needs),
         system_libraries=closure.system,
         elf_files=closure.elf_files)
 

@@ -70,8 +70,8 @@ class ElfFile:
     runpath: tuple[str, ...]  # DT_RUNPATH entries
     interpreter: str | None  # PT_INTERP
     glibc_versions: tuple[str, ...]  # "GLIBC_2.2.5", ... from .gnu.version_r, ascending
-    # (library the version is needed from, version name): every numbered version of a
-    # floor kind (GLIBC_, GLIBCXX_, CXXABI_, GCC_), sorted
+    # (library the version is needed from, version name): every numbered version
+    # (GLIBC_2.34, GLIBCXX_3.4.30, LIBVIRT_6.10.0, ...), sorted
     version_needs: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -174,7 +174,7 @@ def _parse(path: Path, elf: Any) -> ElfFile:
                         name = str(aux.name)
                         if _GLIBC_VERSION.match(name):
                             versions.add(name)
-                        if floors.classify(library, name) is not None:
+                        if floors.split_symbol_version(name) is not None:
                             needs.add((library, name))
     for header, make in _headers(elf, "segment"):
         kind = header["p_type"]

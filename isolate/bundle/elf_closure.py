@@ -165,6 +165,8 @@ class ClosureResult:
     glibc_floor: tuple[str, str, str] | None  # (version, file, "GLIBC_x.y")
     # per file and kind, the highest version it needs from the host (see file_floors)
     file_floors: tuple[Floor, ...] = ()
+    # (file, host-provided soname, numbered version needed from it or ""), sorted
+    host_needs: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def floors(self) -> tuple[Floor, ...]:
@@ -480,4 +482,8 @@ def close_tree(
         elf_files=len(closure.files),
         glibc_floor=glibc_floor(closure.files.values(), root),
         file_floors=file_floors(closure.files.values(), root),
+        host_needs=tuple(sorted(
+            (rel, soname, version)
+            for rel, f in closure.files.items() for soname in set(f.needed) & closure.host
+            for version in ([v for lib, v in f.version_needs if lib == soname] or [""]))),
     )

@@ -92,7 +92,10 @@ def run(app: App, args: argparse.Namespace) -> int:
                             wheelhouse=wheelhouse, offline=args.offline,
                             required_hosts=required.hosts,
                             allow_incompatible=tuple(dict.fromkeys(args.allow_incompatible)),
-                            package_prefix=args.prefix)
+                            package_prefix=args.prefix,
+                            dev_packages={
+                                dev: app.catalog.dev_packages_path(dev)
+                                for dev in sorted(set(loaded.profile.native_builds.values()))})
     with TerminalProgress(quiet=app.quiet, color=app.color) as progress:
         builder = Builder(runner=app.runner, discovery=app.discovery, progress=progress)
         result = builder.build(loaded,

@@ -101,6 +101,18 @@ def _ensure_interpreter(app: App, profile: RuntimeProfile) -> None:
     build_interpreter(ilock, arch=profile.arch, runner=app.runner, step=say)
 
 
+def _native_build_env(app: App, profile: RuntimeProfile) -> dict[str, str]:
+    """pkg-config's view of the pinned development packages of [native_builds]."""
+    if not profile.native_builds:
+        return {}
+    from isolate.cache import cache_root
+    from isolate.pybuild.devpackages import native_build_env
+
+    return native_build_env({dev: app.catalog.dev_packages_path(dev)
+                             for dev in set(profile.native_builds.values())},
+                            runner=app.runner, cache=cache_root())
+
+
 def run(app: App, args: argparse.Namespace) -> int:
     from isolate.errors import InputError
     from isolate.locking.lock import check, lock
@@ -114,10 +126,11 @@ def run(app: App, args: argparse.Namespace) -> int:
     if args.backend == "pip-tools" and not (args.check and args.no_resolve):
         _ensure_interpreter(app, loaded.profile)
     index = index_options(args)
+    build_env = _native_build_env(app, loaded.profile)
     if args.check:
         lock_path = app.catalog.lock_path(loaded.profile.name)
         result = check(loaded, backend, index, lock_dir=lock_path.parent,
-                       resolve=not args.no_resolve)
+                       resolve=not args.no_resolve, build_env=build_env)
         if result.fresh:
             how = "header" if args.no_resolve else "header and a fresh resolution"
             app.out(f"{lock_path}: fresh ({how} match the profile)")
@@ -137,7 +150,8 @@ def run(app: App, args: argparse.Namespace) -> int:
     if loaded.builtin and root is None:
         rel = f"(built-in) profiles/runtimes/{loaded.path.name}"
     made = lock(loaded, backend, index, out_dir=out_dir, seed_dir=seed, profile_path=rel,
-                  upgrade=args.upgrade, upgrade_packages=tuple(args.upgrade_package))
+                  upgrade=args.upgrade, upgrade_packages=tuple(args.upgrade_package),
+                  build_env=build_env)
     app.out(f"wrote {made.paths.runtime} ({made.runtime_pins} pins)")
     app.out(f"wrote {made.paths.tests} ({made.test_pins} pins for the tests)")
     for line in made.changed:

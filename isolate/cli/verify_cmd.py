@@ -1,4 +1,4 @@
-"""isolate verify PATH [--host HOST] [--manifest-sha256 HEX] [--json]
+"""isolate verify PATH [--host HOST | --here] [--manifest-sha256 HEX] [--json]
 
 Exit codes: 0 no errors (notes allowed); 1 at least one error finding (a damaged,
 unrelocatable, unclosed or leaky bundle, an unreadable manifest or one changed after the
@@ -34,9 +34,14 @@ def register(sub: Any) -> None:
                     "Exit 0: no errors (notes allowed); 1: errors found; 2: bad input.",
     )
     p.add_argument("path", type=Path, help="a bundle directory or archive (.tar.zst, .tar.gz)")
-    p.add_argument("--host", metavar="HOST", default=None,
-                   help="a host profile id: also check the bundle's libc family and glibc "
-                        "floor against it (see `isolate profiles`)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--host", metavar="HOST", default=None,
+                       help="a host profile id: also check the bundle's libc family, floors "
+                            "and host libraries (provided, too old or absent) against it "
+                            "(see `isolate profiles`)")
+    where.add_argument("--here", action="store_true",
+                       help="the same checks against this machine, its host libraries "
+                            "looked for in its library directories")
     p.add_argument("--manifest-sha256", metavar="HEX", default=None,
                    help="the manifest's expected sha256 (default: read from "
                         "PATH.isolate-manifest.json.sha256, which `isolate bundle` writes "
@@ -49,9 +54,10 @@ def register(sub: Any) -> None:
 
 def run(app: App, args: argparse.Namespace) -> int:
     from isolate.cli import dump_json
+    from isolate.profiles import this_host
     from isolate.verify import verify
 
-    host = app.host(args.host).profile if args.host else None
+    host = app.host(args.host).profile if args.host else (this_host() if args.here else None)
     report = verify(args.path, host=host, runner=app.runner,
                     manifest_sha256=args.manifest_sha256)
     if args.json:

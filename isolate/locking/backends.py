@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Protocol
@@ -64,6 +65,9 @@ class CompileRequest:
     index: IndexOptions
     upgrade: bool = False
     upgrade_packages: tuple[str, ...] = ()
+    # Extra environment for building sdists' metadata (e.g. PKG_CONFIG_LIBDIR of the
+    # pinned development packages a binding's setup.py asks pkg-config about).
+    build_env: Mapping[str, str] = field(default_factory=dict)
 
 
 class Backend(Protocol):
@@ -120,7 +124,8 @@ def _run_compiler(runner: Runner, argv: list[str | Path], req: CompileRequest) -
     argv = [*argv, *(["--upgrade"] if req.upgrade else []),
             *(f"--upgrade-package={name}" for name in req.upgrade_packages),
             req.requirements_in.name]
-    done = runner.run(argv, env=clean_env(req.index.env()), cwd=req.output.parent,
+    done = runner.run(argv, env=clean_env({**req.index.env(), **req.build_env}),
+                      cwd=req.output.parent,
                       timeout=1800, check=False)
     if not done.ok:
         raise _resolution_error(done, req.profile)

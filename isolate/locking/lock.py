@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,7 @@ def _resolve(
     *,
     upgrade: bool,
     upgrade_packages: tuple[str, ...],
+    build_env: Mapping[str, str] | None = None,
 ) -> tuple[list[Pin], list[Pin]]:
     """Resolve runtime + tests in ``work``; return (runtime pins, test-only pins)."""
     p = loaded.profile
@@ -129,7 +131,8 @@ def _resolve(
         return CompileRequest(profile=p.name, requirements_in=src, output=out,
                               python=p.python_tuple, arch=p.arch, glibc=p.glibc, index=index,
                               upgrade=upgrade and bool(upgrades),
-                              upgrade_packages=upgrade_packages if upgrades else ())
+                              upgrade_packages=upgrade_packages if upgrades else (),
+                              build_env=dict(build_env or {}))
 
     backend.compile(request(combined_in, combined_out, first=True))
     runtime_out = work / f"{p.name}.txt"
@@ -168,6 +171,7 @@ def lock(
     profile_path: str,
     upgrade: bool = False,
     upgrade_packages: tuple[str, ...] = (),
+    build_env: Mapping[str, str] | None = None,
 ) -> LockResult:
     """Resolve and write both locks; nothing is written unless both resolutions succeed."""
     name = loaded.profile.name
@@ -179,7 +183,8 @@ def lock(
     old = [line for s in previous for line in summary_lines(read_lock(s).pins)]
     with temp_dir(prefix="isolate-lock-") as work:
         runtime, tests = _resolve(loaded, backend, index, work, seeds,
-                                  upgrade=upgrade, upgrade_packages=upgrade_packages)
+                                  upgrade=upgrade, upgrade_packages=upgrade_packages,
+                                  build_env=build_env)
         runtime_text = _render(loaded, "runtime", runtime, backend, profile_path)
         tests_text = _render(loaded, "tests", tests, backend, profile_path)
     write_atomic(paths.runtime, runtime_text)
@@ -209,6 +214,7 @@ def check(
     *,
     lock_dir: Path,
     resolve: bool = True,
+    build_env: Mapping[str, str] | None = None,
 ) -> CheckResult:
     """Is the committed lock still what the profile asks for?
 
@@ -233,7 +239,8 @@ def check(
         return CheckResult(fresh=not problems, problems=tuple(problems))
     with temp_dir(prefix="isolate-check-") as work:
         runtime, tests = _resolve(loaded, backend, index, work, [runtime_path, tests_path],
-                                  upgrade=False, upgrade_packages=())
+                                  upgrade=False, upgrade_packages=(),
+                                  build_env=build_env)
     old = sorted(summary_lines(locks["runtime"].pins) + summary_lines(locks["tests"].pins))
     new = sorted(summary_lines(runtime) + summary_lines(tests))
     if old == new:

@@ -20,15 +20,17 @@ import importlib.resources
 import json
 import re
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from isolate import hostile_env
 from isolate.bundle.unpack import unpack
 from isolate.errors import IsolateError
+from isolate.hostfacts import host_library
 from isolate.matrix.plan import PlannedCell
+from isolate.model.hostlibs import ObservedHostLibrary
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
 from isolate.model.results import Cell, Observation
 from isolate.proc import Completed, Runner
@@ -210,7 +212,10 @@ class CellRunner:
         argv = self._command(str(top / "bin" / "python3"), str(probe), str(top),
                              str(overlay) if overlay else None, str(out))
         done = self._runner.run(argv, env=env, cwd=cwd, timeout=self._timeout, check=False)
-        return _observation(done, out, self._timeout, {str(top): "<bundle>"})
+        obs = _observation(done, out, self._timeout, {str(top): "<bundle>"})
+        return self._with_host_libraries(obs, Path("/"), lambda code: self._runner.run(
+            [str(top / "bin" / "python3"), "-c", code], env=env, cwd=cwd, timeout=300,
+            check=False))
 
     def _hostile_env(self, cell_dir: Path, host_python: Path) -> tuple[dict[str, str], Path]:
         """isolate.hostile_env's variables, with the host's Python behind them: first on
@@ -267,8 +272,43 @@ class CellRunner:
                           cwd=hostile.cwd_seen)
         done = self._runner.run(full, env={"PATH": "/usr/bin:/bin"}, timeout=self._timeout,
                                 check=False)
-        return _observation(done, cell_dir / "rw" / "probe.json", self._timeout,
-                            {bundle_at: "<bundle>"})
+        obs = _observation(done, cell_dir / "rw" / "probe.json", self._timeout,
+                           {bundle_at: "<bundle>"})
+
+        def smoke(code: str) -> Completed:
+            argv = bwrap_argv(rootfs, [f"{bundle_at}/bin/python3", "-c", code], binds=binds,
+                              env={**hostile.env, **self._bundle.manifest.test_env},
+                              cwd=hostile.cwd_seen)
+            return self._runner.run(argv, env={"PATH": "/usr/bin:/bin"}, timeout=300,
+                                    check=False)
+
+        return self._with_host_libraries(obs, rootfs, smoke)
+
+    # -- host libraries ------------------------------------------------------------
+    def _with_host_libraries(self, obs: Observation, root: Path,
+                             smoke: Callable[[str], Completed]) -> Observation:
+        """``obs`` with what the host has of each declared host library (read from its
+        file system at ``root``) and the result of each one's smoke check, run with the
+        runtime's interpreter on the host where the library resolved."""
+        found = []
+        for lib in self._bundle.manifest.elf.host_libraries:
+            soname = str(lib.get("soname", ""))
+            shipped = host_library(soname, root=root)
+            file = None
+            if shipped is not None:
+                file = "/" + Path(shipped.source).relative_to(root).as_posix()
+            code = str(lib.get("smoke") or "")
+            status, output = "", ""
+            if code and shipped is None:
+                status = "not-run"
+            elif code:
+                done = smoke(code)
+                status = "passed" if done.ok else "failed"
+                output = "" if done.ok else done.tail(20)
+            found.append(ObservedHostLibrary(
+                soname=soname, file=file, version=shipped.version if shipped else None,
+                smoke=status, smoke_output=output))
+        return replace(obs, host_libraries=tuple(found))
 
 
 def open_bundle(path: Path) -> BundleInput:

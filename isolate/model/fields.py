@@ -98,6 +98,10 @@ class Fields:
                 self.problem(f"{key}[{i}]", f"expected a string, got {type_name(item)} {item!r}")
         return tuple(out)
 
+    def keys(self) -> list[str]:
+        """The table's keys, for tables keyed by name (each is then read with ``table``)."""
+        return list(self._data)
+
     def table(self, key: str, *, required: bool = False) -> Fields:
         value = self.get(key, dict, None, required=required)
         return Fields(value or {}, self.path(key), self._problems)

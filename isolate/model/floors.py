@@ -45,6 +45,15 @@ class FloorKind:
 
 
 _NUMERIC = re.compile(r"^([A-Z]+_)(\d+(?:\.\d+)+)$")
+# Any numbered symbol version: GLIBC_2.34, LIBVIRT_6.10.0, LIBVIRT_QEMU_1.2.3, ...
+_SYMBOL_VERSION = re.compile(r"^([A-Z][A-Z0-9_]*?_)(\d+(?:\.\d+)+)$")
+
+
+def split_symbol_version(name: str) -> tuple[str, str] | None:
+    """``("LIBVIRT_QEMU_", "1.2.3")`` for ``"LIBVIRT_QEMU_1.2.3"``; None for
+    unnumbered names (GLIBC_PRIVATE)."""
+    m = _SYMBOL_VERSION.match(name)
+    return (m.group(1), m.group(2)) if m else None
 
 # glibc's versions count whichever glibc library a file needs them from (libc, libm,
 # libpthread, ...); the GCC runtime's only from its own sonames, so that a wheel that

@@ -15,6 +15,7 @@ from typing import Any
 from isolate.errors import DocumentError
 from isolate.model.document import Reader
 from isolate.model.floors import KIND_NAMES, Floor
+from isolate.model.hostlibs import HostLibraryFloor
 
 SCHEMA = "isolate.manifest/1"
 MANIFEST_NAME = "isolate-manifest.json"
@@ -168,6 +169,12 @@ class ElfFacts:
     # the host; a kind nothing needs is absent. Manifests written before isolate recorded
     # them have none (then only the glibc_floor keys are known).
     floors: tuple[Floor, ...] = ()
+    # Per declared host library: the files that need it and the highest symbol version
+    # they need from it (see isolate.model.hostlibs). Older manifests have none.
+    host_floors: tuple[HostLibraryFloor, ...] = ()
+
+    def host_floor(self, soname: str) -> HostLibraryFloor | None:
+        return next((h for h in self.host_floors if h.soname == soname), None)
 
     def floor(self, kind_name: str) -> Floor | None:
         found = next((f for f in self.floors if f.kind == kind_name), None)
@@ -184,6 +191,7 @@ class ElfFacts:
                 "vendored": [v.to_dict() for v in self.vendored],
                 "host_libraries": [dict(h) for h in self.host_libraries],
                 "system_libraries": list(self.system_libraries),
+                "host_library_floors": [h.to_dict() for h in self.host_floors],
                 "elf_files": self.elf_files}
 
     @classmethod
@@ -199,6 +207,8 @@ class ElfFacts:
                    host_libraries=r.value("host_libraries", tuple, ()),
                    system_libraries=r.value("system_libraries", tuple, ()),
                    elf_files=r.value("elf_files", int, 0),
+                   host_floors=r.value("host_library_floors", lambda v: tuple(
+                       HostLibraryFloor.from_dict(h) for h in v), ()),
                    floors=r.obj("floors", _floors, ()))
 
 

@@ -12,6 +12,7 @@ from packaging.utils import canonicalize_name
 
 from isolate.model import floors
 from isolate.model.fields import Fields, Problem
+from isolate.model.hostlibs import ShippedLibrary
 
 ARCHES = ("x86_64", "aarch64")
 LIBC_FAMILIES = ("glibc", "musl")
@@ -40,9 +41,15 @@ class HostLibrary:
     soname: str
     purpose: str = ""
     required: bool = True
+    # what is unavailable without it, for reports ("libvirt driver"); default: the soname
+    feature: str = ""
+    # Python code the matrix runs with the runtime's interpreter where the host has the
+    # library, to show the feature works (e.g. libvirt's in-process test driver)
+    smoke: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"soname": self.soname, "purpose": self.purpose, "required": self.required}
+        return {"soname": self.soname, "purpose": self.purpose, "required": self.required,
+                "feature": self.feature, "smoke": self.smoke}
 
 
 def test_runner(command: Sequence[str]) -> str:
@@ -207,6 +214,10 @@ class RuntimeProfile:
     tests: TestSpec = field(default_factory=TestSpec)
     host_libraries: tuple[HostLibrary, ...] = ()
     package: PackageSpec = field(default_factory=PackageSpec)
+    # Distributions compiled from their sdist against pinned development packages
+    # (canonical name -> the name of profiles/devpackages/NAME.toml): bindings to a host
+    # library, e.g. {"libvirt-python": "libvirt-7.0"}. Needs interpreter = "source".
+    native_builds: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ceilings(self) -> dict[str, str]:
@@ -297,9 +308,12 @@ class RuntimeProfile:
                     soname=soname,
                     purpose=lt.string("purpose", "") or "",
                     required=bool(lt.get("required", bool, True)),
+                    feature=lt.string("feature", "") or "",
+                    smoke=lt.string("smoke", "") or "",
                 )
             )
             lt.finish()
+        native_builds = _native_builds(f, interpreter)
         package = PackageSpec.from_fields(f.table("package"))
         f.finish()
         if problems:
@@ -320,6 +334,7 @@ class RuntimeProfile:
                            junit=junit),
             host_libraries=tuple(libs),
             package=package,
+            native_builds=native_builds,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -336,7 +351,54 @@ class RuntimeProfile:
             "tests": self.tests.to_dict(),
             "host_libraries": [lib.to_dict() for lib in self.host_libraries],
             "package": self.package.to_dict(),
+            "native_builds": dict(self.native_builds),
         }
+
+
+def _native_builds(f: Fields, interpreter: str) -> dict[str, str]:
+    table = _name_map(f, "native_builds")
+    out: dict[str, str] = {}
+    for dist, dev in table.items():
+        key = f"native_builds.\"{dist}\""
+        if canonicalize_name(dist) != dist:
+            f.problem(key, f"write the distribution's canonical name, "
+                           f"{canonicalize_name(dist)!r}")
+        elif not _NAME.match(dev):
+            f.problem(key, f"{dev!r} is not the name of a profiles/devpackages/*.toml file")
+        else:
+            out[dist] = dev
+    if out and interpreter != "source":
+        f.problem("native_builds", "compiling bindings against pinned development packages "
+                                   "needs the interpreter isolate builds: set "
+                                   "interpreter = \"source\"")
+    return out
+
+
+def _shipped_libraries(f: Fields, method: str,
+                       packages: tuple[str, ...]) -> dict[str, ShippedLibrary]:
+    """A host profile's ``[host_libraries]``: soname -> {version, package, installed}."""
+    table = f.table("host_libraries")
+    out: dict[str, ShippedLibrary] = {}
+    for soname in list(table.keys()):
+        lt = table.table(soname)
+        key = f"\"{soname}\""
+        if ".so" not in soname:
+            table.problem(key, f"{soname!r} is not a soname such as \"libvirt.so.0\"")
+        version = lt.string("version", required=True) or ""
+        if version and not floors.is_version(version):
+            lt.problem("version", f"{version!r} is not a version such as \"9.0.0\"")
+        package = lt.string("package", "") or ""
+        installed = bool(lt.get("installed", bool, True))
+        source = lt.string("source", "") or ""
+        lt.finish()
+        if installed and method == "debootstrap" and package not in packages:
+            table.problem(key, f"installed, but its package {package or '(not named)'!r} is "
+                               "not in [provision] packages: the root filesystem would lack it "
+                               "(add it there, or say installed = false)")
+        out[soname] = ShippedLibrary(soname=soname, version=version, package=package,
+                                     installed=installed, source=source)
+    table.finish()
+    return out
 
 
 def _gcc_runtime(table: Fields) -> dict[str, str]:
@@ -409,6 +471,14 @@ class HostProfile:
     # The GCC runtime the release ships (libstdc++.so.6, libgcc_s.so.1): floor kind
     # (glibcxx, cxxabi, gcc) -> the highest version it defines. Empty: unknown.
     gcc_runtime: Mapping[str, str] = field(default_factory=dict)
+    # Host libraries (isolate.model.hostlibs) the release ships: soname -> what. Only
+    # those with installed = true are on this host; a library the host lacks is absent.
+    host_libraries: Mapping[str, ShippedLibrary] = field(default_factory=dict)
+
+    def host_library(self, soname: str) -> ShippedLibrary | None:
+        """The host library ``soname`` as this host has it, None when it has not."""
+        found = self.host_libraries.get(soname)
+        return found if found is not None and found.installed else None
 
     def provides(self, kind_name: str) -> str | None:
         """The highest version of a floor kind this host provides, None when unknown."""
@@ -454,6 +524,7 @@ class HostProfile:
         mirror = pt.string("mirror", "http://deb.debian.org/debian") or ""
         interpreter = pt.string("interpreter", required=method == "local")
         pt.finish()
+        host_libraries = _shipped_libraries(f, method, packages)
         f.finish()
         if problems:
             return None
@@ -467,6 +538,7 @@ class HostProfile:
             arch=arch,
             libc=Libc(family=family, version=lversion),
             gcc_runtime=gcc_runtime,
+            host_libraries=host_libraries,
             python=None if python in (None, "none") else python,
             provision=Provision(
                 method=method,
@@ -488,6 +560,7 @@ class HostProfile:
             "arch": self.arch,
             "libc": {"family": self.libc.family, "version": self.libc.version},
             "gcc_runtime": dict(self.gcc_runtime),
+            "host_libraries": {k: v.to_dict() for k, v in sorted(self.host_libraries.items())},
             "python": self.python or "none",
             "provision": self.provision.to_dict(),
             "notes": self.notes,

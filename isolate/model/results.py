@@ -14,6 +14,7 @@ from typing import Any
 
 from isolate.errors import DocumentError
 from isolate.model.document import Reader, kind_of
+from isolate.model.hostlibs import HostLibraryVerdict, ObservedHostLibrary
 
 # /2: the runtime profile's required hosts (``required_hosts``, each cell's ``required``)
 SCHEMA = "isolate.results/2"
@@ -40,10 +41,20 @@ class Prediction:
     verdict: str  # compatible | incompatible
     reasons: tuple[str, ...] = ()  # why incompatible (or the facts that make it compatible)
     warnings: tuple[str, ...] = ()  # e.g. an optional host library that is missing
+    # per host library the runtime declares: provided, too-old, absent (or unused)
+    host_libraries: tuple[HostLibraryVerdict, ...] = ()
+
+    @property
+    def unavailable(self) -> tuple[str, ...]:
+        """The features missing on the host: ``libvirt driver unavailable: ... absent``."""
+        return tuple(v.unavailable() for v in self.host_libraries if not v.ok)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "reasons": list(self.reasons),
-                "warnings": list(self.warnings)}
+        out: dict[str, Any] = {"verdict": self.verdict, "reasons": list(self.reasons),
+                               "warnings": list(self.warnings)}
+        if self.host_libraries:
+            out["host_libraries"] = [v.to_dict() for v in self.host_libraries]
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Prediction:
@@ -52,7 +63,9 @@ class Prediction:
     @classmethod
     def read(cls, r: Reader) -> Prediction:
         return cls(verdict=r.value("verdict", str), reasons=r.value("reasons", tuple, ()),
-                   warnings=r.value("warnings", tuple, ()))
+                   warnings=r.value("warnings", tuple, ()),
+                   host_libraries=r.value("host_libraries", lambda v: tuple(
+                       HostLibraryVerdict.from_dict(x) for x in v), ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -67,6 +80,9 @@ class Observation:
     # unittest | pytest | stestr | junit | exit-code ("" : not observed, or older results)
     outcomes_from: str = ""
     notes: tuple[str, ...] = ()  # worth knowing, not failures (e.g. outcomes from the exit code)
+    # per declared host library: whether the host resolved it (file, version) and how its
+    # smoke check went; empty when the runtime declares none or the cell was not observed
+    host_libraries: tuple[ObservedHostLibrary, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -80,6 +96,8 @@ class Observation:
                 "seconds": round(self.seconds, 3), "runtime_fingerprint": dict(self.runtime),
                 "host_fingerprint": dict(self.host), "output_tail": self.output_tail,
                 "outcomes_from": self.outcomes_from, "notes": list(self.notes),
+                **({"host_libraries": [h.to_dict() for h in self.host_libraries]}
+                   if self.host_libraries else {}),
                 "tests": dict(sorted(self.tests.items()))}
 
     @classmethod
@@ -95,7 +113,9 @@ class Observation:
                    output_tail=r.value("output_tail", str, ""),
                    seconds=r.value("seconds", float, 0.0),
                    outcomes_from=r.value("outcomes_from", lambda v: str(v or ""), ""),
-                   notes=r.value("notes", lambda v: _strs(v or ()), ()))
+                   notes=r.value("notes", lambda v: _strs(v or ()), ()),
+                   host_libraries=r.value("host_libraries", lambda v: tuple(
+                       ObservedHostLibrary.from_dict(h) for h in v or ()), ()))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

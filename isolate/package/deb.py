@@ -37,7 +37,10 @@ def _depends(info: PackageInfo) -> tuple[list[str], list[str]]:
         if dep.debian:
             (depends if dep.required else recommends).append(dep.debian)
     depends += info.debian_depends
-    return depends, recommends
+    # several sonames of one package (libvirt0: libvirt.so.0, libvirt-qemu.so.0, ...):
+    # named once, and not recommended when it is a dependency already
+    depends = list(dict.fromkeys(depends))
+    return depends, [r for r in dict.fromkeys(recommends) if r not in depends]
 
 
 def _installed_size(root: Path) -> int:

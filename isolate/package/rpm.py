@@ -51,6 +51,8 @@ def spec(info: PackageInfo, image: Path) -> str:
         if dep.rpm:
             (requires if dep.required else recommends).append(dep.rpm)
     requires += info.rpm_requires
+    requires = list(dict.fromkeys(requires))  # several sonames of one package: named once
+    recommends = [r for r in dict.fromkeys(recommends) if r not in requires]
     head = [f"Name: {info.name}", f"Version: {version}", f"Release: {info.release}",
             *([f"Epoch: {epoch}"] if epoch else []),
             f"Summary: {info.summary}", f"License: {info.license}",

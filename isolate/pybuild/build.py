@@ -105,7 +105,8 @@ def find_cached(lock: InterpreterLock, *, glibc: str, arch: str = "x86_64",
 # --------------------------------------------------------------------------- sources
 
 
-def fetch_source(source: Source, cache: Path, *, timeout: float = 120) -> Path:
+def fetch_source(source: Source, cache: Path, *, timeout: float = 120,
+                 lock_name: str = "interpreter lock", key: str = "sources") -> Path:
     """The tarball of ``source``, downloaded once into ``<cache>/sources`` and hash-checked.
 
     A download whose sha256 differs from the lock is deleted and refused; nothing with a
@@ -130,7 +131,7 @@ def fetch_source(source: Source, cache: Path, *, timeout: float = 120) -> Path:
             f"cannot download the {source.name} {source.version} source: {source.url}: "
             f"HTTP {exc.code}",
             hint="the archive no longer serves this file: pin a version it serves in the "
-                 "interpreter lock (see its header)") from exc
+                 f"{lock_name} (see its header)") from exc
     except (urllib.error.URLError, OSError) as exc:
         tmp.unlink(missing_ok=True)
         reason = getattr(exc, "reason", None) or exc
@@ -144,11 +145,11 @@ def fetch_source(source: Source, cache: Path, *, timeout: float = 120) -> Path:
     if actual != source.sha256:
         tmp.unlink(missing_ok=True)
         raise InputError(
-            f"the {source.name} source {source.filename} does not match the interpreter lock",
+            f"the {source.name} source {source.filename} does not match the {lock_name}",
             details=f"  url:      {source.url}\n  expected: {source.sha256}\n"
                     f"  got:      {actual}",
             hint="nothing was kept; if the lock is right the download was tampered with, "
-                 "else correct sources." + source.name + ".sha256 in the lock")
+                 f"else correct {key}.{source.name}.sha256 in the lock")
     os.replace(tmp, path)
     return path
 

@@ -86,6 +86,12 @@ def find_zig(want_version: str) -> tuple[Path, str]:
     return zig, version
 
 
+# zig cc refuses ``-Wp,-DNAME`` (setuptools passes Py_LIMITED_API that way): the compiler
+# wrappers pass ``-DNAME``/``-UNAME`` instead, which means the same.
+_WP = ('for a; do shift; case "$a" in -Wp,-D*|-Wp,-U*) set -- "$@" "${a#-Wp,}";; '
+       '*) set -- "$@" "$a";; esac; done\n')
+
+
 def write_wrappers(zig: Path, version: str, target: str, bin_dir: Path,
                    zig_cache: Path, *, prefix_map: tuple[Path, str] | None = None) -> Toolchain:
     """Shell wrappers around zig, one per tool, in ``bin_dir``.
@@ -103,6 +109,7 @@ def write_wrappers(zig: Path, version: str, target: str, bin_dir: Path,
     }
     for name, sub in tools.items():
         path = bin_dir / name
-        path.write_text(f"#!/bin/sh\n{cache} exec '{zig}' {sub} \"$@\"\n")
+        path.write_text(f"#!/bin/sh\n{_WP if name in ('cc', 'c++') else ''}"
+                        f"{cache} exec '{zig}' {sub} \"$@\"\n")
         path.chmod(0o755)
     return Toolchain(zig=zig, version=version, target=target, bin_dir=bin_dir)

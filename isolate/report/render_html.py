@@ -73,6 +73,7 @@ class CellView:
     predicted: Badge
     reasons: tuple[str, ...]
     warnings: tuple[str, ...]
+    unavailable: tuple[str, ...]  # features whose host library is absent or too old
     observed: Badge
     counts: tuple[tuple[str, int], ...]
     observed_note: str
@@ -168,6 +169,7 @@ def _cell_view(cell: Cell, results: Results) -> CellView:
         problems=cell_problems(cell, baseline, declared=declared(results)),
         predicted=predicted, reasons=tuple(printable(r) for r in cell.predicted.reasons),
         warnings=tuple(printable(w) for w in cell.predicted.warnings),
+        unavailable=tuple(printable(u) for u in cell.predicted.unavailable),
         observed=observed, counts=tuple(obs.counts.items()) if is_observed(cell) else (),
         observed_note=printable(note), seconds=obs.seconds,
         equivalent=Badge(text=word, tone=eq_tone), equivalent_note=eq_note,

@@ -67,8 +67,13 @@ def _properties(cell: Cell, results: Results) -> list[tuple[str, str]]:
     ]
     if cell.predicted.warnings:
         props.append(("predicted_warnings", "; ".join(cell.predicted.warnings)))
+    for v in cell.predicted.host_libraries:
+        props.append((f"host_library {v.soname}", v.status + (
+            f" ({v.describe()})" if v.status != "absent" else "")))
     if cell.observed.reason:
         props.append(("observed_reason", cell.observed.reason))
+    for h in cell.observed.host_libraries:
+        props.append((f"observed_host_library {h.soname}", h.describe()))
     if cell.observed.notes:
         props.append(("observed_notes", "; ".join(cell.observed.notes)))
     if cell.observed.outcomes_from:

@@ -79,8 +79,11 @@ def _row(cell: Cell, results: Results) -> str:
     if role:
         host += " **required**" if role == "required" else " (informative)"
     predicted = f"**{md_text(cell.predicted.verdict)}**"
+    if cell.predicted.unavailable:
+        predicted += "; " + md_text("; ".join(cell.predicted.unavailable))
     if cell.predicted.reasons:
-        predicted += ": " + md_text("; ".join(cell.predicted.reasons))
+        predicted += (" — " if cell.predicted.unavailable else ": ") + md_text(
+            "; ".join(cell.predicted.reasons))
     if prediction_mismatch(cell):
         predicted += " — :warning: **prediction mismatch**"
     if is_observed(cell):
@@ -89,6 +92,9 @@ def _row(cell: Cell, results: Results) -> str:
             observed += ": " + md_text(cell.observed.reason)
         if cell.observed.notes:
             observed += " — note: " + md_text(notes_text(cell))
+        if cell.observed.host_libraries:
+            observed += " — host libraries: " + md_text(
+                "; ".join(h.describe() for h in cell.observed.host_libraries))
     else:
         observed = "**not run**: " + md_text(not_run_reason(cell))
     word = equivalence_word(cell)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from isolate import compat
 from isolate.bundle.elf import AllowList, ElfFile, file_floors, highest_floors
-from isolate.model import floors
+from isolate.model import floors, hostlibs
 from isolate.model.floors import Floor
 from isolate.model.manifest import Manifest
 from isolate.model.profiles import HostProfile
@@ -356,6 +356,36 @@ def _floor_findings(found: tuple[Floor, ...], manifest: Manifest) -> list[Findin
             now = floor.version if floor else "none"
             out.append(_note(ELF, None, f"the manifest's {k.library} floor is {said}, but the "
                                         f"ELF files need only {now}"))
+    return out
+
+
+def host_libraries(tree: Tree, manifest: Manifest, host: HostProfile) -> list[Finding]:
+    """Per host library the runtime declares: provided at or above the floor its files
+    need (read from the files, not the manifest), too old, or absent on ``host``. Only a
+    ``required`` one that is too old or absent is an error."""
+    declared = [(h.soname, h.required, h.purpose, h.feature) for h in manifest.elf.host_floors]
+    if not declared:  # a manifest without floors: the profile's declarations
+        declared = [(str(h.get("soname", "?")), bool(h.get("required", True)),
+                     str(h.get("purpose", "")), str(h.get("feature", "")))
+                    for h in manifest.elf.host_libraries]
+    sonames = {d[0] for d in declared}
+    needs = [(f.path, soname, version)
+             for f in tree.files.values() if f.elf is not None
+             for soname in sorted(set(f.elf.needed) & sonames)
+             for version in ([v for lib, v in f.elf.version_needs if lib == soname] or [""])]
+    out: list[Finding] = []
+    for floor in hostlibs.library_floors(declared, needs):
+        v = hostlibs.verdict(floor, host.host_library(floor.soname))
+        where = v.need_file
+        if v.status == "provided":
+            out.append(_note(HOST, where, f"host library {v.describe()} on {host.id}"))
+        elif v.status == "unused":
+            out.append(_note(HOST, None, f"host library {v.describe()}"))
+        elif v.required:
+            out.append(_error(HOST, where, f"required host library {v.describe()} on "
+                                           f"{host.id}"))
+        else:
+            out.append(_note(HOST, where, f"{v.unavailable()} on {host.id}"))
     return out
 
 

@@ -137,8 +137,10 @@ def verify(path: Path, *, host: HostProfile | None, runner: Runner,
             if layout is not None:
                 lay: Layout = layout
                 version = manifest.interpreter.version if manifest else None
+                optional = tuple(str(h.get("soname")) for h in (
+                    manifest.elf.host_libraries if manifest else ()) if not h.get("required", True))
                 started[IMPORTS] = pool.submit(_probe, IMPORTS, lambda: probes.import_smoke(
-                    root, lay, runner, version=version))
+                    root, lay, runner, version=version, optional_host_libraries=optional))
                 started[ISOLATION] = pool.submit(_probe, ISOLATION, lambda: (
                     probes.isolation(root, lay, runner), ""))
                 started[CHILDREN] = pool.submit(_probe, CHILDREN, lambda: children.children(
@@ -196,7 +198,8 @@ def _static(root: Path, manifest: Manifest | None, layout: Layout | None,
                          else "no versioned glibc symbols"))
     if host is not None:
         arch = manifest.arch if manifest else checks.elf_arch(tree.files.values())
-        found, seconds = _timed(lambda: checks.host_compat(host, floors, arch))
+        found, seconds = _timed(lambda: checks.host_compat(host, floors, arch) + (
+            checks.host_libraries(tree, manifest, host) if manifest is not None else []))
         findings += found
         runs.append(CheckRun(name=HOST, seconds=seconds,
                              detail=f"{host.id}: {host.libc.family} {host.libc.version}, "

@@ -268,9 +268,12 @@ def _run_imports(python: Path, modules: Sequence[str], runner: Runner, tmp: Path
     return results, culprit, f"{why}: {done.tail(6) or 'no output'}"
 
 
-def import_smoke(root: Path, layout: Layout, runner: Runner, *, version: str | None = None
-                 ) -> tuple[list[Finding], str]:
-    """Import every top-level module of every shipped distribution; (findings, detail)."""
+def import_smoke(root: Path, layout: Layout, runner: Runner, *, version: str | None = None,
+                 optional_host_libraries: Sequence[str] = ()) -> tuple[list[Finding], str]:
+    """Import every top-level module of every shipped distribution; (findings, detail).
+
+    A module that fails only because an optional host library (declared with
+    ``required = false``) is not on this machine is a note, not an error."""
     python = root / layout.executable
     if not python.is_file():
         return [Finding(severity=ERROR, check=IMPORTS, path=layout.executable,
@@ -315,6 +318,13 @@ def import_smoke(root: Path, layout: Layout, runner: Runner, *, version: str | N
                             f"of the bundle and {d.name} {how}: an optional dependency "
                             "outside the lock"))
                 continue
+        host = next((s for s in optional_host_libraries
+                     if f"{s}: cannot open shared object file" in error), None)
+        if host is not None:
+            out.append(Finding(severity=NOTE, check=IMPORTS, path=d.dist_info,
+                               message=f"`import {module}` ({d.name}) fails: {error}; {host} "
+                                       "is an optional host library this machine lacks"))
+            continue
         out.append(Finding(severity=ERROR, check=IMPORTS, path=d.dist_info,
                            message=f"`import {module}` ({d.name}) fails: {error}"))
     detail = f"{len(modules)} modules of {len(dists)} distributions"
