@@ -91,16 +91,20 @@ def test_the_matrix_records_the_host_library_and_runs_the_smoke_check(
     require(not problems, f"root filesystem cells need {'; '.join(problems)}")
     out = tmp_path / "results.json"
     r = invoke(["--root", APP, "matrix", bundle, "--hosts",
-                "debian-12-libvirt,debian-12-nopython", "-o", out])
+                "debian-11-libvirt,debian-12-libvirt,debian-13-libvirt,debian-12-nopython",
+                "-o", out])
     assert r.code == 0, r.output
     cells = {c["host"]: c for c in json.loads(out.read_text())["cells"]}
-    with_libvirt = {h["soname"]: h for h in cells["debian-12-libvirt"]["observed"]
-                    ["host_libraries"]}
-    virt = with_libvirt["libvirt.so.0"]
-    assert virt["file"].endswith("/x86_64-linux-gnu/libvirt.so.0")
-    assert virt["version"] == "9.0.0"
-    assert virt["smoke"] == "passed", virt["smoke_output"]  # test:///default, no daemon
-    assert cells["debian-12-libvirt"]["predicted"]["warnings"] == []
+    for host, version in (("debian-11-libvirt", "7.0.0"), ("debian-12-libvirt", "9.0.0"),
+                          ("debian-13-libvirt", "11.3.0")):
+        with_libvirt = {h["soname"]: h for h in cells[host]["observed"]["host_libraries"]}
+        virt = with_libvirt["libvirt.so.0"]
+        assert virt["file"].endswith("/x86_64-linux-gnu/libvirt.so.0"), (host, virt)
+        assert virt["version"] == version, (host, virt)
+        # libvirt's in-process test driver (test:///default): no daemon
+        assert virt["smoke"] == "passed", (host, virt["smoke_output"])
+        assert cells[host]["predicted"]["warnings"] == [], host
+        assert cells[host]["observed"]["status"] == "passed", host
     without = {h["soname"]: h for h in cells["debian-12-nopython"]["observed"]
                ["host_libraries"]}
     assert without["libvirt.so.0"] == {"soname": "libvirt.so.0", "file": None,

@@ -367,7 +367,7 @@ def test_unknown_host_lists_known_ones_and_suggests(run_isolate, tmp_path):
     assert r.code == 2
     assert "unknown profile 'debain-12'" in r.err
     assert "did you mean 'debian-12'?" in r.err
-    assert "debian-11, debian-12" in r.err
+    assert "debian-11, debian-11-libvirt, debian-12" in r.err
 
 
 def test_profiles_show_unknown_id_considers_runtimes_too(run_isolate, tmp_path):
