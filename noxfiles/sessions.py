@@ -14,6 +14,8 @@ __all__ = ["bench", "bundle", "e2e", "lint", "lock", "main", "matrix", "reliabil
 MATRIX_HOSTS = [
     "local-2.7", "local-3.6", "local-3.9", "local-3.11", "local-3.13",
     "debian-11", "debian-12", "debian-13",
+    # with libvirt0: the host side of a compute node; the profile's smoke check runs there
+    "debian-11-libvirt", "debian-12-libvirt", "debian-13-libvirt",
     "ubuntu-20.04", "ubuntu-22.04", "ubuntu-24.04", "rhel-8", "rhel-9", "alpine-3.20",
     "xenserver-6.2-dom0",
 ]
