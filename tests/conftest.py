@@ -54,6 +54,14 @@ def pypi_reachable() -> bool:
     except OSError:
         return False
 
+
+def debian_archive_reachable() -> bool:
+    try:
+        urllib.request.urlopen("https://deb.debian.org/debian/", timeout=10).close()
+        return True
+    except OSError:
+        return False
+
 # name -> version -> Requires-Dist lines
 WHEELS: dict[str, dict[str, tuple[str, ...]]] = {
     "alpha": {"1.0": ("beta>=1",), "1.1": ("beta>=1",)},

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,23 +30,15 @@ from isolate.pybuild.devpackages import dev_root, load_dev_packages, native_buil
 from isolate.pybuild.toolchain import write_wrappers
 from isolate.report.render_html import render_html
 from isolate.report.render_markdown import render_markdown
-from tests.conftest import REPO
+from tests.conftest import REPO, debian_archive_reachable
 
 LIBVIRT_LOCK = REPO / "profiles" / "devpackages" / "libvirt-7.0.toml"
 ON_CI = os.environ.get("CI") == "true"
 
 
-def _archive_reachable() -> bool:
-    try:
-        urllib.request.urlopen("https://deb.debian.org/debian/", timeout=10).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def archive() -> None:
-    if not _archive_reachable():
+    if not debian_archive_reachable():
         if ON_CI:
             pytest.fail("CI must reach Debian's archive for the pinned .deb files")
         pytest.skip("needs Debian's archive (deb.debian.org) for the pinned .deb files")

@@ -12,14 +12,13 @@ import json
 import os
 import shutil
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from isolate.bundle import elf
 from isolate.pybuild.build import tree_digest
-from tests.conftest import REPO, invoke
+from tests.conftest import REPO, debian_archive_reachable, invoke
 
 pytestmark = pytest.mark.slow
 ON_CI = os.environ.get("CI") == "true"
@@ -27,17 +26,9 @@ GLIBC_LIBS = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.
               "libutil.so.1", "ld-linux-x86-64.so.2"}
 
 
-def _archive_reachable() -> bool:
-    try:
-        urllib.request.urlopen("https://deb.debian.org/debian/", timeout=10).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def built() -> dict[str, object]:
-    if not _archive_reachable():
+    if not debian_archive_reachable():
         if ON_CI:
             pytest.fail("CI must reach Debian's archive for the CPython sources")
         pytest.skip("needs Debian's archive for the CPython sources")

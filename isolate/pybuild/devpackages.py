@@ -22,17 +22,16 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from isolate.errors import InputError
 from isolate.proc import Runner
 from isolate.pybuild.build import fetch_source
-from isolate.pybuild.lock import Source
+from isolate.pybuild.lock import Source, read_toml, string_field
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - 3.10
-    import tomli as tomllib
+    pass
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
@@ -70,29 +69,13 @@ class DevPackages:
         return f"{self.name}-{self.sha256[:16]}"
 
 
-def _str(d: dict[str, Any], key: str, where: str, problems: list[str]) -> str:
-    value = d.get(key)
-    if not isinstance(value, str) or not value:
-        problems.append(f"{where}{key}: missing or not a string")
-        return ""
-    return value
-
-
 def load_dev_packages(path: Path) -> DevPackages:
     """Read and validate a development-packages lock, naming every problem at once."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read the development-packages lock {path}: "
-                         f"{exc.strerror}") from exc
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"{path}: not valid TOML: {exc}", hint="fix the file's syntax") from exc
+    data, raw = read_toml(path, "the development-packages lock")
     problems: list[str] = []
     for key in sorted(set(data) - set(_KNOWN_TOP)):
         problems.append(f"{key}: unknown key (known: {', '.join(_KNOWN_TOP)})")
-    name = _str(data, "name", "", problems)
+    name = string_field(data, "name", "", problems)
     if name and not _NAME.match(name):
         problems.append(f"name: {name!r} is not a valid name")
     if name and name != path.stem:
@@ -114,11 +97,11 @@ def load_dev_packages(path: Path) -> DevPackages:
             continue
         for key in sorted(set(entry) - set(_KNOWN_DEB)):
             problems.append(f"{where}{key}: unknown key (known: {', '.join(_KNOWN_DEB)})")
-        package = _str(entry, "package", where, problems)
-        version = _str(entry, "version", where, problems)
-        arch = _str(entry, "arch", where, problems)
-        url = _str(entry, "url", where, problems)
-        sha = _str(entry, "sha256", where, problems)
+        package = string_field(entry, "package", where, problems)
+        version = string_field(entry, "version", where, problems)
+        arch = string_field(entry, "arch", where, problems)
+        url = string_field(entry, "url", where, problems)
+        sha = string_field(entry, "sha256", where, problems)
         if package and not _PACKAGE.match(package):
             problems.append(f"{where}package: {package!r} is not a Debian package name")
         if url and not url.startswith(("https://", "http://", "file://")):

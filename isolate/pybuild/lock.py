@@ -59,7 +59,8 @@ class InterpreterLock:
         raise KeyError(name)
 
 
-def _str(d: dict[str, Any], key: str, where: str, problems: list[str]) -> str:
+def string_field(d: dict[str, Any], key: str, where: str, problems: list[str]) -> str:
+    """``d[key]`` when it is a non-empty string; else "" and a problem naming ``where+key``."""
     value = d.get(key)
     if not isinstance(value, str) or not value:
         problems.append(f"{where}{key}: missing or not a string")
@@ -67,22 +68,28 @@ def _str(d: dict[str, Any], key: str, where: str, problems: list[str]) -> str:
     return value
 
 
-def load_interpreter_lock(path: Path) -> InterpreterLock:
+def read_toml(path: Path, what: str) -> tuple[dict[str, Any], bytes]:
+    """The TOML table in ``path`` and the file's bytes (``what``: "the interpreter lock",
+    ...), or an InputError."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read the interpreter lock {path}: {exc.strerror}") from exc
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from exc
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8")), raw
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"{path}: not valid TOML: {exc}",
                          hint="fix the file's syntax") from exc
+
+
+def load_interpreter_lock(path: Path) -> InterpreterLock:
+    data, raw = read_toml(path, "the interpreter lock")
     problems: list[str] = []
     known_top = {"python", "version", "toolchain", "sources"}
     for key in sorted(set(data) - known_top):
         problems.append(f"{key}: unknown key (known: {', '.join(sorted(known_top))})")
-    python = _str(data, "python", "", problems)
-    version = _str(data, "version", "", problems)
+    python = string_field(data, "python", "", problems)
+    version = string_field(data, "version", "", problems)
     if python and not _MINOR.match(python):
         problems.append(f"python: {python!r} is not a CPython 3.X version")
     if version and python and not version.startswith(python + "."):
@@ -91,11 +98,11 @@ def load_interpreter_lock(path: Path) -> InterpreterLock:
     if not isinstance(tool, dict):
         problems.append("toolchain: missing table")
         tool = {}
-    compiler = _str(tool, "compiler", "toolchain.", problems)
+    compiler = string_field(tool, "compiler", "toolchain.", problems)
     if compiler and compiler != "ziglang":
         problems.append(f"toolchain.compiler: {compiler!r} is not supported (only 'ziglang')")
-    compiler_version = _str(tool, "compiler_version", "toolchain.", problems)
-    glibc = _str(tool, "glibc", "toolchain.", problems)
+    compiler_version = string_field(tool, "compiler_version", "toolchain.", problems)
+    glibc = string_field(tool, "glibc", "toolchain.", problems)
     if glibc and not re.match(r"^2\.\d+$", glibc):
         problems.append(f"toolchain.glibc: {glibc!r} is not a glibc version like '2.17'")
     sources_raw = data.get("sources")
@@ -118,9 +125,9 @@ def load_interpreter_lock(path: Path) -> InterpreterLock:
             continue
         for key in sorted(set(entry) - {"version", "url", "sha256"}):
             problems.append(f"{where}{key}: unknown key (known: sha256, url, version)")
-        v = _str(entry, "version", where, problems)
-        url = _str(entry, "url", where, problems)
-        sha = _str(entry, "sha256", where, problems)
+        v = string_field(entry, "version", where, problems)
+        url = string_field(entry, "url", where, problems)
+        sha = string_field(entry, "sha256", where, problems)
         if v and not _VERSION.match(v):
             problems.append(f"{where}version: {v!r} is not a version")
         if url and not url.startswith(("https://", "http://", "file://")):
