@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
     p.add_argument("--upgrade", action="store_true", help="ignore existing pins")
     p.add_argument("--upgrade-package", action="append", default=[], metavar="NAME",
                    help="upgrade one package (repeatable)")
-    p.add_argument("--backend", choices=["uv", "pip-tools"], default=None,
+    p.add_argument("--backend", choices=["pip-tools", "uv"], default=None,
                    help="the resolver: uv (the default when installed, and isolate depends "
                         "on it: `uv pip compile` for the profile's Python version and "
                         "platform, in seconds) or pip-tools (pip-compile run under a CPython "
