@@ -298,6 +298,26 @@ def test_check_finds_a_hand_edited_pin(run_isolate, locked, wheelhouse, edit):
     assert "hint: run `isolate lock app`" in r.err
 
 
+def test_check_finds_a_runtime_lock_that_disagrees_with_its_tests(run_isolate, workspace,
+                                                                   wheelhouse, target_python):
+    # the tests need beta<2, so both locks pin beta 1.0; a runtime lock moved to beta 2.0
+    # (its real hash) still resolves alone, but not together with the tests
+    text = APP.replace('["alpha", "marked"]', '["alpha"]').replace('["gamma"]', '["beta<2"]')
+    write_app(workspace, target_python, text)
+    r = run_isolate("--root", workspace, "lock", "app", *index_args(wheelhouse))
+    assert r.code == 0, r.output
+    lock = workspace / "constraints" / "app.txt"
+    digest = hashlib.sha256((wheelhouse / "beta-2.0-py3-none-any.whl").read_bytes()).hexdigest()
+    moved = re.sub(r"beta==1\.0 \\\n    --hash=sha256:[0-9a-f]+",
+                   f"beta==2.0 \\\\\n    --hash=sha256:{digest}", lock.read_text())
+    assert "beta==2.0" in moved
+    lock.write_text(moved)
+    r = run_isolate("--root", workspace, "lock", "app", "--check", *index_args(wheelhouse))
+    assert r.code == 1, r.output
+    assert "gives other pins" in r.err
+    assert "beta==1.0" in r.err and "beta==2.0" in r.err
+
+
 def test_check_a_lock_without_isolate_header(run_isolate, locked):
     lock = locked / "constraints" / "app.txt"
     lock.write_text("\n".join(ln for ln in lock.read_text().splitlines()
