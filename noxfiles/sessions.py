@@ -133,8 +133,10 @@ def main(session: nox.Session) -> None:
     host profile and render the compatibility report into report/.
 
     The root filesystems of the matrix's hosts are provisioned in the background from the
-    start (debootstrap waits on the network), while the lock is checked and the bundle
-    built and verified; the matrix then runs a cell per core, costliest first.
+    start (debootstrap waits on the network), while the lock is checked, the bundle built
+    and verified and the matrix runs: a rootfs cell whose root filesystem is still being
+    made waits for it (the cache's file lock), the other cells do not. The matrix runs a
+    cell per core, costliest first.
     """
     install(session)
     log = Path(OUT) / "provision.log"
@@ -145,13 +147,13 @@ def main(session: nox.Session) -> None:
                     env=CLEAN_ENV)
         archive = _bundle_archive(session)
         session.run("isolate", "verify", archive, env=CLEAN_ENV)
+        Path(RESULTS).mkdir(exist_ok=True)
+        session.run("isolate", "matrix", archive, "--hosts", ",".join(MATRIX_HOSTS), "-o",
+                    f"{RESULTS}/all.json", env=CLEAN_ENV, success_codes=[0, 1])
     finally:
         # also when a step failed: what it makes only fills the cache, and nothing of the
         # job may outlive it
         _finish_provisioning(session, provisioning, log)
-    Path(RESULTS).mkdir(exist_ok=True)
-    session.run("isolate", "matrix", archive, "--hosts", ",".join(MATRIX_HOSTS), "-o",
-                f"{RESULTS}/all.json", env=CLEAN_ENV, success_codes=[0, 1])
     Path(REPORT).mkdir(exist_ok=True)
     session.run("isolate", "report", f"{RESULTS}/all.json", "--html", f"{REPORT}/index.html",
                 "--markdown", f"{REPORT}/summary.md", "--junit", f"{REPORT}/junit.xml",
