@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Result, invoke
+from conftest import REPO, Result, build_wheel, invoke
 
 from isolate.errors import EnvironmentProblem
 from isolate.interpreters import Discovery
@@ -452,6 +452,22 @@ def test_the_default_backend_needs_no_interpreter_of_the_profile_version(
     runtime = pins(workspace / "constraints" / "app.txt")
     assert "oldpy" in runtime and "newpy" not in runtime  # markers evaluated for 3.8
     assert "by uv " in (workspace / "constraints" / "app.txt").read_text()
+
+
+def test_the_default_backend_refuses_a_wheel_that_does_not_fit_the_target(
+        run_isolate, workspace, wheelhouse, target_python, tmp_path):
+    # uv resolves for the profile's platform (manylinux for its glibc floor): a wheel for
+    # a newer glibc is refused when locking, not first when bundling
+    xy = target_python.replace(".", "")
+    wh = tmp_path / "wh"
+    shutil.copytree(wheelhouse, wh)
+    build_wheel(wh, "native", "1.0", tag=f"cp{xy}-cp{xy}-manylinux_2_28_x86_64")
+    write_app(workspace, target_python, APP.replace('"marked"]', '"marked", "native"]')
+              + '[target]\nglibc = "2.17"\n')
+    r = run_isolate("--root", workspace, "lock", "app", *index_args(wh))
+    assert r.code == 2, r.output
+    assert "native" in r.err and "manylinux_2_17" in r.err
+    assert list((workspace / "constraints").iterdir()) == []
 
 
 def test_pip_tools_writes_the_same_lock_as_the_default(run_isolate, locked_template, workspace,
