@@ -5,11 +5,13 @@ import smoke) start first, in their own threads, and run while the tree is scann
 (every file read once: sha256, mode, build-path search, ELF facts) and the static checks
 judge the scan.
 
-An archive is read as a stream (``isolate.bundle.unpack.read_members``: the same checks
-as unpacking, nothing written) and scanned as its entries pass; the static checks judge
-that scan. The probes need files on disk: the archive is unpacked into a temporary
-directory only for the probes the cache cannot answer. An archive that cannot be
-streamed (one with hard links) is unpacked and verified as a directory.
+An archive whose probes the cache may answer (an entry is stored for its manifest) is
+read as a stream (``isolate.bundle.unpack.read_members``: the same checks as unpacking,
+nothing written) and scanned as its entries pass; the static checks judge that scan, and
+it is unpacked into a temporary directory only for the probes the cache cannot answer
+after all (the tree differs). Any other archive (no cache, nothing stored, hard links,
+an unreadable manifest) is unpacked once and verified as a directory, its probes running
+while the unpacked tree is scanned.
 
 With a ``ProbeCache`` (the CLI's default), a probe whose result was stored for the same
 scanned bytes, location, host and probes is not run again: its ``CheckRun.cached``
@@ -232,6 +234,11 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
             lambda: _manifest(root, path, given, data))
         if manifest is None or msha is None:
             raise NotStreamable(f"{path}: its manifest cannot be read")  # judged on disk
+        where = probe_cache.ARCHIVE_LOCATION
+        lookup = cache.lookup(cache.key("", msha, where)) if cache is not None else \
+            probe_cache.Lookup()
+        if lookup.checks is None:  # the probes need an unpacked tree: scan that instead
+            raise NotStreamable(f"{path}: no probe results are stored for its manifest")
         needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
         tree, _kept = scan_members(root, itertools.chain(pending, members),
                                    [n.text for n in needles])
@@ -241,9 +248,6 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
     layout = layout_of(root, manifest)
     findings += _static(tree, round(time.monotonic() - t0, 3), needles, manifest, layout, host,
                         runs, source="read from the archive stream")
-    where = probe_cache.ARCHIVE_LOCATION
-    lookup = cache.lookup(cache.key("", msha, where)) if cache is not None else \
-        probe_cache.Lookup()
     timings: dict[str, float] = {}
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(
             max_workers=3, thread_name_prefix="isolate-probe") as pool:
