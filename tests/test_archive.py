@@ -30,7 +30,7 @@ from isolate.bundle import archive as arc
 from isolate.bundle import unpack as unpack_mod
 from isolate.bundle.archive import write_archive
 from isolate.bundle.archive_format import DEFAULT_MTIME, FORMATS, archive_name, default_mtime
-from isolate.bundle.unpack import detect_format, unpack
+from isolate.bundle.unpack import detect_format, read_members, unpack
 from isolate.errors import InputError
 from isolate.fsutil import sha256_file
 
@@ -493,6 +493,24 @@ def refused(tmp_path: Path, archive: Path, match: str, entry: str | None = None,
 
 
 HOSTILE_IDS = [c.id for c in hostile_cases(Path("/x"))]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("case_id", HOSTILE_IDS)
+def test_hostile_archive_refused_when_read_as_a_stream(tmp_path: Path, fmt: str,
+                                                       case_id: str) -> None:
+    """``read_members`` (verify's stream) refuses what ``unpack`` refuses, writing nothing."""
+    case = next(c for c in hostile_cases(tmp_path) if c.id == case_id)
+    raw = tar_bytes(case.members, case.tar_format)
+    if case.patch:
+        raw = raw.replace(*case.patch)
+    archive = tmp_path / "in" / f"hostile.{fmt}"
+    archive.parent.mkdir()
+    archive.write_bytes(compress(raw, fmt))
+    with pytest.raises(InputError) as info:
+        list(read_members(archive, **case.limits))
+    assert re.search(case.match, info.value.message), info.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

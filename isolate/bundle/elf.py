@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import io
 import os
 import re
 import stat
@@ -206,9 +207,14 @@ def _parse(path: Path, elf: Any) -> ElfFile:
     )
 
 
-def read_elf(path: Path) -> ElfFile:
-    """Read the dynamic-linking facts of one ELF file; ``InputError`` when it is corrupt."""
+def read_elf(path: Path, data: bytes | None = None) -> ElfFile:
+    """Read the dynamic-linking facts of one ELF file; ``InputError`` when it is corrupt.
+
+    ``data``, when given, is the file's whole content, already read (e.g. from an archive
+    stream): it is parsed instead of opening ``path``, which then only names the file."""
     try:
+        if data is not None:
+            return _parse(path, ELFFile(io.BytesIO(data)))
         with open(path, "rb") as f:
             return _parse(path, ELFFile(f))
     except OSError as exc:

@@ -16,7 +16,6 @@ import hashlib
 import io
 import os
 import stat
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from elftools.elf.elffile import ELFFile
 
 from isolate.bundle.elf import ELF_MAGIC, ElfFile, read_elf
+from isolate.bundle.unpack import Member
 from isolate.errors import InputError
 from isolate.model import tree
 
@@ -190,7 +190,69 @@ def _read_all(fd: int, size: int) -> bytes:
     return data
 
 
-def _scan_file(rel: str, path: str, needles: Sequence[bytes], names: Sequence[str]) -> ScannedFile:
+class Needles:
+    """The needles searched for in every file, with a cheap first test.
+
+    ``common`` is the longest substring (4 bytes or more) every needle contains: a file
+    without it holds no needle, which one ``in`` test tells; most files end there."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.names = tuple(dict.fromkeys(n for n in texts if n))
+        self.raw = tuple(n.encode("utf-8", "surrogateescape") for n in self.names)
+        self.common = _common_substring(self.raw)
+
+    def hits(self, data: bytes) -> tuple[Hit, ...]:
+        """Where each needle occurs in ``data``, a whole file."""
+        if not self.raw or (self.common and self.common not in data):
+            return ()
+        search = _Search(self.raw)
+        search.feed(data, 0)
+        return search.hits(self.names) if search.found else ()
+
+
+def _common_substring(needles: Sequence[bytes]) -> bytes:
+    if not needles:
+        return b""
+    shortest = min(needles, key=len)
+    for length in range(len(shortest), 3, -1):
+        for start in range(len(shortest) - length + 1):
+            piece = shortest[start:start + length]
+            if all(piece in n for n in needles):
+                return piece
+    return b""
+
+
+def _scanned(rel: str, mode: int, size: int, sha256: str, head: bytes,
+             hits: tuple[Hit, ...], where: Path, data: bytes | None) -> ScannedFile:
+    """The file's description from what was read; ELF facts from ``data`` (the whole
+    content) when given, else from the file at ``where``."""
+    shebang_end = -1
+    if head[:2] == b"#!":
+        newline = head.find(b"\n", 0, 4096)
+        shebang_end = newline if newline >= 0 else min(len(head), 4096)
+    is_elf = head[:4] == ELF_MAGIC
+    elf: ElfFile | None = None
+    problem: str | None = None
+    sections: tuple[tuple[str, int, int], ...] = ()
+    if is_elf:
+        try:
+            elf = read_elf(where, data)
+        except InputError as exc:
+            problem = exc.message
+        if hits:
+            sections = _sections(data or b"", str(where))
+    return ScannedFile(path=rel, kind="file", mode=mode, size=size, sha256=sha256,
+                       shebang_end=shebang_end, hits=hits, is_elf=is_elf, elf=elf,
+                       sections=sections, problem=problem)
+
+
+def scan_data(rel: str, data: bytes, mode: int, needles: Needles, where: Path) -> ScannedFile:
+    """Describe a regular file whose whole content is ``data`` (``where`` names it)."""
+    return _scanned(rel, mode, len(data), hashlib.sha256(data).hexdigest(), data,
+                    needles.hits(data), where, data)
+
+
+def _scan_file(rel: str, path: str, needles: Needles) -> ScannedFile:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -204,46 +266,46 @@ def _scan_file(rel: str, path: str, needles: Sequence[bytes], names: Sequence[st
         if not stat.S_ISREG(st.st_mode):
             return ScannedFile(path=rel, kind="special", mode=mode, size=0, sha256="",
                                special=tree.special_kind(st.st_mode))
-        search = _Search(needles)
-        data = b""
         if st.st_size <= CHUNK:  # the common case: one read, one hash call
             data = _read_all(fd, st.st_size)
-            sha256 = hashlib.sha256(data).hexdigest()
-            search.feed(data, 0)
-            size, head = len(data), data[:4096] if data[:2] == b"#!" else data[:4]
-        else:
-            digest = hashlib.sha256()
-            size, head = 0, b""
-            while chunk := os.read(fd, CHUNK):
-                if not size:
-                    head = chunk[:4096]
-                digest.update(chunk)
-                search.feed(chunk, size)
-                size += len(chunk)
-            sha256 = digest.hexdigest()
+            if len(data) == st.st_size:
+                more = os.read(fd, 1)
+                if more:  # it grew while we looked: read the rest in pieces
+                    data += more + _read_rest(fd)
+            if len(data) <= CHUNK:
+                return scan_data(rel, data, mode, needles, Path(path))
+            return _large(rel, mode, data, needles, path)
+        digest = hashlib.sha256()
+        search = _Search(needles.raw)
+        size, head = 0, b""
+        while chunk := os.read(fd, CHUNK):
+            if not size:
+                head = chunk[:4096]
+            digest.update(chunk)
+            search.feed(chunk, size)
+            size += len(chunk)
     except OSError as exc:
         return ScannedFile(path=rel, kind="file", mode=0, size=0, sha256="",
                            problem=f"cannot be read: {exc.strerror}")
     finally:
         os.close(fd)
-    shebang_end = -1
-    if head[:2] == b"#!":
-        newline = head.find(b"\n")
-        shebang_end = newline if newline >= 0 else len(head)
-    is_elf = head[:4] == ELF_MAGIC
-    elf: ElfFile | None = None
-    problem: str | None = None
-    sections: tuple[tuple[str, int, int], ...] = ()
-    if is_elf:
-        try:
-            elf = read_elf(Path(path))
-        except InputError as exc:
-            problem = exc.message
-        if search.found:
-            sections = _sections(data, path)
-    return ScannedFile(path=rel, kind="file", mode=mode, size=size, sha256=sha256,
-                       shebang_end=shebang_end, hits=search.hits(names) if search.found else (),
-                       is_elf=is_elf, elf=elf, sections=sections, problem=problem)
+    hits = search.hits(needles.names) if search.found else ()
+    return _scanned(rel, mode, size, digest.hexdigest(), head, hits, Path(path), None)
+
+
+def _read_rest(fd: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, CHUNK):
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _large(rel: str, mode: int, data: bytes, needles: Needles, path: str) -> ScannedFile:
+    search = _Search(needles.raw)
+    search.feed(data, 0)
+    hits = search.hits(needles.names) if search.found else ()
+    return _scanned(rel, mode, len(data), hashlib.sha256(data).hexdigest(), data[:4096],
+                    hits, Path(path), None)
 
 
 def _sections(data: bytes, path: str) -> tuple[tuple[str, int, int], ...]:
@@ -266,22 +328,15 @@ def scan_tree(root: Path, needles: Iterable[str], *, skip: Iterable[str] = (),
     ``skip`` names bundle-relative paths left out (the manifest); ``size_hint`` (the
     manifest's sizes) lets the largest files start first, which evens out the threads.
     """
-    names = tuple(dict.fromkeys(n for n in needles if n))
-    raw = tuple(n.encode("utf-8", "surrogateescape") for n in names)
+    wanted = Needles(needles)
     entries, dirs, unlisted = _walk(root, frozenset(skip))
     sizes = size_hint or {}
     entries.sort(key=lambda e: -sizes.get(e[0], 0))
     batches = [entries[i:i + _BATCH] for i in range(0, len(entries), _BATCH)]
-    total = [0]
-    lock = threading.Lock()
 
     def work(batch: list[tuple[str, str, bool]]) -> list[ScannedFile]:
-        out = [_scan_link(rel, path) if link else _scan_file(rel, path, raw, names)
-               for rel, path, link in batch]
-        n = sum(f.size for f in out if f.kind == "file")
-        with lock:
-            total[0] += n
-        return out
+        return [_scan_link(rel, path) if link else _scan_file(rel, path, wanted)
+                for rel, path, link in batch]
 
     # Two threads: one hashes (no GIL) while the other searches and parses ELF headers
     # (GIL). More threads only fight over the GIL: on the Nova bundle, 4 threads cost
@@ -289,6 +344,46 @@ def scan_tree(root: Path, needles: Iterable[str], *, skip: Iterable[str] = (),
     workers = jobs or min(DEFAULT_JOBS, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="isolate-scan") as pool:
         scanned = [f for batch in pool.map(work, batches) for f in batch]
+    return tree_of(root, scanned, dirs, unlisted)
+
+
+def tree_of(root: Path, scanned: Iterable[ScannedFile], dirs: Iterable[str],
+            unlisted: Iterable[tuple[str, str]] = ()) -> Tree:
+    """The ``Tree`` of scanned files, wherever they were read (a directory, an archive)."""
     files = {f.path: f for f in sorted(scanned, key=lambda f: f.path)}
-    return Tree(root=root, files=files, dirs=frozenset(dirs), bytes_read=total[0],
+    total = sum(f.size for f in files.values() if f.kind == "file")
+    return Tree(root=root, files=files, dirs=frozenset(dirs), bytes_read=total,
                 unlisted=tuple(sorted(unlisted)))
+
+
+def scan_members(root: Path, members: Iterable[Member], needles: Iterable[str], *,
+                 skip: Iterable[str] = ()) -> tuple[Tree, dict[str, bytes]]:
+    """The ``Tree`` of an archive's entries as they stream past (``root`` names its
+    top-level directory; nothing is on disk), and the data of the entries in ``skip``."""
+    wanted = Needles(needles)
+    left_out = frozenset(skip)
+    scanned: list[ScannedFile] = []
+    dirs: set[str] = set()
+    kept: dict[str, bytes] = {}
+    for m in members:
+        if not m.path:
+            continue  # the top-level directory itself
+        if m.path in left_out:
+            if m.kind == "file":
+                kept[m.path] = m.data
+            continue
+        if m.kind == "dir":
+            dirs.add(m.path)
+        elif m.kind == "symlink":
+            target = m.target or ""
+            scanned.append(ScannedFile(path=m.path, kind=tree.SYMLINK, mode=tree.LINK_MODE,
+                                       size=tree.link_size(target),
+                                       sha256=tree.link_sha256(target), target=target))
+        else:
+            scanned.append(scan_data(m.path, m.data, m.mode, wanted, root / m.path))
+    for f in scanned:  # directories an archive implies without an entry of their own
+        parent = f.path.rpartition("/")[0]
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+    return tree_of(root, scanned, dirs), kept
