@@ -346,7 +346,7 @@ def test_write_refuses_special_files_and_bad_links(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_zstd_output_does_not_depend_on_thread_count(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large enough for several zstd jobs (about 32 MiB each at level 10)."""
+    """Large enough for several zstd jobs (a few MiB each at level 3, 32 MiB at 10)."""
     src = tmp_path / "src"
     src.mkdir()
     block = hashlib.sha256(b"seed").digest() * 2048
@@ -360,6 +360,49 @@ def test_zstd_output_does_not_depend_on_thread_count(tmp_path: Path,
         digests.add(write_archive(src, tmp_path / f"t{threads}.tar.zst", fmt="tar.zst",
                                   root_name="r"))
     assert len(digests) == 1
+
+
+def test_zstd_level_is_the_callers(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "data").write_bytes(b"".join(b"line %d of a compressible file\n" % i
+                                        for i in range(200_000)))
+    sizes = {}
+    for level in (1, 3, 19):
+        out = tmp_path / f"l{level}.tar.zst"
+        write_archive(src, out, fmt="tar.zst", root_name="r", zstd_level=level)
+        sizes[level] = out.stat().st_size
+        with zstandard.ZstdDecompressor().stream_reader(out.open("rb")) as r, \
+                tarfile.open(fileobj=r, mode="r|") as tf:
+            assert [m.name for m in tf] == ["r", "r/data"]  # tarfile strips the slash
+    assert sizes[19] < min(sizes[1], sizes[3])
+    with pytest.raises(InputError, match="zstd level 0 is out of range"):
+        write_archive(src, tmp_path / "bad.tar.zst", fmt="tar.zst", root_name="r", zstd_level=0)
+    assert not (tmp_path / "bad.tar.zst").exists()
+
+
+_names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0/"),
+                min_size=1, max_size=60)
+
+
+@settings(max_examples=400, deadline=None)
+@given(parts=st.lists(_names, min_size=1, max_size=4),
+       kind=st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE]),
+       mode=st.sampled_from([0o644, 0o755, 0o777, 0o7777]),
+       mtime=st.one_of(st.integers(0, 8**11 - 1), st.just(8**11), st.just(2**40)),
+       size=st.one_of(st.integers(0, 2**20), st.just(8**11 - 1), st.just(8**11)),
+       link=st.one_of(st.just(""), _names, st.text(min_size=101, max_size=140)))
+def test_fast_headers_are_tarfiles(parts: list[str], kind: bytes, mode: int, mtime: int,
+                                   size: int, link: str) -> None:
+    """The writer's own header encoder gives tarfile's bytes, long names and numbers too."""
+    name = "/".join(parts)
+    if kind != tarfile.REGTYPE:
+        size = 0
+    if kind != tarfile.SYMTYPE:
+        link = ""
+    want = arc._header(arc._info(name + ("/" if kind == tarfile.DIRTYPE else ""), kind, mode,
+                                 mtime, size, link))
+    assert arc._fast_header(name, kind, mode, mtime, size, link) == want
 
 
 # ----------------------------------------------------------------------------- unpacking

@@ -11,9 +11,9 @@ GNU headers never carry pax records, so no access or change times leak in.
 The tar stream is compressed on the fly (nothing is held in memory):
 
 * ``tar.gz``: ``gzip`` level 6, header mtime 0, no file name in the header.
-* ``tar.zst``: ``zstandard`` level 10 with a checksum and the content size in the frame
-  header. Compression is multi-threaded (``threads=-1``, one worker per CPU): zstd's
-  streaming multi-threaded output is byte-identical for any number of workers >= 1
+* ``tar.zst``: ``zstandard`` level 3 (``--zstd-level``: 1 to 19) with a checksum and the
+  content size in the frame header. Compression is multi-threaded (``threads=-1``, one
+  worker per CPU): zstd's streaming multi-threaded output is byte-identical for any number of workers >= 1
   (facebook/zstd#2238, #2327, #3608), although it differs from single-threaded
   (``threads=0``) output, so the output does not depend on the machine's core count.
 
@@ -44,12 +44,18 @@ from typing import IO, BinaryIO, Protocol, cast
 
 import zstandard
 
-from isolate.bundle.archive_format import archive_name, check_format, claimed_format, default_mtime
+from isolate.bundle.archive_format import (
+    ZSTD_LEVEL,
+    ZSTD_LEVELS,
+    archive_name,
+    check_format,
+    claimed_format,
+    default_mtime,
+)
 from isolate.errors import InputError
 from isolate.fsutil import ensure_writable_dir, write_atomic
 from isolate.model import tree
 
-ZSTD_LEVEL = 10
 ZSTD_THREADS = -1  # multi-threaded, one worker per CPU; output independent of the count
 GZIP_LEVEL = 6
 
@@ -105,6 +111,36 @@ def _header(ti: tarfile.TarInfo) -> bytes:
     return ti.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
 
 
+_FIELD_MAX = 8**11  # the largest size or mtime an 11-digit octal field holds, plus one
+
+
+def _fast_header(name: str, kind: bytes, mode: int, mtime: int, size: int = 0,
+                 linkname: str = "") -> bytes:
+    """``_header(_info(...))`` without tarfile's per-call cost, for the common entry: a
+    name and link target of at most 100 bytes and sizes that fit the octal fields.
+    Anything else goes through tarfile (GNU long-name records, base-256 numbers).
+    ``test_archive`` checks that both give the same bytes."""
+    if kind == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    raw = name.encode("utf-8", "surrogateescape")
+    link = linkname.encode("utf-8", "surrogateescape")
+    if (len(raw) > tarfile.LENGTH_NAME or len(link) > tarfile.LENGTH_LINK
+            or not 0 <= size < _FIELD_MAX or not 0 <= mtime < _FIELD_MAX):
+        return _header(_info(name, kind, mode, mtime, size, linkname))
+    buf = bytearray(_BLOCK)
+    buf[0:len(raw)] = raw
+    buf[100:108] = b"%07o\0" % (mode & 0o7777)
+    buf[108:124] = b"0000000\0" * 2  # uid, gid
+    buf[124:136] = b"%011o\0" % size
+    buf[136:148] = b"%011o\0" % mtime
+    buf[148:156] = b"        "  # the checksum counts its own field as spaces
+    buf[156:157] = kind
+    buf[157:157 + len(link)] = link
+    buf[257:265] = tarfile.GNU_MAGIC
+    buf[148:155] = b"%06o\0" % sum(buf)
+    return bytes(buf)
+
+
 def _sorted_children(path: Path) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as it:
@@ -116,7 +152,7 @@ def _sorted_children(path: Path) -> list[os.DirEntry[str]]:
 
 def _collect(src: Path, root_name: str, mtime: int) -> list[_Entry]:
     real_src = os.path.realpath(src)
-    entries = [_Entry(_header(_info(root_name, tarfile.DIRTYPE, tree.DIR_MODE, mtime)), None, 0)]
+    entries = [_Entry(_fast_header(root_name, tarfile.DIRTYPE, tree.DIR_MODE, mtime), None, 0)]
     stack: list[tuple[tuple[str, ...], Iterator[os.DirEntry[str]]]] = [
         ((), iter(_sorted_children(src)))]
     while stack:
@@ -135,21 +171,21 @@ def _collect(src: Path, root_name: str, mtime: int) -> list[_Entry]:
             raise InputError(f"cannot read {path}: {exc.strerror}",
                              hint="make the bundle directory readable") from exc
         if stat.S_ISDIR(st.st_mode):
-            entries.append(_Entry(_header(_info(arcname, tarfile.DIRTYPE, tree.DIR_MODE, mtime)),
+            entries.append(_Entry(_fast_header(arcname, tarfile.DIRTYPE, tree.DIR_MODE, mtime),
                                   None, 0))
             stack.append((rel, iter(_sorted_children(path))))
         elif stat.S_ISREG(st.st_mode):
-            ti = _info(arcname, tarfile.REGTYPE, tree.normal_mode(st.st_mode), mtime,
-                       size=st.st_size)
-            entries.append(_Entry(_header(ti), path, st.st_size))
+            entries.append(_Entry(_fast_header(arcname, tarfile.REGTYPE,
+                                               tree.normal_mode(st.st_mode), mtime,
+                                               size=st.st_size), path, st.st_size))
         elif stat.S_ISLNK(st.st_mode):
             if (not target or target.startswith("/") or tree.link_escapes(rel_dir, target)
                     or not tree.resolves_within(os.fspath(path), real_src)):
                 raise InputError(
                     f"cannot archive symlink {path} -> {target}: it points outside {src}",
                     hint="bundles are relocatable: make the link relative and inside the bundle")
-            ti = _info(arcname, tarfile.SYMTYPE, tree.LINK_MODE, mtime, linkname=target)
-            entries.append(_Entry(_header(ti), None, 0))
+            entries.append(_Entry(_fast_header(arcname, tarfile.SYMTYPE, tree.LINK_MODE, mtime,
+                                               linkname=target), None, 0))
         else:
             raise InputError(f"cannot archive {path}: it is a {tree.special_kind(st.st_mode)}",
                              hint="remove it; a bundle holds only files, directories and symlinks")
@@ -165,8 +201,33 @@ def _tar_size(entries: Sequence[_Entry]) -> int:
     return body + _padding(body, _RECORD)
 
 
-def _emit(out: _Sink, entries: Sequence[_Entry], total: int,
+class _Batched:
+    """Gathers small writes into blocks of ``_CHUNK`` bytes: one call into the compressor
+    per block instead of one per tar header."""
+
+    def __init__(self, out: _Sink) -> None:
+        self._out = out
+        self._buf = bytearray()
+
+    def write(self, data: bytes, /) -> int:
+        if len(data) >= _CHUNK:
+            self.flush()
+            self._out.write(data)
+        else:
+            self._buf += data
+            if len(self._buf) >= _CHUNK:
+                self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._buf:
+            self._out.write(bytes(self._buf))
+            self._buf.clear()
+
+
+def _emit(sink: _Sink, entries: Sequence[_Entry], total: int,
           progress: Callable[[int, int], None] | None) -> None:
+    out = _Batched(sink)
     done = 0
     for e in entries:
         out.write(e.header)
@@ -200,12 +261,14 @@ def _emit(out: _Sink, entries: Sequence[_Entry], total: int,
             progress(done, total)
     tail = total - done
     out.write(b"\0" * tail)
+    out.flush()
     if progress is not None:
         progress(total, total)
 
 
 def write_archive(src: Path, dest: Path, *, fmt: str, root_name: str, mtime: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> str:
+                  progress: Callable[[int, int], None] | None = None,
+                  zstd_level: int = ZSTD_LEVEL) -> str:
     """Archive the tree ``src`` as ``root_name/...`` into ``dest``; return its sha256.
 
     ``progress(done, total)`` is called as uncompressed tar bytes are written; an exception
@@ -219,6 +282,9 @@ def write_archive(src: Path, dest: Path, *, fmt: str, root_name: str, mtime: int
     if suffix and claimed != fmt:
         raise InputError(f"cannot write a {fmt} archive to {dest}: the name says {suffix}",
                          hint=f"name it {archive_name('<bundle>', fmt)}")
+    if not ZSTD_LEVELS[0] <= zstd_level <= ZSTD_LEVELS[1]:
+        raise InputError(f"zstd level {zstd_level} is out of range",
+                         hint=f"use {ZSTD_LEVELS[0]} to {ZSTD_LEVELS[1]}")
     stamp = default_mtime() if mtime is None else mtime
     if not 0 <= stamp < 8**11:
         raise InputError(f"archive mtime {stamp} is out of range",
@@ -240,7 +306,7 @@ def write_archive(src: Path, dest: Path, *, fmt: str, root_name: str, mtime: int
             sink = _HashingFile(raw)
             comp: zstandard.ZstdCompressionWriter | gzip.GzipFile
             if fmt == "tar.zst":
-                cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=ZSTD_THREADS,
+                cctx = zstandard.ZstdCompressor(level=zstd_level, threads=ZSTD_THREADS,
                                                 write_checksum=True, write_content_size=True)
                 comp = cctx.stream_writer(cast(IO[bytes], sink), size=total, closefd=False)
             else:

@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name
 from isolate import __version__
 from isolate.bundle import archive_format, contract, elf
 from isolate.bundle.archive import write_archive
+from isolate.bundle.archive_format import ZSTD_LEVEL, ZSTD_LEVELS
 from isolate.bundle.bytecode import CompileStats, bytecode_tag, compile_tree
 from isolate.bundle.elf_closure import ClosureResult, close_tree, system_search_dirs
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
@@ -101,6 +102,7 @@ class BundleOptions:
     # Where a .deb or .rpm installs the runtime (default: the profile's package.prefix,
     # else /opt/<package name>).
     package_prefix: str | None = None
+    zstd_level: int = ZSTD_LEVEL
     # The development-packages locks the profile's [native_builds] name (name -> file).
     dev_packages: Mapping[str, Path] = field(default_factory=dict)
 
@@ -273,6 +275,9 @@ class Builder:
                 raise InputError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
         check_request(profile, options.formats, prefix=options.package_prefix,
                       where=str(loaded.path))
+        if not ZSTD_LEVELS[0] <= options.zstd_level <= ZSTD_LEVELS[1]:
+            raise InputError(f"--zstd-level {options.zstd_level} is out of range",
+                             hint=f"use {ZSTD_LEVELS[0]} to {ZSTD_LEVELS[1]}")
         lock = fresh_lock(loaded, lock_path, "runtime")
         tests_lock = (fresh_lock(loaded, tests_lock_path, "tests")
                       if options.tests_overlay and profile.tests.requirements else None)
@@ -595,12 +600,13 @@ class Builder:
             with self._timed(f"archive {fmt}"):
                 dest = out / archive_format.archive_name(manifest.name, fmt)
                 digest = write_archive(root, dest, fmt=fmt, root_name=manifest.name,
-                                                   mtime=mtime)
+                                       mtime=mtime, zstd_level=options.zstd_level)
                 archives.append((dest, digest))
                 if overlay is not None:
                     write_archive(
                         overlay, out / archive_format.archive_name(f"{manifest.name}.tests", fmt),
-                        fmt=fmt, root_name=f"{manifest.name}.tests", mtime=mtime)
+                        fmt=fmt, root_name=f"{manifest.name}.tests", mtime=mtime,
+                        zstd_level=options.zstd_level)
         directory = None
         overlay_dir = None
         if "dir" in options.formats:
