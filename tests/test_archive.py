@@ -220,7 +220,9 @@ def test_tar_bytes_are_stable(tmp_path: Path) -> None:
     assert hashlib.sha256(tar).hexdigest() == GOLDEN_TAR_SHA256
 
 
-GOLDEN_TAR_SHA256 = "f927b3139e4bc84a577fab420900a6032180a1ea2f0faeb4635ec094bd0f8aaf"
+# Changed once on purpose: a symlink's target is stored as the link says (GNU long-link
+# record for this 124-byte one), as the manifest records it; it used to be normalised.
+GOLDEN_TAR_SHA256 = "fb3624e6032b08d306d2d167a3e007a8a9c9746a931d8d98718ebf44f317400d"
 
 
 def test_source_date_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

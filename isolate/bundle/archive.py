@@ -67,7 +67,7 @@ _CHUNK = 1 << 20
 @dataclass(frozen=True, slots=True)
 class _Entry:
     header: bytes
-    source: Path | None  # regular file whose content follows the header
+    source: str | None  # regular file whose content follows the header
     size: int
 
 
@@ -114,34 +114,52 @@ def _header(ti: tarfile.TarInfo) -> bytes:
 _FIELD_MAX = 8**11  # the largest size or mtime an 11-digit octal field holds, plus one
 
 
-def _fast_header(name: str, kind: bytes, mode: int, mtime: int, size: int = 0,
-                 linkname: str = "") -> bytes:
-    """``_header(_info(...))`` without tarfile's per-call cost, for the common entry: a
-    name and link target of at most 100 bytes and sizes that fit the octal fields.
-    Anything else goes through tarfile (GNU long-name records, base-256 numbers).
-    ``test_archive`` checks that both give the same bytes."""
-    if kind == tarfile.DIRTYPE and not name.endswith("/"):
-        name += "/"
-    raw = name.encode("utf-8", "surrogateescape")
-    link = linkname.encode("utf-8", "surrogateescape")
-    if (len(raw) > tarfile.LENGTH_NAME or len(link) > tarfile.LENGTH_LINK
-            or not 0 <= size < _FIELD_MAX or not 0 <= mtime < _FIELD_MAX):
-        return _header(_info(name, kind, mode, mtime, size, linkname))
+def _block(raw: bytes, kind: bytes, mode: int, mtime: int, size: int, link: bytes) -> bytes:
+    """One GNU header block; ``raw`` and ``link`` are cut to their 100-byte fields."""
     buf = bytearray(_BLOCK)
-    buf[0:len(raw)] = raw
+    name = raw[:tarfile.LENGTH_NAME]
+    buf[0:len(name)] = name
     buf[100:108] = b"%07o\0" % (mode & 0o7777)
     buf[108:124] = b"0000000\0" * 2  # uid, gid
     buf[124:136] = b"%011o\0" % size
     buf[136:148] = b"%011o\0" % mtime
     buf[148:156] = b"        "  # the checksum counts its own field as spaces
     buf[156:157] = kind
-    buf[157:157 + len(link)] = link
+    target = link[:tarfile.LENGTH_LINK]
+    buf[157:157 + len(target)] = target
     buf[257:265] = tarfile.GNU_MAGIC
     buf[148:155] = b"%06o\0" % sum(buf)
     return bytes(buf)
 
 
-def _sorted_children(path: Path) -> list[os.DirEntry[str]]:
+def _long(value: bytes, kind: bytes) -> bytes:
+    """A GNU ``././@LongLink`` record carrying a name or link target over 100 bytes."""
+    payload = value + b"\0"
+    return (_block(b"././@LongLink", kind, 0, 0, len(payload), b"")
+            + payload + b"\0" * _padding(len(payload), _BLOCK))
+
+
+def _fast_header(name: str, kind: bytes, mode: int, mtime: int, size: int = 0,
+                 linkname: str = "") -> bytes:
+    """``_header(_info(...))`` without tarfile's per-call cost: the same GNU header blocks,
+    long-name and long-link records included. Sizes and times beyond the octal fields
+    (base-256 numbers) go through tarfile. ``test_archive`` checks both give the same
+    bytes."""
+    if kind == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    if not 0 <= size < _FIELD_MAX or not 0 <= mtime < _FIELD_MAX:
+        return _header(_info(name, kind, mode, mtime, size, linkname))
+    raw = name.encode("utf-8", "surrogateescape")
+    link = linkname.encode("utf-8", "surrogateescape")
+    head = b""
+    if len(link) > tarfile.LENGTH_LINK:
+        head += _long(link, tarfile.GNUTYPE_LONGLINK)
+    if len(raw) > tarfile.LENGTH_NAME:
+        head += _long(raw, tarfile.GNUTYPE_LONGNAME)
+    return head + _block(raw, kind, mode, mtime, size, link)
+
+
+def _sorted_children(path: str | Path) -> list[os.DirEntry[str]]:
     try:
         with os.scandir(path) as it:
             return sorted(it, key=lambda e: os.fsencode(e.name))
@@ -161,12 +179,12 @@ def _collect(src: Path, root_name: str, mtime: int) -> list[_Entry]:
         if entry is None:
             stack.pop()
             continue
-        path = Path(entry.path)
+        path = entry.path
         rel = (*rel_dir, entry.name)
         arcname = "/".join((root_name, *rel))
         try:
             st = entry.stat(follow_symlinks=False)
-            target = str(path.readlink()) if stat.S_ISLNK(st.st_mode) else ""
+            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror}",
                              hint="make the bundle directory readable") from exc
@@ -180,7 +198,7 @@ def _collect(src: Path, root_name: str, mtime: int) -> list[_Entry]:
                                                size=st.st_size), path, st.st_size))
         elif stat.S_ISLNK(st.st_mode):
             if (not target or target.startswith("/") or tree.link_escapes(rel_dir, target)
-                    or not tree.resolves_within(os.fspath(path), real_src)):
+                    or not tree.resolves_within(path, real_src)):
                 raise InputError(
                     f"cannot archive symlink {path} -> {target}: it points outside {src}",
                     hint="bundles are relocatable: make the link relative and inside the bundle")
