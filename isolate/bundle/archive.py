@@ -38,6 +38,7 @@ import stat
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol, cast
@@ -62,6 +63,7 @@ GZIP_LEVEL = 6
 _BLOCK = tarfile.BLOCKSIZE  # 512
 _RECORD = tarfile.RECORDSIZE  # 10240: tar output is padded to whole records
 _CHUNK = 1 << 20
+_AHEAD = 64  # small files read ahead of the writer
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,14 +245,65 @@ class _Batched:
             self._buf.clear()
 
 
+def _read_small(e: _Entry) -> bytes:
+    assert e.source is not None
+    try:
+        with open(e.source, "rb") as f:
+            data = f.read(e.size)
+    except OSError as exc:
+        raise InputError(f"cannot read {e.source}: {exc.strerror}",
+                         hint="make the bundle directory readable") from exc
+    if len(data) < e.size:
+        raise InputError(f"{e.source} shrank while it was being archived",
+                         hint="do not change the bundle while archiving it")
+    return data
+
+
+class _ReadAhead:
+    """The contents of the small files (up to ``_CHUNK``), read ``_AHEAD`` files ahead of
+    the writer by two threads (reads release the GIL), in the entries' order."""
+
+    def __init__(self, pool: ThreadPoolExecutor, entries: Sequence[_Entry]) -> None:
+        self._pool = pool
+        self._todo = iter(i for i, e in enumerate(entries)
+                          if e.source is not None and 0 < e.size <= _CHUNK)
+        self._entries = entries
+        self._pending: dict[int, Future[bytes]] = {}
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self._pending) < _AHEAD:
+            i = next(self._todo, None)
+            if i is None:
+                return
+            self._pending[i] = self._pool.submit(_read_small, self._entries[i])
+
+    def take(self, i: int) -> bytes:
+        data = self._pending.pop(i).result()
+        self._fill()
+        return data
+
+
 def _emit(sink: _Sink, entries: Sequence[_Entry], total: int,
           progress: Callable[[int, int], None] | None) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        _emit_entries(sink, entries, total, progress, _ReadAhead(pool, entries))
+
+
+def _emit_entries(sink: _Sink, entries: Sequence[_Entry], total: int,
+                  progress: Callable[[int, int], None] | None, ahead: _ReadAhead) -> None:
     out = _Batched(sink)
     done = 0
-    for e in entries:
+    for i, e in enumerate(entries):
         out.write(e.header)
         done += len(e.header)
-        if e.source is not None and e.size:
+        if e.source is not None and 0 < e.size <= _CHUNK:
+            out.write(ahead.take(i))
+            done += e.size
+            pad = _padding(e.size, _BLOCK)
+            out.write(b"\0" * pad)
+            done += pad
+        elif e.source is not None and e.size:
             remaining = e.size
             try:
                 f = open(e.source, "rb")  # noqa: SIM115 - read errors and write errors differ
