@@ -22,8 +22,7 @@ from pathlib import Path
 from isolate.proc import Runner, clean_env
 
 WORKERS = 4
-_QUERY = ("import importlib.util, sys; "
-          "print(importlib.util.MAGIC_NUMBER.hex(), sys.implementation.cache_tag)")
+_QUERY = "magic_probe.py"  # runs under the bundle's interpreter: magic number, cache tag
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,7 +45,9 @@ def _sources(dirs: list[Path], exclude: frozenset[str]) -> list[Path]:
 
 def bytecode_tag(python: Path, runner: Runner) -> tuple[str, str]:
     """The interpreter's magic number (hex) and cache tag (``cpython-313``)."""
-    done = runner.run([python, "-I", "-B", "-c", _QUERY], env=clean_env(), timeout=60,
+    query = importlib.resources.files("isolate.bundle").joinpath(_QUERY).read_text(
+        encoding="utf-8")
+    done = runner.run([python, "-I", "-B", "-c", query], env=clean_env(), timeout=60,
                       what="asking the bundled interpreter for its magic number")
     magic, tag = done.stdout.split()
     return magic, tag
