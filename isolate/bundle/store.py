@@ -12,7 +12,7 @@ version and console scripts, and each file's bundle-relative path, sha256, size 
 and ``tree/`` (the files, at the same relative paths). Entries are made in a staging
 directory and renamed into place: an entry is whole or absent.
 
-The store never decides what a bundle contains:
+What the store may change of a bundle is bounded:
 
 * files are copied, never linked, so changing the store later cannot change a bundle
   already built;
@@ -22,6 +22,10 @@ The store never decides what a bundle contains:
   (byte code, launchers, the rewritten ``RECORD``, ``INSTALLER``) is compared with the
   index only;
 * an entry that fails either check is removed and made again from the wheel.
+
+So a damaged or edited store file never reaches a bundle, except byte code or a generated
+file edited together with its index line: the store alone vouches for those, as any build
+cache writable by the building user does.
 
 Placed files get the fixed mtime ``PLACED_MTIME_NS``; a later write (patchelf, for one)
 gives a file the current time, which is how ``hash_tree`` knows which hashes of ``placed``
