@@ -76,6 +76,7 @@ def test_warm_build_places_from_the_store_and_publishes_the_same_bytes(
     assert r.code == 0, r.output
 
 
+@pytest.mark.slow  # three builds per case
 @pytest.mark.parametrize("how", ["content", "content-and-index", "missing-file",
                                  "unreadable-index"])
 def test_a_tampered_store_does_not_change_the_bundle(
