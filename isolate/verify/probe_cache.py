@@ -91,11 +91,10 @@ def tree_sha256(tree: Tree, manifest_sha256: str) -> str:
     """The sha256 of what a scan saw: every file's path, kind, mode and content hash (a
     symlink's target), every directory, and the manifest."""
     h = hashlib.sha256(f"manifest {manifest_sha256}\n".encode())
-    for f in tree.files.values():
-        h.update(f"{f.kind}\0{f.path}\0{f.mode:o}\0{f.size}\0{f.sha256}\0{f.problem or ''}\n"
-                 .encode("utf-8", "surrogateescape"))
-    for d in sorted(tree.dirs):
-        h.update(f"dir\0{d}\n".encode("utf-8", "surrogateescape"))
+    h.update("".join([f"{f.kind}\0{f.path}\0{f.mode:o}\0{f.size}\0{f.sha256}\0{f.problem or ''}\n"
+                      for f in tree.files.values()]).encode("utf-8", "surrogateescape"))
+    h.update("".join([f"dir\0{d}\n" for d in sorted(tree.dirs)])
+             .encode("utf-8", "surrogateescape"))
     for d, why in tree.unlisted:
         h.update(f"unlisted\0{d}\0{why}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()

@@ -243,7 +243,7 @@ def _scanned(rel: str, mode: int, size: int, sha256: str, head: bytes | bytearra
                        sections=sections, problem=problem)
 
 
-def scan_data(rel: str, data: bytes, mode: int, needles: Needles, where: Path,
+def scan_data(rel: str, data: bytes, mode: int, needles: Needles, where: str | Path,
               facts: ElfCache | None = None) -> ScannedFile:
     """Describe a regular file whose whole content is ``data`` (``where`` names it)."""
     return _scanned(rel, mode, len(data), hashlib.sha256(data).hexdigest(), data,
@@ -409,7 +409,7 @@ def scan_members(root: Path, members: Iterable[Member], needles: Iterable[str], 
                                        size=tree.link_size(target),
                                        sha256=tree.link_sha256(target), target=target))
         else:
-            scanned.append(scan_data(m.path, m.data, m.mode, wanted, root / m.path,
+            scanned.append(scan_data(m.path, m.data, m.mode, wanted, f"{root}/{m.path}",
                                      elf_cache))
     for f in scanned:  # directories an archive implies without an entry of their own
         parent = f.path.rpartition("/")[0]
