@@ -47,6 +47,10 @@ _CHUNK = 1 << 20
 _ZSTD_FEED = 1024  # compressed bytes per decompress call: bounds one call's output to ~32 MiB
 _MAX_META_BYTES = 1 << 20  # pax / GNU long-name headers larger than this are refused
 _HEADER_ALLOWANCE = 256 << 20  # decompressed bytes allowed beyond max_total_bytes (headers)
+# tarfile's stream reader copies what remains of its buffer on every read (each 512-byte
+# header): a small buffer copies less. 16 KiB reads a bundle's 44,000 headers with ~30%
+# less CPU than 256 KiB did, and no more than 4 KiB.
+_TAR_BUFSIZE = 16 << 10
 _UNPACK_HINT = "the archive is not a bundle isolate can unpack safely; rebuild it with `isolate`"
 
 
@@ -491,7 +495,7 @@ def _tar_stream(archive: Path, fmt: str, max_total_bytes: int) -> Iterator[tarfi
         try:
             tf = tarfile.open(  # noqa: SIM115 - closed by the `with tf` below
                 fileobj=cast(IO[bytes], stream), mode="r|", tarinfo=_GuardedTarInfo,
-                encoding="utf-8", errors="surrogateescape", bufsize=1 << 18)
+                encoding="utf-8", errors="surrogateescape", bufsize=_TAR_BUFSIZE)
         except (tarfile.TarError, EOFError, ValueError, UnicodeError,
                 OverflowError) as exc:
             raise _corrupt(exc) from exc

@@ -19,6 +19,7 @@ from isolate.errors import ExitCode
 
 if TYPE_CHECKING:
     from isolate.cli import App
+    from isolate.model.profiles import HostProfile
     from isolate.verify import VerifyReport
     from isolate.verify.report import Finding
 
@@ -49,7 +50,8 @@ def register(sub: Any) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="run the isolation, children and import probes even when the probe "
                         "cache holds their result for the same bytes, host and probes, and "
-                        "store nothing (the other checks never use a cache)")
+                        "parse every ELF file again (the ELF facts cache, by content "
+                        "sha256); store nothing. The other checks never use a cache")
     p.add_argument("--json", action="store_true",
                    help="print the JSON report (schema isolate.verify/1) instead of text; it "
                         "lists every finding, ungrouped")
@@ -57,15 +59,26 @@ def register(sub: Any) -> None:
 
 
 def run(app: App, args: argparse.Namespace) -> int:
+    from isolate.bundle.elf_cache import ElfCache
     from isolate.cli import dump_json
-    from isolate.profiles import this_host
     from isolate.verify import verify
     from isolate.verify.probe_cache import ProbeCache
 
-    host = app.host(args.host).profile if args.host else (this_host() if args.here else None)
-    report = verify(args.path, host=host, runner=app.runner,
-                    manifest_sha256=args.manifest_sha256,
-                    cache=None if args.no_cache else ProbeCache())
+    host: HostProfile | None = None
+    if args.host:
+        host = app.host(args.host).profile
+    elif args.here:
+        from isolate.profiles import this_host
+
+        host = this_host()
+    elf_cache = None if args.no_cache else ElfCache()
+    try:
+        report = verify(args.path, host=host, runner=app.runner,
+                        manifest_sha256=args.manifest_sha256,
+                        cache=None if args.no_cache else ProbeCache(), elf_cache=elf_cache)
+    finally:
+        if elf_cache is not None:
+            elf_cache.close()
     if args.json:
         app.out(dump_json(report.to_dict()))
     else:

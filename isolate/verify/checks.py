@@ -21,17 +21,19 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from isolate import compat
 from isolate.bundle.elf import AllowList, ElfFile, file_floors, highest_floors
 from isolate.model import floors, hostlibs
 from isolate.model.floors import Floor
 from isolate.model.manifest import Manifest
-from isolate.model.profiles import HostProfile
 from isolate.model.tree import OUTSIDE, expand_origin, leaves_root, resolve
 from isolate.verify.layout import Layout
 from isolate.verify.report import ELF, ERROR, HOST, INTEGRITY, NOTE, RELOCATION, Finding
 from isolate.verify.scan import ScannedFile, Tree
+
+if TYPE_CHECKING:
+    from isolate.model.profiles import HostProfile
 
 _DEBUG_SECTIONS = (".debug", ".zdebug", ".note", ".comment", ".symtab", ".strtab",
                    ".gnu_debuglink", ".gnu_debugdata")
@@ -394,6 +396,8 @@ def host_libraries(tree: Tree, manifest: Manifest, host: HostProfile) -> list[Fi
 def host_compat(host: HostProfile, found: tuple[Floor, ...], arch: str | None) -> list[Finding]:
     """Can this bundle's ELF files run on ``host``? libc family, the floors (glibc,
     libstdc++, libgcc_s: the rule ``isolate.compat`` shares with prediction), machine."""
+    from isolate import compat  # only with a host profile: it imports packaging
+
     out: list[Finding] = []
     glibc = next((f for f in found if f.kind == "glibc"), None)
     needs = f" (it needs glibc {glibc.version}, set by {glibc.file})" if glibc else ""

@@ -15,7 +15,9 @@ while the unpacked tree is scanned.
 
 With a ``ProbeCache`` (the CLI's default), a probe whose result was stored for the same
 scanned bytes, location, host and probes is not run again: its ``CheckRun.cached``
-says when it ran (see ``isolate.verify.probe_cache``). The static checks always run.
+says when it ran (see ``isolate.verify.probe_cache``). The static checks always run;
+with an ``ElfCache`` they read the ELF facts of a file whose sha256 was parsed before
+from it (see ``isolate.bundle.elf_cache``), and the scan's detail says how many.
 
 Inputs that are not a bundle raise ``InputError`` (exit 2): a path that does not exist, a
 file that is not a bundle archive or cannot be unpacked, a directory without
@@ -37,16 +39,16 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from isolate.bundle.elf import load_allowlist
+from isolate.bundle.elf_cache import ElfCache
 from isolate.bundle.unpack import Member, NotStreamable, read_members, unpack
 from isolate.errors import InputError, IsolateError
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
-from isolate.model.profiles import HostProfile
 from isolate.model.tree import BUILD_MARKER
 from isolate.proc import Runner
-from isolate.verify import checks, children, manifest_hash, probe_cache, probes
+from isolate.verify import checks, manifest_hash, probe_cache
 from isolate.verify.layout import Layout, layout_of
 from isolate.verify.probe_cache import ProbeCache
 from isolate.verify.report import (
@@ -66,6 +68,9 @@ from isolate.verify.report import (
     VerifyReport,
 )
 from isolate.verify.scan import Tree, scan_members, scan_tree
+
+if TYPE_CHECKING:
+    from isolate.model.profiles import HostProfile
 
 T = TypeVar("T")
 
@@ -136,6 +141,8 @@ class _Probes:
         self.started: dict[str, Future[Probed]] = {}
 
     def start(self, root: Path, layout: Layout, names: Iterable[str]) -> None:
+        from isolate.verify import children, probes  # imported when a probe runs
+
         m = self.manifest
         version = m.interpreter.version if m else None
         optional = tuple(str(h.get("soname")) for h in (
@@ -152,36 +159,39 @@ class _Probes:
 
 
 def verify(path: Path, *, host: HostProfile | None, runner: Runner,
-           manifest_sha256: str | None = None, cache: ProbeCache | None = None
-           ) -> VerifyReport:
+           manifest_sha256: str | None = None, cache: ProbeCache | None = None,
+           elf_cache: ElfCache | None = None) -> VerifyReport:
     """Verify the bundle directory or archive at ``path``; every finding at once.
 
     ``manifest_sha256`` is the manifest's expected sha256; by default it is read from the
     file ``isolate bundle`` records it in (see ``isolate.verify.manifest_hash``).
     ``cache`` keeps and repeats the probes' results (see ``isolate.verify.probe_cache``);
-    without one every probe runs.
+    without one every probe runs. ``elf_cache`` keeps ELF facts by content (see
+    ``isolate.bundle.elf_cache``); without one every ELF file is parsed.
     """
     start = time.monotonic()
     given = manifest_hash.given_hex(manifest_sha256) if manifest_sha256 is not None else None
     apath = Path(os.path.abspath(path))  # the probes run in other working directories
     if apath.is_dir():
-        return _verify_dir(path, apath, apath, given, host, runner, cache, start, {})
+        return _verify_dir(path, apath, apath, given, host, runner, cache, start, {},
+                           elf_cache=elf_cache)
     if not apath.exists():
         raise InputError(f"{apath}: no such file or directory",
                          hint="give a bundle directory or a bundle archive (.tar.zst, .tar.gz)")
     try:
-        return _verify_archive(path, apath, given, host, runner, cache, start)
+        return _verify_archive(path, apath, given, host, runner, cache, start, elf_cache)
     except NotStreamable:
         with tempfile.TemporaryDirectory(prefix="isolate-verify-") as tmp:
             top, seconds = _timed(lambda: unpack(apath, Path(tmp)))
             return _verify_dir(path, apath, top, given, host, runner, cache, start,
-                               {"unpack": seconds}, location=probe_cache.ARCHIVE_LOCATION)
+                               {"unpack": seconds}, location=probe_cache.ARCHIVE_LOCATION,
+                               elf_cache=elf_cache)
 
 
 def _verify_dir(shown: Path, path: Path, root: Path, given: str | None,
                 host: HostProfile | None, runner: Runner, cache: ProbeCache | None,
-                start: float, timings: dict[str, float], location: str | None = None
-                ) -> VerifyReport:
+                start: float, timings: dict[str, float], location: str | None = None,
+                elf_cache: ElfCache | None = None) -> VerifyReport:
     (manifest, findings, detail, msha), seconds = _timed(lambda: _manifest(root, path, given))
     runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
     layout = layout_of(root, manifest)
@@ -196,8 +206,10 @@ def _verify_dir(shown: Path, path: Path, root: Path, given: str | None,
         sizes = {e.path: e.size for e in manifest.files} if manifest else None
         needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
         tree, seconds = _timed(lambda: scan_tree(root, [n.text for n in needles],
-                                                 skip=[MANIFEST_NAME], size_hint=sizes))
-        findings += _static(tree, seconds, needles, manifest, layout, host, runs)
+                                                 skip=[MANIFEST_NAME], size_hint=sizes,
+                                                 elf_cache=elf_cache))
+        findings += _static(tree, seconds, needles, manifest, layout, host, runs,
+                            facts=elf_cache)
         findings += _finish_probes(root, layout, tree, msha, where, lookup, started, cache,
                                    runs)
     return _report(shown, manifest, host, findings, runs, start, timings)
@@ -207,7 +219,8 @@ _PENDING_LIMIT = 256 << 20  # bytes of entries held while the stream has not rea
 
 
 def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfile | None,
-                    runner: Runner, cache: ProbeCache | None, start: float) -> VerifyReport:
+                    runner: Runner, cache: ProbeCache | None, start: float,
+                    elf_cache: ElfCache | None) -> VerifyReport:
     t0 = time.monotonic()
     members = read_members(path)
     pending: list[Member] = []
@@ -241,13 +254,13 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
             raise NotStreamable(f"{path}: no probe results are stored for its manifest")
         needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
         tree, _kept = scan_members(root, itertools.chain(pending, members),
-                                   [n.text for n in needles])
+                                   [n.text for n in needles], elf_cache=elf_cache)
     finally:
         members.close()
     runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
     layout = layout_of(root, manifest)
     findings += _static(tree, round(time.monotonic() - t0, 3), needles, manifest, layout, host,
-                        runs, source="read from the archive stream")
+                        runs, source="read from the archive stream", facts=elf_cache)
     timings: dict[str, float] = {}
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(
             max_workers=3, thread_name_prefix="isolate-probe") as pool:
@@ -312,9 +325,19 @@ def _report(shown: Path, manifest: Manifest | None, host: HostProfile | None,
         seconds=round(time.monotonic() - start, 3), timings=timings)
 
 
+def _facts_detail(facts: ElfCache | None) -> str:
+    """How the ELF facts were found, for the scan's detail."""
+    if facts is None:
+        return ""
+    c = facts.counts
+    ignored = f"; cache entry ignored: {c.ignored}" if c.ignored else ""
+    return f" ({c.cached} read from the ELF facts cache, {c.parsed} parsed{ignored})"
+
+
 def _static(tree: Tree, seconds: float, needles: tuple[checks.Needle, ...],
             manifest: Manifest | None, layout: Layout | None, host: HostProfile | None,
-            runs: list[CheckRun], source: str = "") -> list[Finding]:
+            runs: list[CheckRun], source: str = "", facts: ElfCache | None = None
+            ) -> list[Finding]:
     """Integrity, relocation, ELF closure and host checks on the scan of the tree."""
     findings: list[Finding] = []
     findings += [Finding(severity=ERROR, check=SCAN, path=rel, message=why)
@@ -322,7 +345,8 @@ def _static(tree: Tree, seconds: float, needles: tuple[checks.Needle, ...],
     elf_count = sum(1 for f in tree.files.values() if f.is_elf)
     runs.append(CheckRun(name=SCAN, seconds=seconds,
                          detail=f"{len(tree.files)} files, {tree.bytes_read / 1e6:.1f} MB, "
-                                f"{elf_count} ELF files" + (f", {source}" if source else "")))
+                                f"{elf_count} ELF files{_facts_detail(facts)}"
+                                + (f", {source}" if source else "")))
     if manifest is not None:
         found, seconds = _timed(lambda: checks.integrity(tree, manifest))
         findings += found

@@ -23,10 +23,10 @@ entry. ``isolate verify --no-cache`` runs every probe and stores nothing.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import stat
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from isolate import __version__
-from isolate.cache import cache_root
+from isolate.cache import cache_root, untrusted
 from isolate.errors import IsolateError
 from isolate.fsutil import write_atomic
 from isolate.verify.report import CHILDREN, ERROR, IMPORTS, ISOLATION, Finding
@@ -91,11 +91,10 @@ def tree_sha256(tree: Tree, manifest_sha256: str) -> str:
     """The sha256 of what a scan saw: every file's path, kind, mode and content hash (a
     symlink's target), every directory, and the manifest."""
     h = hashlib.sha256(f"manifest {manifest_sha256}\n".encode())
-    for f in tree.files.values():
-        h.update(f"{f.kind}\0{f.path}\0{f.mode:o}\0{f.size}\0{f.sha256}\0{f.problem or ''}\n"
-                 .encode("utf-8", "surrogateescape"))
-    for d in sorted(tree.dirs):
-        h.update(f"dir\0{d}\n".encode("utf-8", "surrogateescape"))
+    h.update("".join([f"{f.kind}\0{f.path}\0{f.mode:o}\0{f.size}\0{f.sha256}\0{f.problem or ''}\n"
+                      for f in tree.files.values()]).encode("utf-8", "surrogateescape"))
+    h.update("".join([f"dir\0{d}\n" for d in sorted(tree.dirs)])
+             .encode("utf-8", "surrogateescape"))
     for d, why in tree.unlisted:
         h.update(f"unlisted\0{d}\0{why}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
@@ -120,12 +119,9 @@ def host_sha256() -> str:
 
 def probes_sha256() -> str:
     h = hashlib.sha256(f"isolate {__version__}\0".encode())
-    for name in _PROBE_MODULES:
-        module = sys.modules.get(name)
-        if module is None:
-            __import__(name)
-            module = sys.modules[name]
-        file = getattr(module, "__file__", None)
+    for name in _PROBE_MODULES:  # their source, found without importing them
+        spec = importlib.util.find_spec(name)
+        file = spec.origin if spec is not None else None
         h.update(Path(file).read_bytes() if file else name.encode())
     return h.hexdigest()
 
@@ -148,15 +144,6 @@ class ProbeCache:
     def _path(self, key: Key) -> Path:
         return self.directory / f"{key.slot}.json"
 
-    def _untrusted(self, st: os.stat_result, what: str, kind: int) -> str | None:
-        if stat.S_IFMT(st.st_mode) != kind:
-            return f"{what} is not a {'directory' if kind == stat.S_IFDIR else 'regular file'}"
-        if st.st_uid != os.geteuid():
-            return f"{what} belongs to uid {st.st_uid}, not to the user running verify"
-        if st.st_mode & 0o022:
-            return f"{what} can be written by others (mode {stat.S_IMODE(st.st_mode):04o})"
-        return None
-
     def lookup(self, key: Key) -> Lookup:
         """The entry of ``key``'s slot; call ``Lookup.hits`` with the scanned tree's sha256."""
         path = self._path(key)
@@ -167,8 +154,8 @@ class ProbeCache:
         except OSError as exc:
             return Lookup(ignored=f"{path} cannot be read: {exc.strerror}")
         try:
-            why = self._untrusted(os.lstat(self.directory), str(self.directory), stat.S_IFDIR) \
-                or self._untrusted(os.fstat(fd), str(path), stat.S_IFREG)
+            why = untrusted(os.lstat(self.directory), str(self.directory), stat.S_IFDIR) \
+                or untrusted(os.fstat(fd), str(path), stat.S_IFREG)
             if why is not None:
                 return Lookup(ignored=why)
             with os.fdopen(os.dup(fd), "rb") as f:

@@ -16,14 +16,14 @@ import hashlib
 import io
 import os
 import stat
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.elf.elffile import ELFFile
-
 from isolate.bundle.elf import ELF_MAGIC, ElfFile, read_elf
+from isolate.bundle.elf_cache import ElfCache
 from isolate.bundle.unpack import Member
 from isolate.errors import InputError
 from isolate.model import tree
@@ -180,16 +180,6 @@ def _scan_link(rel: str, path: str) -> ScannedFile:
                        target=target)
 
 
-def _read_all(fd: int, size: int) -> bytes:
-    data = os.read(fd, size)
-    while len(data) < size:  # a short read: rare, but allowed
-        more = os.read(fd, size - len(data))
-        if not more:
-            break
-        data += more
-    return data
-
-
 class Needles:
     """The needles searched for in every file, with a cheap first test.
 
@@ -222,37 +212,69 @@ def _common_substring(needles: Sequence[bytes]) -> bytes:
     return b""
 
 
-def _scanned(rel: str, mode: int, size: int, sha256: str, head: bytes,
-             hits: tuple[Hit, ...], where: Path, data: bytes | None) -> ScannedFile:
+def _shebang_end(head: bytes | bytearray) -> int:
+    """The end offset of a "#!" first line in ``head``, -1 when there is none."""
+    if head[:2] != b"#!":
+        return -1
+    newline = head.find(b"\n", 0, 4096)
+    return newline if newline >= 0 else min(len(head), 4096)
+
+
+def _scanned(rel: str, mode: int, size: int, sha256: str, head: bytes | bytearray,
+             hits: tuple[Hit, ...], where: str, data: bytes | None,
+             facts: ElfCache | None) -> ScannedFile:
     """The file's description from what was read; ELF facts from ``data`` (the whole
-    content) when given, else from the file at ``where``."""
-    shebang_end = -1
-    if head[:2] == b"#!":
-        newline = head.find(b"\n", 0, 4096)
-        shebang_end = newline if newline >= 0 else min(len(head), 4096)
+    content) when given, else from the file at ``where``; ``facts`` keeps them by content."""
+    shebang_end = _shebang_end(head)
     is_elf = head[:4] == ELF_MAGIC
     elf: ElfFile | None = None
     problem: str | None = None
     sections: tuple[tuple[str, int, int], ...] = ()
     if is_elf:
+        path = Path(where)
         try:
-            elf = read_elf(where, data)
+            elf = facts.read(path, sha256, data) if facts is not None else read_elf(path, data)
         except InputError as exc:
             problem = exc.message
         if hits:
-            sections = _sections(data or b"", str(where))
+            sections = _sections(data or b"", where)
     return ScannedFile(path=rel, kind="file", mode=mode, size=size, sha256=sha256,
                        shebang_end=shebang_end, hits=hits, is_elf=is_elf, elf=elf,
                        sections=sections, problem=problem)
 
 
-def scan_data(rel: str, data: bytes, mode: int, needles: Needles, where: Path) -> ScannedFile:
+def scan_data(rel: str, data: bytes, mode: int, needles: Needles, where: str | Path,
+              facts: ElfCache | None = None) -> ScannedFile:
     """Describe a regular file whose whole content is ``data`` (``where`` names it)."""
     return _scanned(rel, mode, len(data), hashlib.sha256(data).hexdigest(), data,
-                    needles.hits(data), where, data)
+                    needles.hits(data), os.fspath(where), data, facts)
 
 
-def _scan_file(rel: str, path: str, needles: Needles) -> ScannedFile:
+class _Buffer:
+    """One thread's reusable read buffer: a file of up to ``CHUNK`` bytes is read into it
+    with one system call, hashed and searched in place, and copied only when it is an ELF
+    file or holds a needle (fresh ``bytes`` per file would cost a page fault per 4 KiB)."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray(CHUNK + 1)  # one byte more than a small file: EOF in one read
+        self.view = memoryview(self.buf)
+
+    def fill(self, fd: int, size: int) -> int:
+        """Read the file from ``fd`` whose size was ``size``; the bytes read, or -1 when
+        it does not fit (it grew past ``CHUNK``)."""
+        n = 0
+        while True:
+            got = os.readv(fd, [self.view[n:]])
+            n += got
+            if not got or n == size:  # EOF; or as large as fstat said, and since the
+                break  # read had room for more, that was all (a second read would say so)
+            if n > CHUNK:
+                return -1
+        return n
+
+
+def _scan_file(rel: str, path: str, needles: Needles, buffer: _Buffer,
+               facts: ElfCache | None) -> ScannedFile:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -266,15 +288,10 @@ def _scan_file(rel: str, path: str, needles: Needles) -> ScannedFile:
         if not stat.S_ISREG(st.st_mode):
             return ScannedFile(path=rel, kind="special", mode=mode, size=0, sha256="",
                                special=tree.special_kind(st.st_mode))
-        if st.st_size <= CHUNK:  # the common case: one read, one hash call
-            data = _read_all(fd, st.st_size)
-            if len(data) == st.st_size:
-                more = os.read(fd, 1)
-                if more:  # it grew while we looked: read the rest in pieces
-                    data += more + _read_rest(fd)
-            if len(data) <= CHUNK:
-                return scan_data(rel, data, mode, needles, Path(path))
-            return _large(rel, mode, data, needles, path)
+        n = buffer.fill(fd, st.st_size) if st.st_size <= CHUNK else -1
+        if n >= 0:  # the common case: one read, hashed and searched in the buffer
+            return _small(rel, mode, n, buffer, needles, path, facts)
+        os.lseek(fd, 0, os.SEEK_SET)
         digest = hashlib.sha256()
         search = _Search(needles.raw)
         size, head = 0, b""
@@ -290,22 +307,22 @@ def _scan_file(rel: str, path: str, needles: Needles) -> ScannedFile:
     finally:
         os.close(fd)
     hits = search.hits(needles.names) if search.found else ()
-    return _scanned(rel, mode, size, digest.hexdigest(), head, hits, Path(path), None)
+    return _scanned(rel, mode, size, digest.hexdigest(), head, hits, path, None, facts)
 
 
-def _read_rest(fd: int) -> bytes:
-    parts = []
-    while chunk := os.read(fd, CHUNK):
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def _large(rel: str, mode: int, data: bytes, needles: Needles, path: str) -> ScannedFile:
-    search = _Search(needles.raw)
-    search.feed(data, 0)
-    hits = search.hits(needles.names) if search.found else ()
-    return _scanned(rel, mode, len(data), hashlib.sha256(data).hexdigest(), data[:4096],
-                    hits, Path(path), None)
+def _small(rel: str, mode: int, n: int, buffer: _Buffer, needles: Needles, path: str,
+           facts: ElfCache | None) -> ScannedFile:
+    """A file read whole into ``buffer`` (``n`` bytes)."""
+    buf = buffer.buf
+    sha256 = hashlib.sha256(buffer.view[:n]).hexdigest()
+    maybe = bool(needles.raw) and (not needles.common or buf.find(needles.common, 0, n) >= 0)
+    if maybe or buf.startswith(ELF_MAGIC):
+        data = bytes(buffer.view[:n])
+        return _scanned(rel, mode, n, sha256, data, needles.hits(data) if maybe else (),
+                        path, data, facts)
+    head = bytes(buffer.view[:min(n, 4096)]) if buf.startswith(b"#!") else b""
+    return ScannedFile(path=rel, kind="file", mode=mode, size=n, sha256=sha256,
+                       shebang_end=_shebang_end(head))
 
 
 def _sections(data: bytes, path: str) -> tuple[tuple[str, int, int], ...]:
@@ -313,6 +330,8 @@ def _sections(data: bytes, path: str) -> tuple[tuple[str, int, int], ...]:
 
     Read from ``data`` when the file was read whole, else from the file (headers only).
     """
+    from elftools.elf.elffile import ELFFile  # imported when needed: rare, slow to import
+
     try:
         with (io.BytesIO(data) if data else open(path, "rb")) as f:
             return tuple((str(s.name), int(s["sh_offset"]), int(s["sh_size"]))
@@ -322,11 +341,14 @@ def _sections(data: bytes, path: str) -> tuple[tuple[str, int, int], ...]:
 
 
 def scan_tree(root: Path, needles: Iterable[str], *, skip: Iterable[str] = (),
-              size_hint: Mapping[str, int] | None = None, jobs: int | None = None) -> Tree:
+              size_hint: Mapping[str, int] | None = None, jobs: int | None = None,
+              elf_cache: ElfCache | None = None) -> Tree:
     """Read every file under ``root`` once: sha256, mode, needle hits, ELF facts.
 
     ``skip`` names bundle-relative paths left out (the manifest); ``size_hint`` (the
     manifest's sizes) lets the largest files start first, which evens out the threads.
+    ``elf_cache`` holds ELF facts parsed before, by content (see
+    ``isolate.bundle.elf_cache``); without one every ELF file is parsed.
     """
     wanted = Needles(needles)
     entries, dirs, unlisted = _walk(root, frozenset(skip))
@@ -334,8 +356,14 @@ def scan_tree(root: Path, needles: Iterable[str], *, skip: Iterable[str] = (),
     entries.sort(key=lambda e: -sizes.get(e[0], 0))
     batches = [entries[i:i + _BATCH] for i in range(0, len(entries), _BATCH)]
 
+    local = threading.local()
+
     def work(batch: list[tuple[str, str, bool]]) -> list[ScannedFile]:
-        return [_scan_link(rel, path) if link else _scan_file(rel, path, wanted)
+        buffer = getattr(local, "buffer", None)
+        if buffer is None:
+            buffer = local.buffer = _Buffer()
+        return [_scan_link(rel, path) if link else
+                _scan_file(rel, path, wanted, buffer, elf_cache)
                 for rel, path, link in batch]
 
     # Two threads: one hashes (no GIL) while the other searches and parses ELF headers
@@ -357,7 +385,8 @@ def tree_of(root: Path, scanned: Iterable[ScannedFile], dirs: Iterable[str],
 
 
 def scan_members(root: Path, members: Iterable[Member], needles: Iterable[str], *,
-                 skip: Iterable[str] = ()) -> tuple[Tree, dict[str, bytes]]:
+                 skip: Iterable[str] = (), elf_cache: ElfCache | None = None
+                 ) -> tuple[Tree, dict[str, bytes]]:
     """The ``Tree`` of an archive's entries as they stream past (``root`` names its
     top-level directory; nothing is on disk), and the data of the entries in ``skip``."""
     wanted = Needles(needles)
@@ -380,7 +409,8 @@ def scan_members(root: Path, members: Iterable[Member], needles: Iterable[str], 
                                        size=tree.link_size(target),
                                        sha256=tree.link_sha256(target), target=target))
         else:
-            scanned.append(scan_data(m.path, m.data, m.mode, wanted, root / m.path))
+            scanned.append(scan_data(m.path, m.data, m.mode, wanted, f"{root}/{m.path}",
+                                     elf_cache))
     for f in scanned:  # directories an archive implies without an entry of their own
         parent = f.path.rpartition("/")[0]
         while parent and parent not in dirs:
