@@ -322,6 +322,8 @@ class WheelStore:
             for f in entry.files:
                 if os.path.isabs(f.path) or tree.leaves_root(os.path.normpath(f.path)):
                     raise _Corrupt(f"{f.path}: outside the bundle")
+                if f.mode not in (tree.FILE_MODE, tree.EXEC_MODE):
+                    raise _Corrupt(f"{f.path}: mode {f.mode:o}")
                 if f.path.startswith(site_prefix):
                     expected = record.get(f.path[len(site_prefix):])
                     if expected is not None and expected != f.sha256:
@@ -340,7 +342,9 @@ class WheelStore:
                     raise _Corrupt(f"{f.path}: {exc.strerror}") from exc
                 with fin:
                     try:
-                        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                        # the umask may take bits away; hash_tree and publishing
+                        # normalise the modes of the whole tree anyway
+                        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, f.mode)
                     except FileExistsError as exc:
                         raise InputError(
                             f"cannot install {wheel.name}: {f.path} is installed by another "
@@ -353,7 +357,6 @@ class WheelStore:
                             size += len(chunk)
                             fout.write(chunk)
                         fout.flush()
-                        os.fchmod(fd, f.mode)
                         os.utime(fd, ns=(PLACED_MTIME_NS, PLACED_MTIME_NS))
                 digest = h.hexdigest()
                 if digest != f.sha256 or size != f.size:
