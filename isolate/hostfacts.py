@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from collections.abc import Mapping
@@ -95,6 +96,17 @@ def parse_os_release(text: str) -> dict[str, str]:
 
 
 def this_machine(root: Path = Path("/")) -> MachineFacts:
+    """The facts of the system whose root is ``root``; those of the running system (``/``)
+    are read once per process (every local host profile asks for them)."""
+    return _running_system() if root == Path("/") else _facts(root)
+
+
+@functools.cache
+def _running_system() -> MachineFacts:
+    return _facts(Path("/"))
+
+
+def _facts(root: Path) -> MachineFacts:
     try:
         osr = parse_os_release((root / "etc/os-release").read_text())
     except OSError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -12,14 +13,8 @@ from isolate.cache import cache_root
 from isolate.errors import EnvironmentProblem
 from isolate.proc import Runner, clean_env
 
-# Runs on every Python from 2.4 on: no print function, no format().
-_QUERY = (
-    "import sys\n"
-    "impl = 'CPython'\n"
-    "if 'PyPy' in sys.version: impl = 'PyPy'\n"
-    "sys.stdout.write('%d.%d.%d %s %s\\n' % (sys.version_info[0], sys.version_info[1],"
-    " sys.version_info[2], impl, sys.prefix))\n"
-)
+# Runs under each candidate, from Python 2.4 on: version, implementation, prefix
+_PROBE = "interpreters_probe.py"
 _NAMES = re.compile(r"^python(\d(\.\d+)?)?$")
 
 
@@ -85,6 +80,7 @@ class Discovery:
     def _discover(self) -> list[Interpreter]:
         seen: set[Path] = set()
         found: dict[Path, Interpreter] = {}
+        probe = importlib.resources.files("isolate").joinpath(_PROBE).read_text(encoding="utf-8")
         for exe, origin in _candidates(self._env):
             try:
                 real = exe.resolve()
@@ -93,7 +89,8 @@ class Discovery:
             if real in seen or not os.access(real, os.X_OK):
                 continue
             seen.add(real)
-            done = self._runner.run([real, "-B", "-c", _QUERY], env=clean_env(), timeout=20, check=False)
+            done = self._runner.run([real, "-B", "-c", probe], env=clean_env(), timeout=20,
+                                    check=False)
             if not done.ok:
                 continue
             try:

@@ -28,7 +28,11 @@ from pathlib import Path
 
 import nox
 
-ARCHIVE_SUFFIXES = (".tar.zst", ".tar.gz")
+from isolate.bundle import archive_format
+
+ARCHIVE_SUFFIXES = tuple(f".{fmt}" for fmt in archive_format.FORMATS)
+OVERLAY_SUFFIXES = tuple(f".tests.{fmt}" for fmt in archive_format.FORMATS)
+LATEST = "latest.txt"  # written by `isolate bundle`: the name of the bundle it made last
 
 
 def register(*, runtime: str, hosts: Sequence[str], root: str | Path = ".",
@@ -102,8 +106,19 @@ def register(*, runtime: str, hosts: Sequence[str], root: str | Path = ".",
 
 
 def newest_archive(output: Path) -> Path:
-    """The most recent bundle archive in ``output`` (what ``bundle`` made)."""
-    archives = [p for p in output.glob("*") if p.name.endswith(ARCHIVE_SUFFIXES)]
+    """The archive of the bundle that ``bundle`` made last in ``output``: the one
+    ``latest.txt`` names, never the tests overlay beside it (``NAME.tests.tar.zst``)."""
+    latest = output / LATEST
+    if latest.is_file():
+        name = latest.read_text(encoding="utf-8").strip()
+        for fmt in archive_format.FORMATS:
+            path = output / archive_format.archive_name(name, fmt)
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"{latest} names {name}, but {output}/ has no archive of it: "
+                                "run `nox -s bundle` with an archive format")
+    archives = [p for p in output.glob("*")
+                if p.name.endswith(ARCHIVE_SUFFIXES) and not p.name.endswith(OVERLAY_SUFFIXES)]
     if not archives:
         raise FileNotFoundError(f"no bundle archive in {output}/: run `nox -s bundle` first")
     return max(archives, key=lambda p: (p.stat().st_mtime, p.name))

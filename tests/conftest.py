@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -238,61 +239,19 @@ def run_isolate() -> Callable[..., Result]:
 MACHINE_GLIBC = this_machine().libc_version
 TARGET = f'\n[target]\nglibc = "{MACHINE_GLIBC}"\n'
 
-APP = """\
-name = "app"
-python = "{python}"
-requirements = ["alpha", "tool"]
-
-[tests]
-requirements = ["gamma"]
-command = ["-m", "unittest", "tool.tests"]
-""" + TARGET
-
-TOOL_MAIN = '''\
-import sys
-
-import alpha
+# The small app (tests/apps/tool): the wheel "tool" on the runtime "app".
+TOOL_APP = REPO / "tests" / "apps" / "tool"
 
 
-def main():
-    print("tool", alpha.__version__, sys.prefix)
-    return 0
-'''
-
-
-TOOL_TESTS = '''\
-import os
-import shutil
-import sys
-import unittest
-
-import alpha
-
-
-class ToolTests(unittest.TestCase):
-    def test_alpha_version(self):
-        self.assertEqual(alpha.__version__, "1.1")
-
-    def test_isolated(self):
-        self.assertTrue(sys.flags.isolated)
-
-    def test_sqlite(self):
-        import sqlite3  # through a vendored libsqlite3
-
-        self.assertTrue(sqlite3.sqlite_version)
-
-    def test_ssl(self):
-        import ssl  # through vendored libssl/libcrypto
-
-        self.assertTrue(ssl.OPENSSL_VERSION)
-
-    def test_paths_are_the_runtimes(self):
-        self.assertTrue(all(p.startswith(sys.prefix) or "overlay" in p for p in sys.path))
-
-    @unittest.skipIf(os.environ.get("TOOL_SKIP") is None, "skipped unless TOOL_SKIP is set")
-    def test_sometimes_skipped(self):
-        pass
-'''
+def app_profile(python: str, *, package: bool = False) -> str:
+    """tests/apps/tool's runtime profile for ``python`` and this machine's glibc; with
+    ``package``, with its [package] table too."""
+    text = (TOOL_APP / "profiles" / "runtimes" / "app.toml").read_text()
+    text = re.sub(r'(?m)^python = ".*"$', f'python = "{python}"', text, count=1)
+    text = re.sub(r'(?m)^glibc = ".*"$', f'glibc = "{MACHINE_GLIBC}"', text, count=1)
+    if package:
+        text += "\n" + (TOOL_APP / "package.toml").read_text()
+    return text
 
 
 # A console script that starts sys.executable children: verify's own probe, shipped by
@@ -301,13 +260,14 @@ CHILDREN_PROBE = REPO / "isolate" / "verify" / "children_probe.py"
 
 
 def tool_wheel(directory: Path) -> Path:
-    return build_wheel(directory, "tool", "1.0", ["alpha"], extra={
-        "tool/__init__.py": TOOL_MAIN,
-        "tool/tests.py": TOOL_TESTS,
-        "tool/children.py": CHILDREN_PROBE.read_text(),
-        "tool-1.0.dist-info/entry_points.txt": "[console_scripts]\ntool = tool:main\n"
-                                              "tool-children = tool.children:console\n",
-    })
+    """The wheel tool-1.0 from tests/apps/tool, with verify's children probe as
+    tool/children.py."""
+    src = TOOL_APP / "src"
+    files: dict[str, str | bytes] = {p.relative_to(src).as_posix(): p.read_text()
+                                     for p in sorted(src.rglob("*.py"))}
+    files["tool/children.py"] = CHILDREN_PROBE.read_text()
+    files["tool-1.0.dist-info/entry_points.txt"] = (TOOL_APP / "entry_points.txt").read_text()
+    return build_wheel(directory, "tool", "1.0", ["alpha"], extra=files)
 
 
 @pytest.fixture(scope="session")
@@ -327,7 +287,7 @@ def index(d: Path) -> list[str]:
 def app_ws(tmp_path_factory: pytest.TempPathFactory, target_python: str, app_wheels: Path) -> Path:
     ws = tmp_path_factory.mktemp("ws")
     (ws / "profiles" / "runtimes").mkdir(parents=True)
-    (ws / "profiles" / "runtimes" / "app.toml").write_text(APP.format(python=target_python))
+    (ws / "profiles" / "runtimes" / "app.toml").write_text(app_profile(target_python))
     r = invoke(["--root", ws, "lock", "app", *index(app_wheels)])
     assert r.code == 0, r.output
     return ws
@@ -403,23 +363,13 @@ def assert_same_views(clean: dict[str, Any], hostile: dict[str, Any]) -> None:
 
 # -- the same runtime with a [package] table, built as dir, tar.zst, deb and rpm ----------
 
-PACKAGE = """
-[package]
-maintainer = "isolate developers <isolate@example.org>"
-license = "Apache-2.0"
-summary = "tool, a small test application on its own CPython"
-homepage = "https://example.org/tool"
-links = ["tool"]
-"""
-
-
 @pytest.fixture(scope="session")
 def pkg_ws(tmp_path_factory: pytest.TempPathFactory, target_python: str,
            app_wheels: Path) -> Path:
     ws = tmp_path_factory.mktemp("pkg-ws")
     (ws / "profiles" / "runtimes").mkdir(parents=True)
     (ws / "profiles" / "runtimes" / "app.toml").write_text(
-        APP.format(python=target_python) + PACKAGE)
+        app_profile(target_python, package=True))
     r = invoke(["--root", ws, "lock", "app", *index(app_wheels)])
     assert r.code == 0, r.output
     return ws

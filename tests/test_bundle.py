@@ -16,9 +16,9 @@ from isolate import hostile_env
 from isolate.bundle.elf import read_elf
 from isolate.model.manifest import MANIFEST_NAME, Manifest
 from tests.conftest import (
-    APP,
     CHILDREN_PROBE,
     Result,
+    app_profile,
     assert_children_isolated,
     build_wheel,
     bundle_dir,
@@ -159,7 +159,7 @@ def test_unknown_runtime(run_isolate: Callable[..., Result], app_ws: Path) -> No
 def test_missing_lock_says_run_isolate_lock(run_isolate: Callable[..., Result], tmp_path: Path,
                                             target_python: str) -> None:
     (tmp_path / "profiles" / "runtimes").mkdir(parents=True)
-    (tmp_path / "profiles" / "runtimes" / "app.toml").write_text(APP.format(python=target_python))
+    (tmp_path / "profiles" / "runtimes" / "app.toml").write_text(app_profile(target_python))
     r = run_isolate("--root", tmp_path, "bundle", "app", "-o", tmp_path / "out")
     assert r.code == 2, r.output
     assert "does not exist" in r.err and "isolate lock app" in r.err

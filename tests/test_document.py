@@ -14,7 +14,7 @@ import pytest
 from isolate.errors import DocumentError, ExitCode, InputError
 from isolate.matrix.execute import open_bundle
 from isolate.model.document import Reader
-from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
+from isolate.model.manifest import MANIFEST_NAME, FileEntry, Manifest, ManifestError
 from isolate.model.manifest import SCHEMA as MANIFEST_SCHEMA
 from isolate.model.results import SCHEMA as RESULTS_SCHEMA
 from isolate.model.results import Results, ResultsError
@@ -164,3 +164,15 @@ def test_readers_of_a_damaged_manifest_pass_the_key_path_on(tmp_path: Path) -> N
         render(text.encode())
     with pytest.raises(InputError, match="cannot be read: not UTF-8 text"):
         render(b"\xff\xfe")
+
+
+def test_file_entries_the_writer_would_not_write_are_still_converted() -> None:
+    """Well-formed entries are built directly; the others go through the Reader, which
+    converts what it can, as it always did."""
+    data = copy.deepcopy(MANIFEST)
+    data["files"][3].update(size="12", mode=644)
+    data["files"][4].update(kind="symlink", target="x")
+    m = Manifest.loads(json.dumps(data))
+    assert (m.files[3].size, m.files[3].mode) == (12, 0o644)
+    assert (m.files[4].kind, m.files[4].target) == ("symlink", "x")
+    assert m.files[5] == FileEntry(**{**data["files"][5], "mode": int(data["files"][5]["mode"], 8)})

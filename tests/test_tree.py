@@ -121,8 +121,9 @@ def test_mode_literals_live_only_in_the_tree_rules() -> None:
 
 
 def test_verify_reads_bundles_without_the_writers_modules() -> None:
-    """verify needs the tree rules, the ELF facts and the unpacker; never the builder,
-    the archive writer or the closure (which vendors and runs patchelf)."""
+    """verify needs the tree rules, the ELF facts (and their cache by content) and the
+    unpacker; never the builder, the archive writer or the closure (which vendors and
+    runs patchelf)."""
     pkg = Path(isolate.__file__).parent
     used: set[str] = set()
     for path in sorted((pkg / "verify").glob("*.py")):
@@ -135,4 +136,5 @@ def test_verify_reads_bundles_without_the_writers_modules() -> None:
                 continue
             used.update(n for n in names if n.startswith("isolate.bundle."))
     modules = {n for n in used if (pkg / f"{n.replace('.', '/')[8:]}.py").is_file()}
-    assert modules <= {"isolate.bundle.elf", "isolate.bundle.unpack"}, modules
+    assert modules <= {"isolate.bundle.elf", "isolate.bundle.elf_cache",
+                       "isolate.bundle.unpack"}, modules

@@ -123,7 +123,9 @@ def test_directory_and_archive_agree(tiny: Tiny, baseline: frozenset[Key]) -> No
     result, data = run_verify(tiny.archive)
     assert result.code == (1 if any(k[0] == "error" for k in baseline) else 0), result.output
     assert frozenset(key(f) for f in data["findings"]) == baseline
-    assert "unpack" in data["timings"]
+    probes = [c for c in data["checks"] if c["name"] in ("isolation", "children", "imports")]
+    # unpacked for the probes, unless the probe cache answered them all
+    assert "unpack" in data["timings"] or all(c["cached"] for c in probes)
 
 
 @slow
@@ -175,7 +177,7 @@ def test_json_schema(tiny: Tiny, baseline: frozenset[Key]) -> None:
     errors = sum(1 for f in data["findings"] if f["severity"] == "error")
     assert data["summary"] == {"errors": errors, "notes": len(data["findings"]) - errors}
     for c in data["checks"]:
-        assert set(c) == {"name", "seconds", "errors", "notes", "skipped", "detail"}
+        assert set(c) == {"name", "seconds", "errors", "notes", "skipped", "detail", "cached"}
         assert c["seconds"] >= 0 and data["timings"][c["name"]] == round(c["seconds"], 3)
     assert data["timings"]["total"] >= max(c["seconds"] for c in data["checks"])
 
@@ -536,3 +538,124 @@ def test_a_sys_executable_that_reads_the_environment_is_caught(tiny: Tiny, bundl
     # multiprocessing forwards the parent's -I: those children were isolated anyway
     assert not [m for m in found if m.startswith(("spawn", "forkserver"))], found
     assert any(f["path"] == rel for f in report["findings"] if f["check"] == "children")
+
+
+# -- the probe cache ---------------------------------------------------------------------------
+
+
+def probe_runs(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in data["checks"]
+            if c["name"] in ("isolation", "children", "imports")}
+
+
+@pytest.fixture
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ISOLATE_CACHE_DIR", str(cache))
+    return cache
+
+
+@slow
+def test_a_second_verify_takes_the_probes_from_the_cache_and_says_so(
+        tiny: Tiny, bundle: Path, own_cache: Path) -> None:
+    first, data1 = run_verify(bundle)
+    assert all(c["cached"] is None for c in probe_runs(data1).values())
+    second, data2 = run_verify(bundle)
+    assert second.code == first.code
+    assert {key(f) for f in data2["findings"]} == {key(f) for f in data1["findings"]}
+    for name, c in probe_runs(data2).items():
+        assert c["cached"], name
+        assert c["seconds"] == 0.0
+    text = invoke(["verify", bundle])
+    assert "cached: isolation, children, imports passed on" in text.out
+    assert "--no-cache" in text.out
+    _result, fresh = run_verify(bundle, "--no-cache")
+    assert all(c["cached"] is None for c in probe_runs(fresh).values())
+
+
+@slow
+def test_a_tampered_bundle_misses_the_cache_and_fails(tiny: Tiny, bundle: Path,
+                                                      own_cache: Path) -> None:
+    run_verify(bundle)  # stores the probes' results for the untouched bytes
+    target = bundle / tiny.site / "alpha" / "__init__.py"
+    target.write_bytes(target.read_bytes() + b"\n# tampered\n")
+    result, report = run_verify(bundle)
+    assert result.code == 1
+    assert any(f["check"] == "integrity" and f["severity"] == "error" and
+               f["path"] == f"{tiny.site}/alpha/__init__.py" for f in report["findings"])
+    assert all(c["cached"] is None for c in probe_runs(report).values())
+
+
+@slow
+def test_a_forged_cache_entry_cannot_make_a_tampered_bundle_pass(
+        tiny: Tiny, bundle: Path, own_cache: Path) -> None:
+    run_verify(bundle)
+    target = bundle / tiny.site / "alpha" / "__init__.py"
+    target.write_bytes(b"raise SystemExit('tampered')\n")
+    run_verify(bundle)  # the tampered tree's probes fail: nothing stored for it
+    (entry,) = (own_cache / "verify").glob("*.json")
+    # forge: claim every probe passed for whatever tree is there now
+    forged = json.loads(entry.read_text())
+    _r, now = run_verify(bundle, "--no-cache")
+    for name in ("isolation", "children", "imports"):
+        forged["checks"][name] = {"stored": "2000-01-01T00:00:00Z", "detail": "",
+                                  "findings": []}
+    forged["key"]["tree"] = "0" * 64
+    entry.write_text(json.dumps(forged))
+    result, report = run_verify(bundle)
+    assert result.code == 1  # integrity is never cached
+    assert any(f["check"] == "integrity" and f["severity"] == "error"
+               for f in report["findings"])
+    assert all(c["cached"] is None for c in probe_runs(report).values())  # another tree
+    assert now["ok"] is False
+
+
+@slow
+def test_a_cache_entry_others_can_write_is_ignored(tiny: Tiny, bundle: Path,
+                                                   own_cache: Path) -> None:
+    run_verify(bundle)
+    (entry,) = (own_cache / "verify").glob("*.json")
+    entry.chmod(0o666)
+    _result, report = run_verify(bundle)
+    runs = probe_runs(report)
+    assert all(c["cached"] is None for c in runs.values())
+    assert all("cache entry ignored" in c["detail"] and "written by others" in c["detail"]
+               for c in runs.values())
+
+
+@slow
+def test_an_archive_is_verified_from_its_stream_once_its_probes_are_cached(
+        tiny: Tiny, baseline: frozenset[Key], own_cache: Path) -> None:
+    first, data1 = run_verify(tiny.archive)
+    assert "unpack" in data1["timings"]  # nothing stored yet: unpacked for the probes
+    second, data2 = run_verify(tiny.archive)
+    assert second.code == first.code
+    assert "unpack" not in data2["timings"]
+    scan = next(c for c in data2["checks"] if c["name"] == "scan")
+    assert "read from the archive stream" in scan["detail"]
+    assert all(c["cached"] for c in probe_runs(data2).values())
+    assert frozenset(key(f) for f in data2["findings"]) == baseline
+
+
+@slow
+def test_a_tampered_archive_read_from_its_stream_fails(tiny: Tiny, tmp_path: Path,
+                                                       own_cache: Path) -> None:
+    from isolate.bundle.archive import write_archive
+
+    copy = tmp_path / "copy" / tiny.directory.name
+    shutil.copytree(tiny.directory, copy, symlinks=True)
+    archive = tmp_path / "a" / f"{copy.name}.tar.zst"
+    archive.parent.mkdir()
+    write_archive(copy, archive, fmt="tar.zst", root_name=copy.name)
+    run_verify(archive)  # the untouched archive: its probes are stored
+    target = copy / tiny.site / "alpha" / "__init__.py"
+    target.write_bytes(target.read_bytes() + b"\n# tampered\n")
+    archive.unlink()
+    write_archive(copy, archive, fmt="tar.zst", root_name=copy.name)
+    result, report = run_verify(archive)
+    assert result.code == 1
+    scan = next(c for c in report["checks"] if c["name"] == "scan")
+    assert "read from the archive stream" in scan["detail"]
+    assert any(f["check"] == "integrity" and f["path"] == f"{tiny.site}/alpha/__init__.py"
+               for f in report["findings"])
+    assert all(c["cached"] is None for c in probe_runs(report).values())

@@ -15,6 +15,11 @@ FORMATS = ("tar.zst", "tar.gz")
 
 DEFAULT_MTIME = 315532800  # 1980-01-01T00:00:00Z, the zip epoch
 
+# zstandard level of tar.zst: zstd's own default. Nova's runtime is 103 MB at 3 and 89 MB
+# at 10, which takes about 9 times as long; the level is the builder's choice.
+ZSTD_LEVEL = 3
+ZSTD_LEVELS = (1, 19)
+
 MAGIC = {b"\x28\xb5\x2f\xfd": "tar.zst", b"\x1f\x8b": "tar.gz"}
 _SUFFIXES: tuple[tuple[str, str | None], ...] = (
     (".tar.zst", "tar.zst"), (".tzst", "tar.zst"), (".zst", "tar.zst"),

@@ -28,11 +28,12 @@ from packaging.utils import canonicalize_name
 from isolate import __version__
 from isolate.bundle import archive_format, contract, elf
 from isolate.bundle.archive import write_archive
-from isolate.bundle.bytecode import compile_tree
+from isolate.bundle.archive_format import ZSTD_LEVEL, ZSTD_LEVELS
+from isolate.bundle.bytecode import CompileStats, bytecode_tag, compile_tree
 from isolate.bundle.elf_closure import ClosureResult, close_tree, system_search_dirs
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
 from isolate.bundle.hostlib_copies import vendored_copies
-from isolate.bundle.install import Installed, install_all
+from isolate.bundle.install import Installed
 from isolate.bundle.interpreter import (
     CopiedInterpreter,
     SourceInterpreter,
@@ -43,6 +44,7 @@ from isolate.bundle.interpreter import (
 from isolate.bundle.isolated_main import BUILT_IN, make_isolated
 from isolate.bundle.launchers import python_launcher, script_launcher
 from isolate.bundle.native import NativeTarget, native_wheel
+from isolate.bundle.store import PLACED_MTIME_NS, Layout, PlaceResult, WheelStore
 from isolate.bundle.unpack import unpack
 from isolate.bundle.wheelhouse import wheel_from_sdist
 from isolate.cache import cache_root
@@ -100,6 +102,7 @@ class BundleOptions:
     # Where a .deb or .rpm installs the runtime (default: the profile's package.prefix,
     # else /opt/<package name>).
     package_prefix: str | None = None
+    zstd_level: int = ZSTD_LEVEL
     # The development-packages locks the profile's [native_builds] name (name -> file).
     dev_packages: Mapping[str, Path] = field(default_factory=dict)
 
@@ -272,6 +275,9 @@ class Builder:
                 raise InputError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
         check_request(profile, options.formats, prefix=options.package_prefix,
                       where=str(loaded.path))
+        if not ZSTD_LEVELS[0] <= options.zstd_level <= ZSTD_LEVELS[1]:
+            raise InputError(f"--zstd-level {options.zstd_level} is out of range",
+                             hint=f"use {ZSTD_LEVELS[0]} to {ZSTD_LEVELS[1]}")
         lock = fresh_lock(loaded, lock_path, "runtime")
         tests_lock = (fresh_lock(loaded, tests_lock_path, "tests")
                       if options.tests_overlay and profile.tests.requirements else None)
@@ -310,10 +316,14 @@ class Builder:
             with self._timed("download", len(lock.pins)):
                 wheels = self._wheels(lock.pins, target, options, offline_hint,
                                       native=_native_builds(profile, options, native_target))
+            magic_tag = bytecode_tag(interp.executable, self.runner)
             with self._timed("install", len(wheels)):
-                installed = install_all([w for _a, w, _s in wheels], python_home=interp.home,
-                                        site_packages=interp.site_packages,
-                                        python_name=interp.executable.name, jobs=options.jobs)
+                placed = self._place(root, wheels, magic_tag, python=interp.executable,
+                                     home=interp.home, site=interp.site_packages,
+                                     compile_dir=interp.stdlib,
+                                     python_name=interp.executable.name, jobs=options.jobs,
+                                     what="runtime")
+                installed = placed.installed
             scripts = self._launchers(loaded, root, interp, installed)
             copies = vendored_copies(interp.site_packages,
                                      [h.soname for h in profile.host_libraries])
@@ -352,17 +362,19 @@ class Builder:
             agreed = self._check_contract(loaded, options, root, interp, wheels, closure,
                                           elf_facts)
             with self._timed("compile"):
-                self._compile(interp, root, [interp.stdlib])
+                # site-packages has its byte code from the store already
+                self._compile(interp, root, [interp.stdlib], exclude=(interp.site_packages,),
+                              tag=magic_tag)
             overlay_root = None
             if tests_lock is not None:
                 with self._timed("tests overlay", len(tests_lock.pins)):
                     overlay_root = self._overlay(tests_lock, target, options, interp, work,
-                                                 offline_hint)
+                                                 offline_hint, magic_tag)
             with self._timed("manifest"):
                 manifest = self._manifest(loaded, lock_path, tests_lock_path if tests_lock else
                                           None, root, interp, wheels, installed, scripts,
                                           elf_facts, agreed, src_prefixes=interp.source_prefixes,
-                                          isolated=isolated.how)
+                                          isolated=isolated.how, placed=placed.placed)
             return self._publish(loaded, manifest, root, overlay_root, options)
 
     def _source_built(self, lock_path: Path,
@@ -443,34 +455,60 @@ class Builder:
             path.chmod(0o755)
         return tuple(sorted(s[0] for s in chosen))
 
-    def _compile(self, interp: CopiedInterpreter, root: Path, dirs: list[Path]) -> None:
+    def _compile(self, interp: CopiedInterpreter, root: Path, dirs: list[Path], *,
+                 exclude: tuple[Path, ...], tag: tuple[str, str]) -> None:
         """Deterministic, cached byte code (see ``isolate.bundle.bytecode``)."""
         stats = compile_tree(interp.executable, root, dirs, cache=cache_root(),
-                             runner=self.runner)
+                             runner=self.runner, exclude=exclude, tag=tag)
+        self._note_compile(stats)
+
+    def _note_compile(self, stats: CompileStats) -> None:
         self.progress.note(f"byte code: {stats.files} files, {stats.cached} from the cache, "
                            f"{stats.compiled} compiled, {stats.failed} not Python 3 source")
 
+    def _place(self, root: Path, wheels: list[tuple[Artifact, Path, str | None]],
+               magic_tag: tuple[str, str], *, python: Path, home: Path, site: Path,
+               compile_dir: Path, python_name: str, jobs: int, what: str) -> PlaceResult:
+        """Install the wheels below ``root`` from the store of installed wheels (see
+        ``isolate.bundle.store``), adding to it what it lacks."""
+        layout = Layout(python_home=_rel(home, root), site_packages=_rel(site, root),
+                        compile_dir=_rel(compile_dir, root), python_name=python_name,
+                        magic=magic_tag[0], cache_tag=magic_tag[1])
+        store = WheelStore(cache_root(), layout, python=python, runner=self.runner, jobs=jobs)
+        pairs = [(w, sha256_file(w) if built else a.sha256) for a, w, built in wheels]
+        result = store.place(pairs, root)
+        if result.compile is not None:
+            self._note_compile(result.compile)
+        self.progress.note(
+            f"{what}: {len(pairs)} wheels, {result.reused} placed from the store, "
+            f"{result.added} installed into it"
+            + (f", {result.repaired} store entries failed their check and were made again"
+               if result.repaired else ""))
+        return result
+
     def _overlay(self, tests_lock: LockFile, target: Target, options: BundleOptions,
-                 interp: CopiedInterpreter, work: Path, offline_hint: str | None) -> Path:
+                 interp: CopiedInterpreter, work: Path, offline_hint: str | None,
+                 magic_tag: tuple[str, str]) -> Path:
         """The test requirements, installed apart from the runtime."""
         wheels = self._wheels(tests_lock.pins, target, options, offline_hint)
         root = work / "overlay"
         site = root / "site-packages"
         site.mkdir(parents=True)
-        install_all([w for _a, w, _s in wheels], python_home=root, site_packages=site,
+        self._place(root, wheels, magic_tag, python=interp.executable, home=root, site=site,
+                    compile_dir=site,
                     python_name=os.path.relpath(interp.executable, root / "bin"),
-                    jobs=options.jobs)
+                    jobs=options.jobs, what="tests overlay")
         # The matrix adds only site-packages to the runtime's path; console scripts of
         # test tools could not find the interpreter from a published overlay anyway.
         shutil.rmtree(root / "bin", ignore_errors=True)
-        self._compile(interp, root, [site])
         return root
 
     def _manifest(self, loaded: LoadedRuntime, lock_path: Path, tests_lock_path: Path | None,
                   root: Path, interp: CopiedInterpreter,
                   wheels: list[tuple[Artifact, Path, str | None]], installed: list[Installed],
                   scripts: tuple[str, ...], elf_facts: ElfFacts, agreed: Contract,
-                  src_prefixes: tuple[str, ...], isolated: str) -> Manifest:
+                  src_prefixes: tuple[str, ...], isolated: str,
+                  placed: Mapping[str, tuple[str, int]]) -> Manifest:
         profile = loaded.profile
         versions = {i.name: i.version for i in installed}
         top = profile.top_level_names[0]
@@ -480,7 +518,7 @@ class Builder:
         platform = f"manylinux_{glibc_tag[0]}_{glibc_tag[1]}_{profile.arch}"
         py_tag = "cp{}{}".format(*profile.python_tuple)
         name = f"{profile.name}-{app_version}-{py_tag}-{platform}"
-        files = hash_tree(root)
+        files = hash_tree(root, placed)
         dists = tuple(sorted(
             (Distribution(name=a.pin.name, version=a.pin.version, sha256=sha256_file(w)
                           if built else a.sha256, filename=w.name, built_from_sdist=built)
@@ -562,12 +600,13 @@ class Builder:
             with self._timed(f"archive {fmt}"):
                 dest = out / archive_format.archive_name(manifest.name, fmt)
                 digest = write_archive(root, dest, fmt=fmt, root_name=manifest.name,
-                                                   mtime=mtime)
+                                       mtime=mtime, zstd_level=options.zstd_level)
                 archives.append((dest, digest))
                 if overlay is not None:
                     write_archive(
                         overlay, out / archive_format.archive_name(f"{manifest.name}.tests", fmt),
-                        fmt=fmt, root_name=f"{manifest.name}.tests", mtime=mtime)
+                        fmt=fmt, root_name=f"{manifest.name}.tests", mtime=mtime,
+                        zstd_level=options.zstd_level)
         directory = None
         overlay_dir = None
         if "dir" in options.formats:
@@ -659,22 +698,33 @@ def _elf_facts(profile: RuntimeProfile, closure: ClosureResult) -> ElfFacts:
         elf_files=closure.elf_files)
 
 
-def hash_tree(root: Path) -> tuple[FileEntry, ...]:
-    """sha256 and mode of every file below ``root`` (the manifest itself excepted)."""
-    paths: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for f in filenames:
-            paths.append(Path(dirpath) / f)
-        for d in list(dirnames):
-            if (Path(dirpath) / d).is_symlink():
-                paths.append(Path(dirpath) / d)
+def _rel(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).as_posix()
+    return "" if rel == "." else rel
 
-    def entry(p: Path) -> FileEntry | None:
-        rel = p.relative_to(root).as_posix()
-        if rel == MANIFEST_NAME:
-            return None
-        st = p.lstat()
+
+def hash_tree(root: Path, placed: Mapping[str, tuple[str, int]] | None = None,
+              ) -> tuple[FileEntry, ...]:
+    """sha256 and mode of every file below ``root`` (the manifest itself excepted).
+
+    ``placed``: the hashes of the files placed from the store, already computed on their
+    way; a file's hash is taken from there only while it still has the mtime placing gave
+    it (``store.PLACED_MTIME_NS``) and the same size, i.e. nothing wrote it since.
+    """
+    known = placed or {}
+    rels: list[str] = []
+    top = str(root)
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        base = os.path.relpath(dirpath, top)
+        prefix = "" if base == "." else base + "/"
+        rels += [prefix + f for f in filenames]
+        rels += [prefix + d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+    rels = sorted(r for r in rels if r != MANIFEST_NAME)
+
+    def entry(rel: str) -> FileEntry:
+        p = os.path.join(top, rel)
+        st = os.lstat(p)
         if stat.S_ISLNK(st.st_mode):
             target = os.readlink(p)
             return FileEntry(path=rel, sha256=tree.link_sha256(target), mode=tree.LINK_MODE,
@@ -682,8 +732,15 @@ def hash_tree(root: Path) -> tuple[FileEntry, ...]:
         mode = tree.normal_mode(st.st_mode)
         if stat.S_IMODE(st.st_mode) != mode:
             os.chmod(p, mode)  # normalise: no group/world write, no setuid
-        return FileEntry(path=rel, sha256=sha256_file(p), mode=mode, size=st.st_size)
+        got = known.get(rel)
+        if got is not None and st.st_mtime_ns == PLACED_MTIME_NS and st.st_size == got[1]:
+            return FileEntry(path=rel, sha256=got[0], mode=mode, size=st.st_size)
+        return FileEntry(path=rel, sha256=sha256_file(Path(p)), mode=mode, size=st.st_size)
 
+    def batch(chunk: list[str]) -> list[FileEntry]:
+        return [entry(r) for r in chunk]
+
+    size = 256
+    chunks = [rels[i:i + size] for i in range(0, len(rels), size)]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        entries = [e for e in pool.map(entry, sorted(paths)) if e is not None]
-    return tuple(sorted(entries, key=lambda e: e.path))
+        return tuple(e for part in pool.map(batch, chunks) for e in part)

@@ -22,8 +22,7 @@ from pathlib import Path
 from isolate.proc import Runner, clean_env
 
 WORKERS = 4
-_QUERY = ("import importlib.util, sys; "
-          "print(importlib.util.MAGIC_NUMBER.hex(), sys.implementation.cache_tag)")
+_QUERY = "magic_probe.py"  # runs under the bundle's interpreter: magic number, cache tag
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -34,28 +33,39 @@ class CompileStats:
     failed: int
 
 
-def _sources(dirs: list[Path]) -> list[Path]:
+def _sources(dirs: list[Path], exclude: frozenset[str]) -> list[Path]:
     out: list[Path] = []
     for d in dirs:
         for dirpath, dirnames, filenames in os.walk(d):
-            dirnames[:] = sorted(n for n in dirnames if n != "__pycache__")
+            dirnames[:] = sorted(n for n in dirnames if n != "__pycache__"
+                                 and os.path.join(dirpath, n) not in exclude)
             out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".py")]
     return out
 
 
-def compile_tree(python: Path, root: Path, dirs: list[Path], *, cache: Path,
-                 runner: Runner) -> CompileStats:
-    done = runner.run([python, "-I", "-B", "-c", _QUERY], env=clean_env(), timeout=60,
+def bytecode_tag(python: Path, runner: Runner) -> tuple[str, str]:
+    """The interpreter's magic number (hex) and cache tag (``cpython-313``)."""
+    query = importlib.resources.files("isolate.bundle").joinpath(_QUERY).read_text(
+        encoding="utf-8")
+    done = runner.run([python, "-I", "-B", "-c", query], env=clean_env(), timeout=60,
                       what="asking the bundled interpreter for its magic number")
     magic, tag = done.stdout.split()
+    return magic, tag
+
+
+def compile_tree(python: Path, root: Path, dirs: list[Path], *, cache: Path,
+                 runner: Runner, exclude: tuple[Path, ...] = (),
+                 tag: tuple[str, str] | None = None) -> CompileStats:
+    """Byte code for every ``.py`` file below ``dirs`` but outside ``exclude``."""
+    magic, tag_name = tag or bytecode_tag(python, runner)
     store = cache / "pyc" / magic
-    files = _sources(dirs)
+    files = _sources(dirs, frozenset(str(e) for e in exclude))
 
     def plan(src: Path) -> list[str] | None:
         rel = src.relative_to(root).as_posix()
         data = src.read_bytes()
         key = hashlib.sha256(f"{magic}\0{rel}\0".encode() + data).hexdigest()
-        pyc = src.parent / "__pycache__" / f"{src.stem}.{tag}.pyc"
+        pyc = src.parent / "__pycache__" / f"{src.stem}.{tag_name}.pyc"
         cached = store / key[:2] / key
         if cached.exists():
             pyc.parent.mkdir(exist_ok=True)

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import io
 import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from elftools.elf.elffile import ELFFile
-from elftools.elf.gnuversions import GNUVerNeedSection
 
 from isolate.errors import EnvironmentProblem, InputError
 from isolate.model import floors
@@ -49,6 +47,9 @@ __all__ = [
 ]
 
 ELF_MAGIC = b"\x7fELF"
+# What ``read_elf`` reads and how: kept with facts stored by content (isolate.bundle.
+# elf_cache), so a change here makes them stale. Raise it when ``_parse`` changes.
+FACTS_VERSION = 1
 ALLOWLIST_RESOURCE = "elf_allowlist.toml"
 
 _GLIBC_VERSION = re.compile(r"^GLIBC_(\d+(?:\.\d+)+)$")
@@ -73,6 +74,43 @@ class ElfFile:
     # (library the version is needed from, version name): every numbered version
     # (GLIBC_2.34, GLIBCXX_3.4.30, LIBVIRT_6.10.0, ...), sorted
     version_needs: tuple[tuple[str, str], ...] = ()
+
+    def facts_dict(self) -> dict[str, Any]:
+        """The facts as JSON data, without the path (they belong to the content)."""
+        return {"machine": self.machine, "soname": self.soname, "needed": list(self.needed),
+                "rpath": list(self.rpath), "runpath": list(self.runpath),
+                "interpreter": self.interpreter, "glibc_versions": list(self.glibc_versions),
+                "version_needs": [list(v) for v in self.version_needs]}
+
+    @classmethod
+    def from_facts(cls, path: Path, d: Mapping[str, Any]) -> ElfFile:
+        """The facts ``facts_dict`` wrote, for the file at ``path``; ``TypeError``,
+        ``KeyError`` or ``ValueError`` when ``d`` is not such data."""
+
+        def strs(value: Any) -> tuple[str, ...]:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise TypeError(f"expected a list of strings, got {value!r:.60}")
+            return tuple(value)
+
+        def opt(value: Any) -> str | None:
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"expected a string or null, got {value!r:.60}")
+            return value
+
+        machine = d["machine"]
+        if not isinstance(machine, str):
+            raise TypeError("machine: expected a string")
+        needs = d["version_needs"]
+        if not isinstance(needs, list):
+            raise TypeError("version_needs: expected a list")
+        pairs = [strs(v) for v in needs]
+        if any(len(v) != 2 for v in pairs):
+            raise ValueError("version_needs: expected pairs")
+        return cls(path=path, machine=machine, soname=opt(d["soname"]),
+                   needed=strs(d["needed"]), rpath=strs(d["rpath"]),
+                   runpath=strs(d["runpath"]), interpreter=opt(d["interpreter"]),
+                   glibc_versions=strs(d["glibc_versions"]),
+                   version_needs=tuple((a, b) for a, b in pairs))
 
     @property
     def glibc_max(self) -> tuple[int, ...] | None:
@@ -149,6 +187,20 @@ def _headers(elf: Any, what: str) -> Iterator[tuple[Any, Callable[[], Any]]]:
             yield header, functools.partial(make_from, header)
 
 
+def _elf_file(stream: Any) -> Any:
+    # pyelftools is imported when a file is parsed: it takes ~40 ms to import, which a
+    # verify whose facts all come from isolate.bundle.elf_cache need not pay
+    from elftools.elf.elffile import ELFFile
+
+    return ELFFile(stream)
+
+
+def _gnu_verneed_section() -> Any:
+    from elftools.elf.gnuversions import GNUVerNeedSection
+
+    return GNUVerNeedSection
+
+
 def _parse(path: Path, elf: Any) -> ElfFile:
     soname: str | None = None
     needed: list[str] = []
@@ -167,7 +219,7 @@ def _parse(path: Path, elf: Any) -> ElfFile:
             dynamic = make()
         elif kind == "SHT_GNU_verneed":
             section = make()
-            if isinstance(section, GNUVerNeedSection):
+            if isinstance(section, _gnu_verneed_section()):
                 for verneed, aux_iter in section.iter_versions():
                     library = str(verneed.name)
                     for aux in aux_iter:
@@ -206,11 +258,16 @@ def _parse(path: Path, elf: Any) -> ElfFile:
     )
 
 
-def read_elf(path: Path) -> ElfFile:
-    """Read the dynamic-linking facts of one ELF file; ``InputError`` when it is corrupt."""
+def read_elf(path: Path, data: bytes | None = None) -> ElfFile:
+    """Read the dynamic-linking facts of one ELF file; ``InputError`` when it is corrupt.
+
+    ``data``, when given, is the file's whole content, already read (e.g. from an archive
+    stream): it is parsed instead of opening ``path``, which then only names the file."""
     try:
+        if data is not None:
+            return _parse(path, _elf_file(io.BytesIO(data)))
         with open(path, "rb") as f:
-            return _parse(path, ELFFile(f))
+            return _parse(path, _elf_file(f))
     except OSError as exc:
         raise InputError(
             f"cannot read ELF file {path}: {exc.strerror or exc}",

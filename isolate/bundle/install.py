@@ -7,12 +7,11 @@ the interpreter; the exposed ones also get a launcher in the bundle's ``bin/``.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+import os
 from dataclasses import dataclass
 from email.parser import HeaderParser
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from zipfile import BadZipFile
 
 from installer import install
@@ -32,6 +31,7 @@ class Installed:
     name: str  # canonical
     version: str
     console_scripts: tuple[tuple[str, str, str], ...]  # (name, module, attr)
+    files: tuple[str, ...] = ()  # every file installing the wheel wrote (absolute paths)
 
 
 class _Destination(SchemeDictionaryDestination):
@@ -42,6 +42,13 @@ class _Destination(SchemeDictionaryDestination):
                          hash_algorithm="sha256")
         self._python_name = python_name
         self._sink = sink
+        self.written: list[str] = []
+
+    def write_to_fs(self, scheme: Scheme, path: str, stream: BinaryIO,
+                    is_executable: bool) -> RecordEntry:
+        entry = super().write_to_fs(scheme, path, stream, is_executable)
+        self.written.append(os.path.join(self.scheme_dict[scheme], path))
+        return entry
 
     def write_script(self, name: str, module: str, attr: str, section: Any) -> RecordEntry:
         if section == "console":
@@ -77,16 +84,4 @@ def install_wheel(wheel: Path, *, python_home: Path, site_packages: Path,
             hint="the wheel is corrupt or not a wheel; remove it from the cache and rebuild",
         ) from exc
     return Installed(name=canonicalize_name(meta["Name"]), version=meta["Version"],
-                     console_scripts=tuple(sorted(scripts)))
-
-
-def install_all(wheels: Iterable[Path], *, python_home: Path, site_packages: Path,
-                python_name: str, jobs: int = 4) -> list[Installed]:
-    """Install wheels concurrently (zip inflation releases the GIL). Wheels of a lock
-    never share files; installer refuses to overwrite, which would show it."""
-    paths = sorted(wheels)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(
-            lambda w: install_wheel(w, python_home=python_home, site_packages=site_packages,
-                                    python_name=python_name), paths))
-
+                     console_scripts=tuple(sorted(scripts)), files=tuple(dest.written))

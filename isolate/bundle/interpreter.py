@@ -15,6 +15,7 @@ by the ELF closure (RPATH) and by rewriting ``_sysconfigdata`` to derive its pat
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import shlex
@@ -43,44 +44,14 @@ PRUNE_DYNLOAD_PREFIXES = (
     "_xxsubinterpreters", "_xxinterpchannels",
 )
 
-_QUERY = r"""
-import json, os, sys, sysconfig
-v = sysconfig.get_config_vars()
-dynload = v.get("DESTSHARED") or ""
-if not os.path.isdir(dynload):
-    dynload = ""
-    for p in sys.path:
-        if os.path.basename(p) == "lib-dynload" and os.path.isdir(p):
-            dynload = p
-            break
-try:
-    scd = sysconfig._get_sysconfigdata_name()
-except Exception:
-    scd = ""
-print(json.dumps({
-    "version": "%d.%d.%d" % sys.version_info[:3],
-    "implementation": sys.implementation.name,
-    "executable": os.path.realpath(sys.executable),
-    "prefix": sys.base_prefix,
-    "exec_prefix": sys.base_exec_prefix,
-    "stdlib": sysconfig.get_path("stdlib"),
-    "dynload": dynload,
-    "shared": bool(v.get("Py_ENABLE_SHARED")),
-    "libdir": v.get("LIBDIR") or "",
-    "instsoname": v.get("INSTSONAME") or "",
-    "include": sysconfig.get_path("include") or "",
-    "sysconfigdata": scd,
-    "soabi": v.get("SOABI") or "",
-    "abiflags": getattr(sys, "abiflags", ""),
-    "config_prefix": v.get("prefix") or "",
-    "config_h": sysconfig.get_config_h_filename(),
-    "multiarch": v.get("MULTIARCH") or "",
-    "libpl": v.get("LIBPL") or "",
-    "static_library": v.get("LIBRARY") or "",
-    "link_flags": " ".join(v.get(k) or "" for k in ("LINKFORSHARED",)),
-    "link_libs": " ".join(v.get(k) or "" for k in ("LIBS", "MODLIBS", "SYSLIBS")),
-}))
-"""
+# Modules of this package that run under the interpreter being described or copied
+_DESCRIBE_PROBE = "interpreter_probe.py"
+_SITE_PROBE = "site_probe.py"
+
+
+def _probe(name: str) -> str:
+    """The text of a probe module of this package, run with ``-c``."""
+    return importlib.resources.files("isolate.bundle").joinpath(name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -134,8 +105,8 @@ class CopiedInterpreter:
 
 
 def describe(runner: Runner, executable: Path, *, source: str) -> SourceInterpreter:
-    done = runner.run([executable, "-I", "-B", "-c", _QUERY], env=clean_env(), timeout=60,
-                      check=False)
+    done = runner.run([executable, "-I", "-B", "-c", _probe(_DESCRIBE_PROBE)], env=clean_env(),
+                      timeout=60, check=False)
     if not done.ok:
         raise InputError(f"{executable} is not a usable CPython 3.8+ interpreter",
                          details=done.tail(10),
@@ -336,13 +307,10 @@ def _relocate_sysconfigdata(stdlib: Path, src: SourceInterpreter, prefixes: list
     path.write_text(text, encoding="utf-8")
 
 
-_SITE_QUERY = "import site, json; print(json.dumps(site.getsitepackages()))"
-
-
 def _site_packages(runner: Runner, exe: Path, stdlib: Path) -> Path:
     """Where the copied interpreter looks for distributions (Debian: dist-packages)."""
-    done = runner.run([exe, "-I", "-B", "-S", "-c", _SITE_QUERY], env=clean_env(), timeout=60,
-                      check=False)
+    done = runner.run([exe, "-I", "-B", "-S", "-c", _probe(_SITE_PROBE)], env=clean_env(),
+                      timeout=60, check=False)
     if done.ok:
         for p in json.loads(done.stdout):
             if Path(p).parent == stdlib:

@@ -45,8 +45,7 @@ SOURCE_NAME = "isolated_main.c"
 PROGRAM = "python"
 _SCHEME = 1  # bump when the command line below changes in a way the key does not show
 
-_ISOLATED_QUERY = ("import sys; "
-                   "print(int(bool(sys.flags.ignore_environment and sys.flags.no_user_site)))")
+_ISOLATED_PROBE = "isolated_probe.py"  # run under the executable, without flags
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -85,8 +84,9 @@ def find_compiler(runner: Runner, command: str = "cc") -> Compiler:
 
 def isolated_by_itself(runner: Runner, executable: Path) -> bool:
     """True when ``executable``, started without flags, ignores PYTHON* and the user site."""
-    done = runner.run([executable, "-c", _ISOLATED_QUERY], env=clean_env(), timeout=60,
-                      check=False)
+    probe = importlib.resources.files("isolate.bundle").joinpath(_ISOLATED_PROBE).read_text(
+        encoding="utf-8")
+    done = runner.run([executable, "-c", probe], env=clean_env(), timeout=60, check=False)
     return done.ok and done.stdout.strip() == "1"
 
 

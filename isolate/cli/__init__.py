@@ -14,14 +14,17 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from isolate import __version__
 from isolate.errors import ExitCode, InputError, IsolateError
-from isolate.interpreters import Discovery
 from isolate.proc import Runner
-from isolate.profiles import Catalog, LoadedHost, LoadedRuntime, find_workspace
+
+if TYPE_CHECKING:  # imported when first used: `verify` needs neither (start-up time)
+    from isolate.interpreters import Discovery
+    from isolate.profiles import Catalog, LoadedHost, LoadedRuntime
 
 EPILOG = """environment variables (an option on the command line wins):
   ISOLATE_INDEX_URL    default for --index-url (lock, bundle, fetch); may be
@@ -98,7 +101,6 @@ class App:
         self.quiet = bool(getattr(args, "quiet", False))
         self.color = use_color(getattr(args, "color", "auto"), sys.stderr)
         self.runner = Runner(echo=self.info if self.verbose else None)
-        self.discovery = Discovery(self.runner)
         root: Path | None = getattr(args, "root", None)
         if root is not None:
             if not root.is_dir():
@@ -109,15 +111,29 @@ class App:
                                       "profiles/hosts/, constraints/); create profiles/ or "
                                       "drop --root to use isolate's built-in profiles")
             root = root.resolve()
-            how = "--root"
-        else:
+        self._root = root
+
+    @cached_property
+    def discovery(self) -> Discovery:
+        from isolate.interpreters import Discovery
+
+        return Discovery(self.runner)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The profiles of the workspace (``--root``, else found upward from the current
+        directory), else isolate's built-in ones; -v says which, when first used."""
+        from isolate.profiles import Catalog, find_workspace
+
+        root, how = self._root, "--root"
+        if root is None:
             root = find_workspace(Path.cwd())
             how = "found upward from the current directory"
-        self.catalog = Catalog(root=root, discovery=self.discovery)
         if root is None:
             self.info("workspace: none (isolate's built-in profiles)")
         else:
             self.info(f"workspace: {root} ({how})")
+        return Catalog(root=root, discovery=self.discovery)
 
     # -- printing -----------------------------------------------------------------------
     def out(self, text: str = "") -> None:

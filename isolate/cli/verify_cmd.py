@@ -1,4 +1,4 @@
-"""isolate verify PATH [--host HOST | --here] [--manifest-sha256 HEX] [--json]
+"""isolate verify PATH [--host HOST | --here] [--manifest-sha256 HEX] [--no-cache] [--json]
 
 Exit codes: 0 no errors (notes allowed); 1 at least one error finding (a damaged,
 unrelocatable, unclosed or leaky bundle, an unreadable manifest or one changed after the
@@ -19,6 +19,7 @@ from isolate.errors import ExitCode
 
 if TYPE_CHECKING:
     from isolate.cli import App
+    from isolate.model.profiles import HostProfile
     from isolate.verify import VerifyReport
     from isolate.verify.report import Finding
 
@@ -46,6 +47,11 @@ def register(sub: Any) -> None:
                    help="the manifest's expected sha256 (default: read from "
                         "PATH.isolate-manifest.json.sha256, which `isolate bundle` writes "
                         "beside the bundle; an archive's own .sha256 covers it)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="run the isolation, children and import probes even when the probe "
+                        "cache holds their result for the same bytes, host and probes, and "
+                        "parse every ELF file again (the ELF facts cache, by content "
+                        "sha256); store nothing. The other checks never use a cache")
     p.add_argument("--json", action="store_true",
                    help="print the JSON report (schema isolate.verify/1) instead of text; it "
                         "lists every finding, ungrouped")
@@ -53,13 +59,26 @@ def register(sub: Any) -> None:
 
 
 def run(app: App, args: argparse.Namespace) -> int:
+    from isolate.bundle.elf_cache import ElfCache
     from isolate.cli import dump_json
-    from isolate.profiles import this_host
     from isolate.verify import verify
+    from isolate.verify.probe_cache import ProbeCache
 
-    host = app.host(args.host).profile if args.host else (this_host() if args.here else None)
-    report = verify(args.path, host=host, runner=app.runner,
-                    manifest_sha256=args.manifest_sha256)
+    host: HostProfile | None = None
+    if args.host:
+        host = app.host(args.host).profile
+    elif args.here:
+        from isolate.profiles import this_host
+
+        host = this_host()
+    elf_cache = None if args.no_cache else ElfCache()
+    try:
+        report = verify(args.path, host=host, runner=app.runner,
+                        manifest_sha256=args.manifest_sha256,
+                        cache=None if args.no_cache else ProbeCache(), elf_cache=elf_cache)
+    finally:
+        if elf_cache is not None:
+            elf_cache.close()
     if args.json:
         app.out(dump_json(report.to_dict()))
     else:
@@ -113,10 +132,17 @@ def _render(app: App, report: VerifyReport) -> None:
         if c.skipped:
             parts.append(f"{c.name} skipped ({c.skipped})")
         else:
-            parts.append(f"{c.name} {c.seconds:.2f}s" + (f" [{c.detail}]" if c.detail else ""))
+            took = f"cached from {c.cached}" if c.cached else f"{c.seconds:.2f}s"
+            parts.append(f"{c.name} {took}" + (f" [{c.detail}]" if c.detail else ""))
     for name, seconds in report.timings.items():
         parts.insert(0, f"{name} {seconds:.2f}s")
     app.more("  checks: " + "; ".join(parts))
+    cached = [c for c in report.checks if c.cached]
+    if cached:  # always said: a result taken from the cache is not a check run now
+        when = sorted({c.cached or "" for c in cached})
+        app.out(f"  cached: {', '.join(c.name for c in cached)} passed on {', '.join(when)} "
+                "on these same bytes, this host and these probes, and were not run again "
+                "(--no-cache runs them)")
     errors, notes = len(report.errors), len(report.notes)
     verdict = "FAILED" if errors else "ok"
     app.out(f"{verdict}: {errors} error{'s' * (errors != 1)}, {notes} note{'s' * (notes != 1)} "

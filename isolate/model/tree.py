@@ -27,7 +27,7 @@ import os
 import posixpath
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 # -- layout
 
@@ -147,3 +147,39 @@ def link_escapes(parent: Sequence[str], target: str) -> bool:
         else:
             parts.append(comp)
     return False
+
+
+OUTSIDE = "outside"  # ``resolve``: the path leaves the root
+LOOP = "loop"  # ``resolve``: too many symlinks (a loop)
+_MAX_LINKS = 40  # as Linux's MAXSYMLINKS
+
+
+def resolve(rel: str, links: Mapping[str, str]) -> tuple[str | None, str]:
+    """``rel`` (a root-relative path) with every symlink among ``links`` (root-relative
+    path -> target) resolved, lexically, as ``realpath`` would in a tree holding them:
+    (the resolved root-relative path, "") or (None, ``OUTSIDE`` | ``LOOP``). An absolute
+    target leaves the root."""
+    done: list[str] = []
+    todo = list(reversed(rel.split("/")))
+    hops = 0
+    while todo:
+        comp = todo.pop()
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not done:
+                return None, OUTSIDE
+            done.pop()
+            continue
+        here = "/".join((*done, comp))
+        target = links.get(here)
+        if target is None:
+            done.append(comp)
+            continue
+        hops += 1
+        if hops > _MAX_LINKS:
+            return None, LOOP
+        if target.startswith("/"):
+            return None, OUTSIDE
+        todo.extend(reversed(target.split("/")))
+    return "/".join(done), ""

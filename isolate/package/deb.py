@@ -16,6 +16,7 @@ from email.utils import formatdate
 from importlib import resources
 from pathlib import Path
 
+from isolate.package.depends import host_packages
 from isolate.package.names import DEBIAN_ARCH
 from isolate.package.payload import PackageInfo, fix_tree, publish, stage
 from isolate.proc import Runner, clean_env
@@ -28,19 +29,6 @@ def deb_version(info: PackageInfo) -> str:
 def deb_filename(info: PackageInfo) -> str:
     version = deb_version(info).split(":", 1)[-1]  # the epoch is not in file names
     return f"{info.name}_{version}_{DEBIAN_ARCH[info.arch]}.deb"
-
-
-def _depends(info: PackageInfo) -> tuple[list[str], list[str]]:
-    depends = [f"libc6 (>= {info.glibc_floor})" if info.glibc_floor else "libc6"]
-    recommends: list[str] = []
-    for dep in info.host_dependencies:
-        if dep.debian:
-            (depends if dep.required else recommends).append(dep.debian)
-    depends += info.debian_depends
-    # several sonames of one package (libvirt0: libvirt.so.0, libvirt-qemu.so.0, ...):
-    # named once, and not recommended when it is a dependency already
-    depends = list(dict.fromkeys(depends))
-    return depends, [r for r in dict.fromkeys(recommends) if r not in depends]
 
 
 def _installed_size(root: Path) -> int:
@@ -65,15 +53,16 @@ def _wrap(text: str, width: int = 78) -> list[str]:
 
 
 def control(info: PackageInfo, installed_size: int) -> str:
-    depends, recommends = _depends(info)
+    floor = info.glibc_floor
+    deps = host_packages(info, "deb", libc=f"libc6 (>= {floor})" if floor else "libc6")
     fields = [
         ("Package", info.name),
         ("Version", deb_version(info)),
         ("Architecture", DEBIAN_ARCH[info.arch]),
         ("Maintainer", info.maintainer),
         ("Installed-Size", str(installed_size)),
-        ("Depends", ", ".join(depends)),
-        ("Recommends", ", ".join(recommends)),
+        ("Depends", ", ".join(deps.requires)),
+        ("Recommends", ", ".join(deps.recommends)),
         ("Section", info.section),
         ("Priority", "optional"),
         ("Homepage", info.homepage or ""),

@@ -2,8 +2,8 @@
 
 The spec file only copies the staged tree into the build root: no build, no
 ``__os_install_post`` (no stripping, no byte compiling, no shebang mangling), no
-automatic dependencies (``AutoReqProv: no``; ``Requires`` come from the manifest's
-floors and the profile), no debug package. Reproducible: SOURCE_DATE_EPOCH is the build
+automatic dependencies (``AutoReqProv: no``; ``Requires`` and ``Recommends`` come from
+isolate.package.depends), no debug package. Reproducible: SOURCE_DATE_EPOCH is the build
 time and clamps every mtime, the build host is fixed, the payload is xz (single thread).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from isolate.package.depends import host_packages
 from isolate.package.names import rpm_epoch_version
 from isolate.package.payload import PackageInfo, fix_tree, publish, stage
 from isolate.proc import Runner, clean_env
@@ -45,21 +46,15 @@ def _quote(path: str) -> str:
 
 def spec(info: PackageInfo, image: Path) -> str:
     epoch, version = rpm_epoch_version(info.version)
-    requires = [f"glibc >= {info.glibc_floor}" if info.glibc_floor else "glibc"]
-    recommends: list[str] = []
-    for dep in info.host_dependencies:
-        if dep.rpm:
-            (requires if dep.required else recommends).append(dep.rpm)
-    requires += info.rpm_requires
-    requires = list(dict.fromkeys(requires))  # several sonames of one package: named once
-    recommends = [r for r in dict.fromkeys(recommends) if r not in requires]
+    floor = info.glibc_floor
+    deps = host_packages(info, "rpm", libc=f"glibc >= {floor}" if floor else "glibc")
     head = [f"Name: {info.name}", f"Version: {version}", f"Release: {info.release}",
             *([f"Epoch: {epoch}"] if epoch else []),
             f"Summary: {info.summary}", f"License: {info.license}",
             *([f"URL: {info.homepage}"] if info.homepage else []),
             f"Packager: {info.maintainer}", "AutoReqProv: no",
-            *(f"Requires: {r}" for r in requires),
-            *(f"Recommends: {r}" for r in recommends)]
+            *(f"Requires: {r}" for r in deps.requires),
+            *(f"Recommends: {r}" for r in deps.recommends)]
     date = time.strftime("%a %b %d %Y", time.gmtime(info.mtime))
     files = [_quote(info.prefix), *(_quote(f"/usr/bin/{link}") for link in info.links)]
     return "\n".join([

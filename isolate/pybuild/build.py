@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.resources
 import json
 import os
 import re
@@ -465,15 +466,14 @@ _MODULES = ("ssl", "_hashlib", "sqlite3", "lzma", "bz2", "zlib", "ctypes", "_dec
             "pyexpat", "_elementtree", "uuid", "_uuid", "_ctypes", "binascii", "select",
             "_socket", "_json", "_pickle", "_datetime", "_multiprocessing", "_posixsubprocess",
             "unicodedata", "_struct", "mmap", "fcntl", "grp")
+_MODULES_PROBE = "modules_probe.py"  # runs under the built interpreter: which do not import
 
 
 def _missing_modules(runner: Runner, exe: Path) -> list[str]:
-    code = ("import importlib, json\nmissing = []\n"
-            f"for m in {list(_MODULES)!r}:\n"
-            "    try:\n        importlib.import_module(m)\n"
-            "    except ImportError as e:\n        missing.append('%s (%s)' % (m, e))\n"
-            "print(json.dumps(missing))\n")
-    done = runner.run([exe, "-B", "-c", code], env=clean_env(), timeout=120, check=False)
+    code = importlib.resources.files("isolate.pybuild").joinpath(_MODULES_PROBE).read_text(
+        encoding="utf-8")
+    done = runner.run([exe, "-B", "-c", code, *_MODULES], env=clean_env(), timeout=120,
+                      check=False)
     if not done.ok:
         return [f"(the interpreter does not start: {done.tail(5)})"]
     missing: list[str] = json.loads(done.stdout)

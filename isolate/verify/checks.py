@@ -17,23 +17,23 @@ uses from a leftover or debug string.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from isolate import compat
 from isolate.bundle.elf import AllowList, ElfFile, file_floors, highest_floors
 from isolate.model import floors, hostlibs
 from isolate.model.floors import Floor
 from isolate.model.manifest import Manifest
-from isolate.model.profiles import HostProfile
-from isolate.model.tree import expand_origin, leaves_root, within
+from isolate.model.tree import OUTSIDE, expand_origin, leaves_root, resolve
 from isolate.verify.layout import Layout
 from isolate.verify.report import ELF, ERROR, HOST, INTEGRITY, NOTE, RELOCATION, Finding
 from isolate.verify.scan import ScannedFile, Tree
+
+if TYPE_CHECKING:
+    from isolate.model.profiles import HostProfile
 
 _DEBUG_SECTIONS = (".debug", ".zdebug", ".note", ".comment", ".symtab", ".strtab",
                    ".gnu_debuglink", ".gnu_debugdata")
@@ -265,19 +265,22 @@ def relocation(tree: Tree, needles: Sequence[Needle], layout: Layout | None) -> 
 # --------------------------------------------------------------------------- ELF closure
 
 
-def _resolve(tree: Tree, root_real: str, rel_dir: str, soname: str) -> tuple[str | None, str]:
-    """(bundle-relative real path, "") of ``rel_dir/soname``, or (None, why not)."""
-    candidate = os.path.join(tree.root, rel_dir, soname)
-    if not os.path.lexists(candidate):
-        return None, ""
-    real = os.path.realpath(candidate)
-    if not within(real, root_real):
-        return None, f"{posixpath.join(rel_dir, soname)} resolves outside the bundle ({real})"
-    rel = Path(os.path.relpath(real, root_real)).as_posix()
-    found = tree.files.get(rel)
+def _resolve(tree: Tree, links: Mapping[str, str], rel_dir: str, soname: str
+             ) -> tuple[str | None, str]:
+    """(bundle-relative real path, "") of ``rel_dir/soname``, or (None, why not); symlinks
+    are resolved from the scan (``links``), so a tree read from an archive resolves alike."""
+    candidate = posixpath.normpath(posixpath.join(rel_dir, soname))
+    real, why = resolve(candidate, links)
+    if real is None:
+        if why == OUTSIDE:
+            return None, f"{posixpath.join(rel_dir, soname)} resolves outside the bundle"
+        return None, f"{posixpath.join(rel_dir, soname)} is a symlink loop"
+    found = tree.files.get(real)
+    if found is None and real not in tree.dirs and candidate not in tree.files:
+        return None, ""  # nothing there
     if found is None or found.kind != "file" or not found.is_elf:
         return None, f"{posixpath.join(rel_dir, soname)} is not an ELF file"
-    return rel, ""
+    return real, ""
 
 
 def elf_closure(tree: Tree, manifest: Manifest | None, allowlist: AllowList
@@ -286,7 +289,8 @@ def elf_closure(tree: Tree, manifest: Manifest | None, allowlist: AllowList
     out: list[Finding] = []
     host_libs = {str(h.get("soname", "")) for h in manifest.elf.host_libraries} \
         if manifest is not None else set()
-    root_real = os.path.realpath(tree.root)
+    links = {f.path: f.target for f in tree.files.values()
+             if f.kind == "symlink" and f.target is not None}
     elves = [f for f in tree.files.values() if f.kind == "file" and f.is_elf]
     where: dict[str, list[str]] = {}  # file name or soname -> bundle paths
     for f in elves:
@@ -311,7 +315,7 @@ def elf_closure(tree: Tree, manifest: Manifest | None, allowlist: AllowList
             problems: list[str] = []
             target = None
             for d in dirs:
-                target, why = _resolve(tree, root_real, d, soname)
+                target, why = _resolve(tree, links, d, soname)
                 if target is not None:
                     break
                 if why:
@@ -392,6 +396,8 @@ def host_libraries(tree: Tree, manifest: Manifest, host: HostProfile) -> list[Fi
 def host_compat(host: HostProfile, found: tuple[Floor, ...], arch: str | None) -> list[Finding]:
     """Can this bundle's ELF files run on ``host``? libc family, the floors (glibc,
     libstdc++, libgcc_s: the rule ``isolate.compat`` shares with prediction), machine."""
+    from isolate import compat  # only with a host profile: it imports packaging
+
     out: list[Finding] = []
     glibc = next((f for f in found if f.kind == "glibc"), None)
     needs = f" (it needs glibc {glibc.version}, set by {glibc.file})" if glibc else ""

@@ -1,8 +1,23 @@
 """``verify``: run every check on a bundle directory or archive and report all findings.
 
-The three checks that start the bundled interpreter (isolation, children, import smoke)
-start first, in their own threads, and run while the tree is scanned (every file read
-once: sha256, mode, build-path search, ELF facts) and the static checks judge the scan.
+A directory: the three checks that start the bundled interpreter (isolation, children,
+import smoke) start first, in their own threads, and run while the tree is scanned
+(every file read once: sha256, mode, build-path search, ELF facts) and the static checks
+judge the scan.
+
+An archive whose probes the cache may answer (an entry is stored for its manifest) is
+read as a stream (``isolate.bundle.unpack.read_members``: the same checks as unpacking,
+nothing written) and scanned as its entries pass; the static checks judge that scan, and
+it is unpacked into a temporary directory only for the probes the cache cannot answer
+after all (the tree differs). Any other archive (no cache, nothing stored, hard links,
+an unreadable manifest) is unpacked once and verified as a directory, its probes running
+while the unpacked tree is scanned.
+
+With a ``ProbeCache`` (the CLI's default), a probe whose result was stored for the same
+scanned bytes, location, host and probes is not run again: its ``CheckRun.cached``
+says when it ran (see ``isolate.verify.probe_cache``). The static checks always run;
+with an ``ElfCache`` they read the ELF facts of a file whose sha256 was parsed before
+from it (see ``isolate.bundle.elf_cache``), and the scan's detail says how many.
 
 Inputs that are not a bundle raise ``InputError`` (exit 2): a path that does not exist, a
 file that is not a bundle archive or cannot be unpacked, a directory without
@@ -16,23 +31,26 @@ manifest whose sha256 differs from the one recorded outside the bundle (see
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import itertools
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from isolate.bundle.elf import load_allowlist
-from isolate.bundle.unpack import unpack
+from isolate.bundle.elf_cache import ElfCache
+from isolate.bundle.unpack import Member, NotStreamable, read_members, unpack
 from isolate.errors import InputError, IsolateError
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
-from isolate.model.profiles import HostProfile
 from isolate.model.tree import BUILD_MARKER
 from isolate.proc import Runner
-from isolate.verify import checks, children, manifest_hash, probes
+from isolate.verify import checks, manifest_hash, probe_cache
 from isolate.verify.layout import Layout, layout_of
+from isolate.verify.probe_cache import ProbeCache
 from isolate.verify.report import (
     CHECK_ORDER,
     CHILDREN,
@@ -49,7 +67,10 @@ from isolate.verify.report import (
     Finding,
     VerifyReport,
 )
-from isolate.verify.scan import Tree, scan_tree
+from isolate.verify.scan import Tree, scan_members, scan_tree
+
+if TYPE_CHECKING:
+    from isolate.model.profiles import HostProfile
 
 T = TypeVar("T")
 
@@ -65,27 +86,13 @@ def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     return value, round(time.monotonic() - start, 3)
 
 
-@contextlib.contextmanager
-def _opened(path: Path) -> Iterator[tuple[Path, float | None]]:
-    """The bundle's root directory; an archive is unpacked into a temporary directory."""
-    path = Path(os.path.abspath(path))  # the probes run in other working directories
-    if path.is_dir():
-        yield path, None
-        return
-    if not path.exists():
-        raise InputError(f"{path}: no such file or directory",
-                         hint="give a bundle directory or a bundle archive (.tar.zst, .tar.gz)")
-    with tempfile.TemporaryDirectory(prefix="isolate-verify-") as tmp:
-        start = time.monotonic()
-        top = unpack(path, Path(tmp))
-        yield top, round(time.monotonic() - start, 3)
-
-
-def _manifest(root: Path, path: Path, given_sha256: str | None
-              ) -> tuple[Manifest | None, list[Finding], str]:
-    """The manifest, its findings (unreadable, changed after the build) and a summary."""
+def _manifest(root: Path, path: Path, given_sha256: str | None, data: bytes | None = None
+              ) -> tuple[Manifest | None, list[Finding], str, str | None]:
+    """The manifest, its findings (unreadable, changed after the build), a summary and
+    the sha256 of its bytes (None when it cannot be read). ``data``: the manifest's bytes
+    read from an archive stream, when ``root`` is not on disk."""
     mpath = root / MANIFEST_NAME
-    if not mpath.is_file() and not mpath.is_symlink():
+    if data is None and not mpath.is_file() and not mpath.is_symlink():
         raise InputError(f"{root} is not an isolate bundle: it has no {MANIFEST_NAME}",
                          hint="give the bundle's top directory (the one holding "
                               f"{MANIFEST_NAME}) or its archive")
@@ -93,16 +100,17 @@ def _manifest(root: Path, path: Path, given_sha256: str | None
     found: list[Finding] = []
     detail = ""
     try:
-        data = mpath.read_bytes()
+        if data is None:
+            data = mpath.read_bytes()
         found, detail = manifest_hash.check(data, expected)
-        return Manifest.loads(data), found, detail
+        return Manifest.loads(data), found, detail, hashlib.sha256(data).hexdigest()
     except (OSError, ManifestError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         changed = "".join(f"; {f.message}" for f in found if f.severity == ERROR)
         return None, [Finding(severity=ERROR, check=MANIFEST, path=MANIFEST_NAME,
                               message=f"cannot be read: {why}; integrity cannot be checked "
                                       "and the relocation audit looks for the build marker "
-                                      f"only{changed}")], detail
+                                      f"only{changed}")], detail, None
 
 
 def _probe(check: str, fn: Callable[[], tuple[list[Finding], str]]
@@ -118,66 +126,227 @@ def _probe(check: str, fn: Callable[[], tuple[list[Finding], str]]
     return found, detail, round(time.monotonic() - start, 3)
 
 
+Probed = tuple[list[Finding], str, float]
+PROBES = (ISOLATION, CHILDREN, IMPORTS)
+
+
+class _Probes:
+    """The probes of one bundle on disk: started at most once each, in threads."""
+
+    def __init__(self, pool: ThreadPoolExecutor, runner: Runner,
+                 manifest: Manifest | None) -> None:
+        self.pool = pool
+        self.runner = runner
+        self.manifest = manifest
+        self.started: dict[str, Future[Probed]] = {}
+
+    def start(self, root: Path, layout: Layout, names: Iterable[str]) -> None:
+        from isolate.verify import children, probes  # imported when a probe runs
+
+        m = self.manifest
+        version = m.interpreter.version if m else None
+        optional = tuple(str(h.get("soname")) for h in (
+            m.elf.host_libraries if m else ()) if not h.get("required", True))
+        jobs: dict[str, Callable[[], tuple[list[Finding], str]]] = {
+            IMPORTS: lambda: probes.import_smoke(root, layout, self.runner, version=version,
+                                                 optional_host_libraries=optional),
+            ISOLATION: lambda: (probes.isolation(root, layout, self.runner), ""),
+            CHILDREN: lambda: children.children(root, layout, self.runner),
+        }
+        for name in names:
+            if name not in self.started:
+                self.started[name] = self.pool.submit(_probe, name, jobs[name])
+
+
 def verify(path: Path, *, host: HostProfile | None, runner: Runner,
-           manifest_sha256: str | None = None) -> VerifyReport:
+           manifest_sha256: str | None = None, cache: ProbeCache | None = None,
+           elf_cache: ElfCache | None = None) -> VerifyReport:
     """Verify the bundle directory or archive at ``path``; every finding at once.
 
     ``manifest_sha256`` is the manifest's expected sha256; by default it is read from the
     file ``isolate bundle`` records it in (see ``isolate.verify.manifest_hash``).
+    ``cache`` keeps and repeats the probes' results (see ``isolate.verify.probe_cache``);
+    without one every probe runs. ``elf_cache`` keeps ELF facts by content (see
+    ``isolate.bundle.elf_cache``); without one every ELF file is parsed.
     """
     start = time.monotonic()
     given = manifest_hash.given_hex(manifest_sha256) if manifest_sha256 is not None else None
-    with _opened(path) as (root, unpack_seconds):
-        (manifest, findings, detail), seconds = _timed(
-            lambda: _manifest(root, Path(os.path.abspath(path)), given))
-        runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
-        layout = layout_of(root, manifest)
-        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="isolate-probe") as pool:
-            started: dict[str, Future[tuple[list[Finding], str, float]]] = {}
-            if layout is not None:
-                lay: Layout = layout
-                version = manifest.interpreter.version if manifest else None
-                optional = tuple(str(h.get("soname")) for h in (
-                    manifest.elf.host_libraries if manifest else ()) if not h.get("required", True))
-                started[IMPORTS] = pool.submit(_probe, IMPORTS, lambda: probes.import_smoke(
-                    root, lay, runner, version=version, optional_host_libraries=optional))
-                started[ISOLATION] = pool.submit(_probe, ISOLATION, lambda: (
-                    probes.isolation(root, lay, runner), ""))
-                started[CHILDREN] = pool.submit(_probe, CHILDREN, lambda: children.children(
-                    root, lay, runner))
-            findings += _static(root, manifest, layout, host, runs)
-            for name in (ISOLATION, CHILDREN, IMPORTS):
-                if name not in started:
-                    runs.append(CheckRun(name=name, seconds=0.0,
-                                         skipped="the interpreter's layout is unknown"))
-                    continue
-                found, detail, seconds = started[name].result()
-                findings += found
-                runs.append(CheckRun(name=name, seconds=seconds, detail=detail))
-    timings = {"unpack": unpack_seconds} if unpack_seconds is not None else {}
+    apath = Path(os.path.abspath(path))  # the probes run in other working directories
+    if apath.is_dir():
+        return _verify_dir(path, apath, apath, given, host, runner, cache, start, {},
+                           elf_cache=elf_cache)
+    if not apath.exists():
+        raise InputError(f"{apath}: no such file or directory",
+                         hint="give a bundle directory or a bundle archive (.tar.zst, .tar.gz)")
+    try:
+        return _verify_archive(path, apath, given, host, runner, cache, start, elf_cache)
+    except NotStreamable:
+        with tempfile.TemporaryDirectory(prefix="isolate-verify-") as tmp:
+            top, seconds = _timed(lambda: unpack(apath, Path(tmp)))
+            return _verify_dir(path, apath, top, given, host, runner, cache, start,
+                               {"unpack": seconds}, location=probe_cache.ARCHIVE_LOCATION,
+                               elf_cache=elf_cache)
+
+
+def _verify_dir(shown: Path, path: Path, root: Path, given: str | None,
+                host: HostProfile | None, runner: Runner, cache: ProbeCache | None,
+                start: float, timings: dict[str, float], location: str | None = None,
+                elf_cache: ElfCache | None = None) -> VerifyReport:
+    (manifest, findings, detail, msha), seconds = _timed(lambda: _manifest(root, path, given))
+    runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
+    layout = layout_of(root, manifest)
+    where = location or os.path.realpath(root)
+    lookup = probe_cache.Lookup()
+    if cache is not None and msha is not None:
+        lookup = cache.lookup(cache.key("", msha, where))
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="isolate-probe") as pool:
+        started = _Probes(pool, runner, manifest)
+        if layout is not None and lookup.checks is None:  # nothing stored: start now
+            started.start(root, layout, PROBES)
+        sizes = {e.path: e.size for e in manifest.files} if manifest else None
+        needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
+        tree, seconds = _timed(lambda: scan_tree(root, [n.text for n in needles],
+                                                 skip=[MANIFEST_NAME], size_hint=sizes,
+                                                 elf_cache=elf_cache))
+        findings += _static(tree, seconds, needles, manifest, layout, host, runs,
+                            facts=elf_cache)
+        findings += _finish_probes(root, layout, tree, msha, where, lookup, started, cache,
+                                   runs)
+    return _report(shown, manifest, host, findings, runs, start, timings)
+
+
+_PENDING_LIMIT = 256 << 20  # bytes of entries held while the stream has not reached the manifest
+
+
+def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfile | None,
+                    runner: Runner, cache: ProbeCache | None, start: float,
+                    elf_cache: ElfCache | None) -> VerifyReport:
+    t0 = time.monotonic()
+    members = read_members(path)
+    pending: list[Member] = []
+    held = 0
+    data: bytes | None = None
+    top = ""
+    try:
+        for m in members:  # isolate's archives are sorted: the manifest comes before python/
+            top = m.top
+            if m.path == MANIFEST_NAME:
+                if m.kind != "file":
+                    raise NotStreamable(f"{path}: {MANIFEST_NAME} is not a regular file")
+                data = m.data
+                break
+            pending.append(m)
+            held += len(m.data)
+            if held > _PENDING_LIMIT:
+                raise NotStreamable(f"{path}: the manifest is not near the start")
+        root = path.parent / top  # a name only: nothing is written there
+        if data is None:
+            raise InputError(f"{path} is not an isolate bundle: it has no {MANIFEST_NAME}",
+                             hint="give a bundle archive written by `isolate bundle`")
+        (manifest, findings, detail, msha), seconds = _timed(
+            lambda: _manifest(root, path, given, data))
+        if manifest is None or msha is None:
+            raise NotStreamable(f"{path}: its manifest cannot be read")  # judged on disk
+        where = probe_cache.ARCHIVE_LOCATION
+        lookup = cache.lookup(cache.key("", msha, where)) if cache is not None else \
+            probe_cache.Lookup()
+        if lookup.checks is None:  # the probes need an unpacked tree: scan that instead
+            raise NotStreamable(f"{path}: no probe results are stored for its manifest")
+        needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
+        tree, _kept = scan_members(root, itertools.chain(pending, members),
+                                   [n.text for n in needles], elf_cache=elf_cache)
+    finally:
+        members.close()
+    runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
+    layout = layout_of(root, manifest)
+    findings += _static(tree, round(time.monotonic() - t0, 3), needles, manifest, layout, host,
+                        runs, source="read from the archive stream", facts=elf_cache)
+    timings: dict[str, float] = {}
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(
+            max_workers=3, thread_name_prefix="isolate-probe") as pool:
+
+        def on_disk() -> Path:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="isolate-verify-")))
+            unpacked, timings["unpack"] = _timed(lambda: unpack(path, tmp))
+            return unpacked
+
+        findings += _finish_probes(on_disk, layout, tree, msha, where, lookup,
+                                   _Probes(pool, runner, manifest), cache, runs)
+    return _report(shown, manifest, host, findings, runs, start, timings)
+
+
+def _finish_probes(on_disk: Path | Callable[[], Path], layout: Layout | None, tree: Tree,
+                   msha: str | None, where: str, lookup: probe_cache.Lookup,
+                   started: _Probes, cache: ProbeCache | None, runs: list[CheckRun]
+                   ) -> list[Finding]:
+    """The probes' findings: from the cache when it holds this very tree, else run (on
+    ``on_disk``, a root or what unpacks one); fresh error-free results are stored."""
+    if layout is None:
+        runs.extend(CheckRun(name=name, seconds=0.0,
+                             skipped="the interpreter's layout is unknown") for name in PROBES)
+        return []
+    fingerprint = probe_cache.tree_sha256(tree, msha) if msha is not None else None
+    hits = dict(lookup.hits(fingerprint)) if cache is not None and fingerprint else {}
+    for name in started.started:
+        hits.pop(name, None)  # already running: its own result counts
+    missing = [name for name in PROBES if name not in hits and name not in started.started]
+    if missing:
+        root = on_disk if isinstance(on_disk, Path) else on_disk()
+        started.start(root, layout, missing)
+    out: list[Finding] = []
+    keep: list[tuple[str, list[Finding], str, str | None]] = []
+    note = f"; cache entry ignored: {lookup.ignored}" if lookup.ignored else ""
+    for name in PROBES:
+        hit = hits.get(name)
+        if hit is not None:
+            out += hit.findings
+            runs.append(CheckRun(name=name, seconds=0.0, detail=hit.detail, cached=hit.stored))
+            keep.append((name, list(hit.findings), hit.detail, hit.stored))
+            continue
+        found, detail, seconds = started.started[name].result()
+        out += found
+        runs.append(CheckRun(name=name, seconds=seconds, detail=detail + note if detail
+                             else note.removeprefix("; ")))
+        keep.append((name, found, detail, None))
+    if cache is not None and fingerprint is not None and msha is not None and any(
+            stored is None for *_rest, stored in keep):
+        cache.store(cache.key(fingerprint, msha, where), keep)
+    return out
+
+
+def _report(shown: Path, manifest: Manifest | None, host: HostProfile | None,
+            findings: list[Finding], runs: list[CheckRun], start: float,
+            timings: dict[str, float]) -> VerifyReport:
     return VerifyReport(
-        bundle=str(path), name=manifest.name if manifest else None,
+        bundle=str(shown), name=manifest.name if manifest else None,
         host=host.id if host else None,
         findings=tuple(sorted(findings, key=lambda f: f.sort_key)),
         checks=tuple(sorted(runs, key=lambda r: CHECK_ORDER.index(r.name))),
         seconds=round(time.monotonic() - start, 3), timings=timings)
 
 
-def _static(root: Path, manifest: Manifest | None, layout: Layout | None,
-            host: HostProfile | None, runs: list[CheckRun]) -> list[Finding]:
-    """Scan once, then integrity, relocation, ELF closure and host checks on the scan."""
+def _facts_detail(facts: ElfCache | None) -> str:
+    """How the ELF facts were found, for the scan's detail."""
+    if facts is None:
+        return ""
+    c = facts.counts
+    ignored = f"; cache entry ignored: {c.ignored}" if c.ignored else ""
+    return f" ({c.cached} read from the ELF facts cache, {c.parsed} parsed{ignored})"
+
+
+def _static(tree: Tree, seconds: float, needles: tuple[checks.Needle, ...],
+            manifest: Manifest | None, layout: Layout | None, host: HostProfile | None,
+            runs: list[CheckRun], source: str = "", facts: ElfCache | None = None
+            ) -> list[Finding]:
+    """Integrity, relocation, ELF closure and host checks on the scan of the tree."""
     findings: list[Finding] = []
-    needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
-    sizes = {e.path: e.size for e in manifest.files} if manifest else None
-    tree: Tree
-    tree, seconds = _timed(lambda: scan_tree(root, [n.text for n in needles],
-                                             skip=[MANIFEST_NAME], size_hint=sizes))
     findings += [Finding(severity=ERROR, check=SCAN, path=rel, message=why)
                  for rel, why in tree.unlisted]
     elf_count = sum(1 for f in tree.files.values() if f.is_elf)
     runs.append(CheckRun(name=SCAN, seconds=seconds,
                          detail=f"{len(tree.files)} files, {tree.bytes_read / 1e6:.1f} MB, "
-                                f"{elf_count} ELF files"))
+                                f"{elf_count} ELF files{_facts_detail(facts)}"
+                                + (f", {source}" if source else "")))
     if manifest is not None:
         found, seconds = _timed(lambda: checks.integrity(tree, manifest))
         findings += found

@@ -7,12 +7,15 @@ Frozen data only, no I/O. ``VerifyReport.to_dict`` is the JSON report (schema
 {"schema": "isolate.verify/1", "bundle": PATH, "name": NAME|null, "host": ID|null,
  "ok": BOOL, "summary": {"errors": N, "notes": N},
  "checks": [{"name": CHECK, "seconds": S, "errors": N, "notes": N,
-             "skipped": REASON|null, "detail": TEXT}],
+             "skipped": REASON|null, "detail": TEXT,
+             "cached": STORED-AT|null}],
  "timings": {CHECK: S, ..., "total": S},
  "findings": [{"severity": "error"|"note", "check": CHECK,
                "path": BUNDLE-RELATIVE PATH|null, "message": TEXT}]}
 ```
 
+``cached`` is set on a probe whose result was taken from the probe cache: the time (ISO
+8601 UTC) it ran on the same bytes, host and probes; its ``seconds`` are then 0.
 Checks run concurrently, so a check's seconds are the wall time of its own work, not
 shares of the total.
 """
@@ -71,6 +74,9 @@ class CheckRun:
     seconds: float
     skipped: str | None = None
     detail: str = ""  # what it covered, e.g. "21424 files, 410.3 MB"
+    # when the result was stored (ISO 8601 UTC), if it was taken from the probe cache
+    # rather than run now (``isolate.verify.probe_cache``)
+    cached: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -110,7 +116,8 @@ class VerifyReport:
             "summary": {"errors": len(self.errors), "notes": len(self.notes)},
             "checks": [
                 {"name": c.name, "seconds": c.seconds, "errors": self.count(c.name, ERROR),
-                 "notes": self.count(c.name, NOTE), "skipped": c.skipped, "detail": c.detail}
+                 "notes": self.count(c.name, NOTE), "skipped": c.skipped, "detail": c.detail,
+                 "cached": c.cached}
                 for c in self.checks
             ],
             "timings": {k: round(v, 3) for k, v in timings.items()},

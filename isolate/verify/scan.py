@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.elf.elffile import ELFFile
-
 from isolate.bundle.elf import ELF_MAGIC, ElfFile, read_elf
+from isolate.bundle.elf_cache import ElfCache
+from isolate.bundle.unpack import Member
 from isolate.errors import InputError
 from isolate.model import tree
 
@@ -180,17 +180,101 @@ def _scan_link(rel: str, path: str) -> ScannedFile:
                        target=target)
 
 
-def _read_all(fd: int, size: int) -> bytes:
-    data = os.read(fd, size)
-    while len(data) < size:  # a short read: rare, but allowed
-        more = os.read(fd, size - len(data))
-        if not more:
-            break
-        data += more
-    return data
+class Needles:
+    """The needles searched for in every file, with a cheap first test.
+
+    ``common`` is the longest substring (4 bytes or more) every needle contains: a file
+    without it holds no needle, which one ``in`` test tells; most files end there."""
+
+    def __init__(self, texts: Iterable[str]) -> None:
+        self.names = tuple(dict.fromkeys(n for n in texts if n))
+        self.raw = tuple(n.encode("utf-8", "surrogateescape") for n in self.names)
+        self.common = _common_substring(self.raw)
+
+    def hits(self, data: bytes) -> tuple[Hit, ...]:
+        """Where each needle occurs in ``data``, a whole file."""
+        if not self.raw or (self.common and self.common not in data):
+            return ()
+        search = _Search(self.raw)
+        search.feed(data, 0)
+        return search.hits(self.names) if search.found else ()
 
 
-def _scan_file(rel: str, path: str, needles: Sequence[bytes], names: Sequence[str]) -> ScannedFile:
+def _common_substring(needles: Sequence[bytes]) -> bytes:
+    if not needles:
+        return b""
+    shortest = min(needles, key=len)
+    for length in range(len(shortest), 3, -1):
+        for start in range(len(shortest) - length + 1):
+            piece = shortest[start:start + length]
+            if all(piece in n for n in needles):
+                return piece
+    return b""
+
+
+def _shebang_end(head: bytes | bytearray) -> int:
+    """The end offset of a "#!" first line in ``head``, -1 when there is none."""
+    if head[:2] != b"#!":
+        return -1
+    newline = head.find(b"\n", 0, 4096)
+    return newline if newline >= 0 else min(len(head), 4096)
+
+
+def _scanned(rel: str, mode: int, size: int, sha256: str, head: bytes | bytearray,
+             hits: tuple[Hit, ...], where: str, data: bytes | None,
+             facts: ElfCache | None) -> ScannedFile:
+    """The file's description from what was read; ELF facts from ``data`` (the whole
+    content) when given, else from the file at ``where``; ``facts`` keeps them by content."""
+    shebang_end = _shebang_end(head)
+    is_elf = head[:4] == ELF_MAGIC
+    elf: ElfFile | None = None
+    problem: str | None = None
+    sections: tuple[tuple[str, int, int], ...] = ()
+    if is_elf:
+        path = Path(where)
+        try:
+            elf = facts.read(path, sha256, data) if facts is not None else read_elf(path, data)
+        except InputError as exc:
+            problem = exc.message
+        if hits:
+            sections = _sections(data or b"", where)
+    return ScannedFile(path=rel, kind="file", mode=mode, size=size, sha256=sha256,
+                       shebang_end=shebang_end, hits=hits, is_elf=is_elf, elf=elf,
+                       sections=sections, problem=problem)
+
+
+def scan_data(rel: str, data: bytes, mode: int, needles: Needles, where: str | Path,
+              facts: ElfCache | None = None) -> ScannedFile:
+    """Describe a regular file whose whole content is ``data`` (``where`` names it)."""
+    return _scanned(rel, mode, len(data), hashlib.sha256(data).hexdigest(), data,
+                    needles.hits(data), os.fspath(where), data, facts)
+
+
+class _Buffer:
+    """One thread's reusable read buffer: a file of up to ``CHUNK`` bytes is read into it
+    with one system call, hashed and searched in place, and copied only when it is an ELF
+    file or holds a needle (fresh ``bytes`` per file would cost a page fault per 4 KiB)."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray(CHUNK + 1)  # one byte more than a small file: EOF in one read
+        self.view = memoryview(self.buf)
+
+    def fill(self, fd: int, size: int) -> int:
+        """Read the file from ``fd`` whose size was ``size``; the bytes read, or -1 when
+        it does not fit (it grew past ``CHUNK``)."""
+        n = 0
+        while True:
+            got = os.readv(fd, [self.view[n:]])
+            n += got
+            if not got or n == size:  # EOF; or as large as fstat said, and since the
+                break  # read had room for more, that was all (a second read would say so)
+            if n > CHUNK:
+                return -1
+        return n
+
+
+def _scan_file(rel: str, path: str, needles: Needles, buffer: _Buffer,
+               facts: ElfCache | None) -> ScannedFile:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -204,46 +288,41 @@ def _scan_file(rel: str, path: str, needles: Sequence[bytes], names: Sequence[st
         if not stat.S_ISREG(st.st_mode):
             return ScannedFile(path=rel, kind="special", mode=mode, size=0, sha256="",
                                special=tree.special_kind(st.st_mode))
-        search = _Search(needles)
-        data = b""
-        if st.st_size <= CHUNK:  # the common case: one read, one hash call
-            data = _read_all(fd, st.st_size)
-            sha256 = hashlib.sha256(data).hexdigest()
-            search.feed(data, 0)
-            size, head = len(data), data[:4096] if data[:2] == b"#!" else data[:4]
-        else:
-            digest = hashlib.sha256()
-            size, head = 0, b""
-            while chunk := os.read(fd, CHUNK):
-                if not size:
-                    head = chunk[:4096]
-                digest.update(chunk)
-                search.feed(chunk, size)
-                size += len(chunk)
-            sha256 = digest.hexdigest()
+        n = buffer.fill(fd, st.st_size) if st.st_size <= CHUNK else -1
+        if n >= 0:  # the common case: one read, hashed and searched in the buffer
+            return _small(rel, mode, n, buffer, needles, path, facts)
+        os.lseek(fd, 0, os.SEEK_SET)
+        digest = hashlib.sha256()
+        search = _Search(needles.raw)
+        size, head = 0, b""
+        while chunk := os.read(fd, CHUNK):
+            if not size:
+                head = chunk[:4096]
+            digest.update(chunk)
+            search.feed(chunk, size)
+            size += len(chunk)
     except OSError as exc:
         return ScannedFile(path=rel, kind="file", mode=0, size=0, sha256="",
                            problem=f"cannot be read: {exc.strerror}")
     finally:
         os.close(fd)
-    shebang_end = -1
-    if head[:2] == b"#!":
-        newline = head.find(b"\n")
-        shebang_end = newline if newline >= 0 else len(head)
-    is_elf = head[:4] == ELF_MAGIC
-    elf: ElfFile | None = None
-    problem: str | None = None
-    sections: tuple[tuple[str, int, int], ...] = ()
-    if is_elf:
-        try:
-            elf = read_elf(Path(path))
-        except InputError as exc:
-            problem = exc.message
-        if search.found:
-            sections = _sections(data, path)
-    return ScannedFile(path=rel, kind="file", mode=mode, size=size, sha256=sha256,
-                       shebang_end=shebang_end, hits=search.hits(names) if search.found else (),
-                       is_elf=is_elf, elf=elf, sections=sections, problem=problem)
+    hits = search.hits(needles.names) if search.found else ()
+    return _scanned(rel, mode, size, digest.hexdigest(), head, hits, path, None, facts)
+
+
+def _small(rel: str, mode: int, n: int, buffer: _Buffer, needles: Needles, path: str,
+           facts: ElfCache | None) -> ScannedFile:
+    """A file read whole into ``buffer`` (``n`` bytes)."""
+    buf = buffer.buf
+    sha256 = hashlib.sha256(buffer.view[:n]).hexdigest()
+    maybe = bool(needles.raw) and (not needles.common or buf.find(needles.common, 0, n) >= 0)
+    if maybe or buf.startswith(ELF_MAGIC):
+        data = bytes(buffer.view[:n])
+        return _scanned(rel, mode, n, sha256, data, needles.hits(data) if maybe else (),
+                        path, data, facts)
+    head = bytes(buffer.view[:min(n, 4096)]) if buf.startswith(b"#!") else b""
+    return ScannedFile(path=rel, kind="file", mode=mode, size=n, sha256=sha256,
+                       shebang_end=_shebang_end(head))
 
 
 def _sections(data: bytes, path: str) -> tuple[tuple[str, int, int], ...]:
@@ -251,6 +330,8 @@ def _sections(data: bytes, path: str) -> tuple[tuple[str, int, int], ...]:
 
     Read from ``data`` when the file was read whole, else from the file (headers only).
     """
+    from elftools.elf.elffile import ELFFile  # imported when needed: rare, slow to import
+
     try:
         with (io.BytesIO(data) if data else open(path, "rb")) as f:
             return tuple((str(s.name), int(s["sh_offset"]), int(s["sh_size"]))
@@ -260,28 +341,30 @@ def _sections(data: bytes, path: str) -> tuple[tuple[str, int, int], ...]:
 
 
 def scan_tree(root: Path, needles: Iterable[str], *, skip: Iterable[str] = (),
-              size_hint: Mapping[str, int] | None = None, jobs: int | None = None) -> Tree:
+              size_hint: Mapping[str, int] | None = None, jobs: int | None = None,
+              elf_cache: ElfCache | None = None) -> Tree:
     """Read every file under ``root`` once: sha256, mode, needle hits, ELF facts.
 
     ``skip`` names bundle-relative paths left out (the manifest); ``size_hint`` (the
     manifest's sizes) lets the largest files start first, which evens out the threads.
+    ``elf_cache`` holds ELF facts parsed before, by content (see
+    ``isolate.bundle.elf_cache``); without one every ELF file is parsed.
     """
-    names = tuple(dict.fromkeys(n for n in needles if n))
-    raw = tuple(n.encode("utf-8", "surrogateescape") for n in names)
+    wanted = Needles(needles)
     entries, dirs, unlisted = _walk(root, frozenset(skip))
     sizes = size_hint or {}
     entries.sort(key=lambda e: -sizes.get(e[0], 0))
     batches = [entries[i:i + _BATCH] for i in range(0, len(entries), _BATCH)]
-    total = [0]
-    lock = threading.Lock()
+
+    local = threading.local()
 
     def work(batch: list[tuple[str, str, bool]]) -> list[ScannedFile]:
-        out = [_scan_link(rel, path) if link else _scan_file(rel, path, raw, names)
-               for rel, path, link in batch]
-        n = sum(f.size for f in out if f.kind == "file")
-        with lock:
-            total[0] += n
-        return out
+        buffer = getattr(local, "buffer", None)
+        if buffer is None:
+            buffer = local.buffer = _Buffer()
+        return [_scan_link(rel, path) if link else
+                _scan_file(rel, path, wanted, buffer, elf_cache)
+                for rel, path, link in batch]
 
     # Two threads: one hashes (no GIL) while the other searches and parses ELF headers
     # (GIL). More threads only fight over the GIL: on the Nova bundle, 4 threads cost
@@ -289,6 +372,48 @@ def scan_tree(root: Path, needles: Iterable[str], *, skip: Iterable[str] = (),
     workers = jobs or min(DEFAULT_JOBS, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="isolate-scan") as pool:
         scanned = [f for batch in pool.map(work, batches) for f in batch]
+    return tree_of(root, scanned, dirs, unlisted)
+
+
+def tree_of(root: Path, scanned: Iterable[ScannedFile], dirs: Iterable[str],
+            unlisted: Iterable[tuple[str, str]] = ()) -> Tree:
+    """The ``Tree`` of scanned files, wherever they were read (a directory, an archive)."""
     files = {f.path: f for f in sorted(scanned, key=lambda f: f.path)}
-    return Tree(root=root, files=files, dirs=frozenset(dirs), bytes_read=total[0],
+    total = sum(f.size for f in files.values() if f.kind == "file")
+    return Tree(root=root, files=files, dirs=frozenset(dirs), bytes_read=total,
                 unlisted=tuple(sorted(unlisted)))
+
+
+def scan_members(root: Path, members: Iterable[Member], needles: Iterable[str], *,
+                 skip: Iterable[str] = (), elf_cache: ElfCache | None = None
+                 ) -> tuple[Tree, dict[str, bytes]]:
+    """The ``Tree`` of an archive's entries as they stream past (``root`` names its
+    top-level directory; nothing is on disk), and the data of the entries in ``skip``."""
+    wanted = Needles(needles)
+    left_out = frozenset(skip)
+    scanned: list[ScannedFile] = []
+    dirs: set[str] = set()
+    kept: dict[str, bytes] = {}
+    for m in members:
+        if not m.path:
+            continue  # the top-level directory itself
+        if m.path in left_out:
+            if m.kind == "file":
+                kept[m.path] = m.data
+            continue
+        if m.kind == "dir":
+            dirs.add(m.path)
+        elif m.kind == "symlink":
+            target = m.target or ""
+            scanned.append(ScannedFile(path=m.path, kind=tree.SYMLINK, mode=tree.LINK_MODE,
+                                       size=tree.link_size(target),
+                                       sha256=tree.link_sha256(target), target=target))
+        else:
+            scanned.append(scan_data(m.path, m.data, m.mode, wanted, f"{root}/{m.path}",
+                                     elf_cache))
+    for f in scanned:  # directories an archive implies without an entry of their own
+        parent = f.path.rpartition("/")[0]
+        while parent and parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+    return tree_of(root, scanned, dirs), kept

@@ -1,0 +1,370 @@
+"""A content-addressed store of installed wheels, byte code included.
+
+A warm build places each wheel's installed files from the store instead of unzipping
+the wheel and compiling its byte code again. An entry is keyed by the wheel's sha256 and
+by everything that decides what installing it writes (``Layout``): where the interpreter
+home, site-packages and the byte-code directory are relative to the bundle root, the
+launchers' interpreter reference, the interpreter's magic number and cache tag, and the
+versions of isolate, installer and this store's format.
+
+An entry is ``<cache>/store/<key[:2]>/<key>/``: ``index.json`` (the distribution's name,
+version and console scripts, and each file's bundle-relative path, sha256, size and mode)
+and ``tree/`` (the files, at the same relative paths). Entries are made in a staging
+directory and renamed into place: an entry is whole or absent.
+
+What the store may change of a bundle is bounded:
+
+* files are copied, never linked, so changing the store later cannot change a bundle
+  already built;
+* every byte placed is hashed on its way and compared with the index;
+* every file the wheel carries is also compared with the wheel's own ``RECORD``, read
+  from the wheel, which was checked against the lock's hash. What installing generates
+  (byte code, launchers, the rewritten ``RECORD``, ``INSTALLER``) is compared with the
+  index only;
+* an entry that fails either check is removed and made again from the wheel.
+
+So a damaged or edited store file never reaches a bundle, except byte code or a generated
+file edited together with its index line: the store alone vouches for those, as any build
+cache writable by the building user does.
+
+Placed files get the fixed mtime ``PLACED_MTIME_NS``; a later write (patchelf, for one)
+gives a file the current time, which is how ``hash_tree`` knows which hashes of ``placed``
+are still the file's.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import installer
+
+from isolate import __version__
+from isolate.bundle.bytecode import CompileStats, compile_tree
+from isolate.bundle.install import Installed, install_wheel
+from isolate.errors import EnvironmentProblem, InputError
+from isolate.model import tree
+from isolate.proc import Runner
+
+FORMAT = 1
+INDEX = "index.json"
+TREE = "tree"
+PLACED_MTIME_NS = 315532800 * 10**9  # 1980-01-01, as the archives' default mtime
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Layout:
+    """Where installing a wheel writes, relative to the bundle root."""
+
+    python_home: str  # installer's "data" and "scripts" parent ("" for the tests overlay)
+    site_packages: str
+    compile_dir: str  # ``.py`` files below it get byte code
+    python_name: str  # how launchers name the interpreter
+    magic: str  # the interpreter's byte-code magic number (hex)
+    cache_tag: str
+
+    def digest(self) -> str:
+        doc = {"format": FORMAT, "isolate": __version__, "installer": installer.__version__,
+               **asdict(self)}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+    def scripts(self) -> str:
+        return f"{self.python_home}/bin" if self.python_home else "bin"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredFile:
+    path: str  # relative to the bundle root
+    sha256: str
+    size: int
+    mode: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Entry:
+    directory: Path
+    installed: Installed
+    files: tuple[StoredFile, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlaceResult:
+    installed: list[Installed]  # in the order of the wheels given
+    placed: dict[str, tuple[str, int]]  # bundle-relative path -> (sha256, size)
+    reused: int  # wheels placed from entries that were already in the store
+    added: int  # wheels installed into new entries by this build
+    repaired: int  # entries that failed a check and were made again
+    compile: CompileStats | None  # byte code of the new entries
+
+
+class _Corrupt(Exception):
+    """An entry's file differs from its index or from its wheel's RECORD."""
+
+
+def _record_hashes(wheel: Path) -> dict[str, str]:
+    """path -> sha256 (hex) of every hashed file in the wheel's own RECORD."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = [n for n in zf.namelist() if n.count("/") == 1
+                 and n.endswith(".dist-info/RECORD")]
+        if len(names) != 1:
+            raise InputError(f"{wheel.name}: not one .dist-info/RECORD in the wheel",
+                             hint="the wheel is corrupt or not a wheel; remove it from the "
+                                  "cache and build again")
+        text = zf.read(names[0]).decode("utf-8")
+    out: dict[str, str] = {}
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) >= 2 and row[1].startswith("sha256="):
+            digest = row[1].removeprefix("sha256=")
+            raw = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4))
+            out[row[0]] = raw.hex()
+    return out
+
+
+def _hash_file(path: str) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+class WheelStore:
+    def __init__(self, cache: Path, layout: Layout, *, python: Path, runner: Runner,
+                 jobs: int = 4) -> None:
+        self.dir = cache / "store"
+        self.cache = cache
+        self.layout = layout
+        self.layout_digest = layout.digest()
+        self.python = python
+        self.runner = runner
+        self.jobs = max(1, jobs)
+
+    def key(self, wheel_sha256: str) -> str:
+        return hashlib.sha256(f"{wheel_sha256}\0{self.layout_digest}".encode()).hexdigest()
+
+    def _entry_dir(self, wheel_sha256: str) -> Path:
+        key = self.key(wheel_sha256)
+        return self.dir / key[:2] / key
+
+    def lookup(self, wheel_sha256: str) -> Entry | None:
+        """The entry of the wheel with this hash, or None when absent or unreadable."""
+        d = self._entry_dir(wheel_sha256)
+        try:
+            doc = json.loads((d / INDEX).read_text(encoding="utf-8"))
+            if doc.get("format") != FORMAT or doc.get("wheel_sha256") != wheel_sha256:
+                return None
+            installed = Installed(name=str(doc["name"]), version=str(doc["version"]),
+                                  console_scripts=tuple(tuple(s) for s in doc["scripts"]))
+            files = tuple(StoredFile(path=str(p), sha256=str(h), size=int(n), mode=int(m))
+                          for p, h, n, m in doc["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return Entry(directory=d, installed=installed, files=files)
+
+    # -- making entries -------------------------------------------------------------------
+    def add(self, wheels: Sequence[tuple[Path, str]]) -> CompileStats | None:
+        """Install ``(wheel, sha256)`` pairs into new entries, byte code included."""
+        if not wheels:
+            return None
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lay = self.layout
+        staging = Path(tempfile.mkdtemp(dir=self.dir, prefix=".staging-"))
+        try:
+            home = staging / lay.python_home if lay.python_home else staging
+            site = staging / lay.site_packages
+            site.mkdir(parents=True)
+            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+                installed = list(pool.map(
+                    lambda w: install_wheel(w[0], python_home=home, site_packages=site,
+                                            python_name=lay.python_name), wheels))
+            stats = compile_tree(self.python, staging, [staging / lay.compile_dir],
+                                 cache=self.cache, runner=self.runner,
+                                 tag=(lay.magic, lay.cache_tag))
+            for (_wheel, sha), inst in zip(wheels, installed, strict=True):
+                self._commit(staging, sha, inst)
+            left = [os.path.join(dp, f) for dp, _dn, fn in os.walk(staging) for f in fn]
+            if left:
+                raise EnvironmentProblem(
+                    "installing wheels into the store wrote files that no wheel owns: "
+                    + ", ".join(os.path.relpath(p, staging) for p in sorted(left)[:5]),
+                    hint="report this as a bug of isolate")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return stats
+
+    def _commit(self, staging: Path, wheel_sha256: str, inst: Installed) -> None:
+        """Move one wheel's files (and their byte code) from ``staging`` into its entry."""
+        final = self._entry_dir(wheel_sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+        try:
+            rels: list[str] = []
+            for written in inst.files:
+                rel = os.path.relpath(written, staging)
+                rels.append(rel)
+                if rel.endswith(".py"):
+                    head, name = os.path.split(rel)
+                    pyc = os.path.join(head, "__pycache__",
+                                       f"{name[:-3]}.{self.layout.cache_tag}.pyc")
+                    if os.path.exists(staging / pyc):
+                        rels.append(pyc)
+            files: list[list[object]] = []
+            for rel in sorted(set(rels)):
+                src = staging / rel
+                dest = tmp / TREE / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dest)
+                mode = tree.normal_mode(os.lstat(dest).st_mode)
+                os.chmod(dest, mode)
+                sha, size = _hash_file(str(dest))
+                files.append([Path(rel).as_posix(), sha, size, mode])
+            doc = {"format": FORMAT, "wheel_sha256": wheel_sha256, "name": inst.name,
+                   "version": inst.version, "scripts": [list(s) for s in inst.console_scripts],
+                   "files": files}
+            (tmp / INDEX).write_text(json.dumps(doc, sort_keys=True), encoding="utf-8")
+            try:
+                os.rename(tmp, final)
+            except OSError:  # made by another build meanwhile (or a stale one): keep that
+                if self.lookup(wheel_sha256) is None:
+                    shutil.rmtree(final, ignore_errors=True)
+                    os.rename(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def remove(self, wheel_sha256: str) -> None:
+        d = self._entry_dir(wheel_sha256)
+        if d.exists():
+            trash = d.with_name(f".{d.name}.{os.getpid()}.removed")
+            os.replace(d, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+
+    # -- placing --------------------------------------------------------------------------
+    def place(self, wheels: Sequence[tuple[Path, str]], root: Path) -> PlaceResult:
+        """Install ``(wheel, sha256)`` pairs below ``root`` from the store, adding what
+        is missing and making again what fails a check."""
+        missing = [w for w in wheels if self.lookup(w[1]) is None]
+        stats = self.add(missing)
+        added = {sha for _w, sha in missing}
+        placed: dict[str, tuple[str, int]] = {}
+        repaired = 0
+        entries: list[Entry] = []
+        for wheel, sha in wheels:
+            entry = self.lookup(sha)
+            if entry is None:
+                raise EnvironmentProblem(f"the store has no entry for {wheel.name} after "
+                                         f"adding it ({self.dir})",
+                                         hint="check that the cache directory is writable")
+            entries.append(entry)
+
+        def one(item: tuple[tuple[Path, str], Entry]) -> tuple[Entry, dict[str, tuple[str, int]]
+                                                                | None]:
+            (wheel, _sha), entry = item
+            try:
+                return entry, self._place_entry(entry, wheel, root)
+            except _Corrupt:
+                return entry, None
+
+        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
+            results = list(pool.map(one, zip(wheels, entries, strict=True)))
+        redo: list[tuple[Path, str]] = []
+        for (wheel, sha), (_entry, got) in zip(wheels, results, strict=True):
+            if got is None:
+                redo.append((wheel, sha))
+            else:
+                placed.update(got)
+        if redo:
+            for _wheel, sha in redo:
+                self.remove(sha)
+            stats = self.add(redo) if stats is None else stats
+            repaired = len(redo)
+            for i, (wheel, sha) in enumerate(wheels):
+                if (wheel, sha) not in redo:
+                    continue
+                entry = self.lookup(sha)
+                if entry is None:
+                    raise EnvironmentProblem(f"cannot remake the store entry of {wheel.name}",
+                                             hint=f"remove {self.dir} and build again")
+                try:
+                    placed.update(self._place_entry(entry, wheel, root))
+                except _Corrupt as exc:
+                    raise EnvironmentProblem(
+                        f"the store entry of {wheel.name} fails its check right after being "
+                        f"made: {exc}", hint=f"remove {self.dir} and build again") from exc
+                entries[i] = entry
+        fresh = added | {sha for _w, sha in redo}
+        return PlaceResult(installed=[e.installed for e in entries], placed=placed,
+                           reused=sum(1 for _w, sha in wheels if sha not in fresh),
+                           added=len(added), repaired=repaired, compile=stats)
+
+    def _place_entry(self, entry: Entry, wheel: Path, root: Path) -> dict[str, tuple[str, int]]:
+        """Copy one entry's files below ``root``, checking each; on a failed check the
+        files already copied are removed and ``_Corrupt`` is raised."""
+        record = _record_hashes(wheel)
+        site_prefix = self.layout.site_packages + "/"
+        written: list[str] = []
+        out: dict[str, tuple[str, int]] = {}
+        made_dirs: set[str] = set()
+        try:
+            for f in entry.files:
+                if os.path.isabs(f.path) or tree.leaves_root(os.path.normpath(f.path)):
+                    raise _Corrupt(f"{f.path}: outside the bundle")
+                if f.mode not in (tree.FILE_MODE, tree.EXEC_MODE):
+                    raise _Corrupt(f"{f.path}: mode {f.mode:o}")
+                if f.path.startswith(site_prefix):
+                    expected = record.get(f.path[len(site_prefix):])
+                    if expected is not None and expected != f.sha256:
+                        raise _Corrupt(f"{f.path}: the index differs from the wheel's RECORD")
+                src = os.path.join(entry.directory, TREE, f.path)
+                dest = os.path.join(root, f.path)
+                parent = os.path.dirname(dest)
+                if parent not in made_dirs:
+                    os.makedirs(parent, exist_ok=True)
+                    made_dirs.add(parent)
+                h = hashlib.sha256()
+                size = 0
+                try:
+                    fin = open(src, "rb")  # noqa: SIM115 - closed below
+                except OSError as exc:
+                    raise _Corrupt(f"{f.path}: {exc.strerror}") from exc
+                with fin:
+                    try:
+                        # the umask may take bits away; hash_tree and publishing
+                        # normalise the modes of the whole tree anyway
+                        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, f.mode)
+                    except FileExistsError as exc:
+                        raise InputError(
+                            f"cannot install {wheel.name}: {f.path} is installed by another "
+                            "distribution of the lock too",
+                            hint="the lock's distributions must not share files") from exc
+                    written.append(dest)
+                    with os.fdopen(fd, "wb") as fout:
+                        while chunk := fin.read(1 << 20):
+                            h.update(chunk)
+                            size += len(chunk)
+                            fout.write(chunk)
+                        fout.flush()
+                        os.utime(fd, ns=(PLACED_MTIME_NS, PLACED_MTIME_NS))
+                digest = h.hexdigest()
+                if digest != f.sha256 or size != f.size:
+                    raise _Corrupt(f"{f.path}: its content differs from the store's index")
+                out[f.path] = (digest, size)
+        except (_Corrupt, InputError):
+            for p in written:
+                with contextlib.suppress(OSError):
+                    os.unlink(p)
+            raise
+        return out

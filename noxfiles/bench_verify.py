@@ -1,0 +1,90 @@
+"""Benchmark rows for ``isolate verify`` (issue 12, goal 3), measured side by side in one run.
+
+``rows(isolate, bundle, archive, env)`` returns (step, isolate figure, peer or limit
+figure, ratio vs goal) for ``noxfiles/benchmark.py`` to print:
+
+- ``verify DIR``: median of 5 whole-process runs with the probe and ELF facts caches
+  warm (one run first fills them; verify itself prints what came from them), against the
+  goal of 1.0 s; and one ``--no-cache`` run, every probe run and every ELF file parsed,
+  for reference.
+- ``verify ARCHIVE``: median of 3 whole-process runs with the probe cache warm, against a
+  streaming decompress + sha256 of the same archive, measured the same way in the same
+  run: ``zstd -dc ARCHIVE | sha256sum`` and, stricter when faster, Python's zstandard
+  stream reader feeding hashlib. The goal is a ratio of 1.5 to the faster of the two.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DIR_GOAL_SECONDS = 1.0
+ARCHIVE_GOAL_RATIO = 1.5
+_PY_STREAM_HASH = """\
+import hashlib, sys, zstandard
+h = hashlib.sha256()
+with open(sys.argv[1], "rb") as f:
+    r = zstandard.ZstdDecompressor().stream_reader(f, read_size=1 << 20)
+    while chunk := r.read(1 << 20):
+        h.update(chunk)
+print(h.hexdigest())
+"""
+
+
+def _seconds(argv: list[str], env: dict[str, str], *, shell: bool = False) -> float:
+    start = time.monotonic()
+    done = subprocess.run(argv if not shell else " ".join(argv), env=env, shell=shell,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          check=False)
+    seconds = time.monotonic() - start
+    if done.returncode not in (0, 1):  # 1: verify found errors, still a full run
+        raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return seconds
+
+
+def _median(argv: list[str], env: dict[str, str], runs: int, *, shell: bool = False) -> float:
+    return statistics.median(_seconds(argv, env, shell=shell) for _ in range(runs))
+
+
+def rows(isolate: str, bundle: Path, archive: Path, env: dict[str, str]
+         ) -> list[tuple[str, str, str, str]]:
+    out: list[tuple[str, str, str, str]] = []
+    verify = [isolate, "verify", "-q"]
+    _seconds([*verify, str(bundle)], env)  # fills the probe cache for this bundle
+    warm = _median([*verify, str(bundle)], env, 5)
+    out.append(("verify DIR (probes cached, median of 5)", f"{warm:.2f} s",
+                 f"goal {DIR_GOAL_SECONDS:.1f} s", f"{warm / DIR_GOAL_SECONDS:.2f}"))
+    fresh = _seconds([*verify, "--no-cache", str(bundle)], env)
+    out.append(("verify DIR --no-cache (every probe run, every ELF file parsed)",
+                f"{fresh:.2f} s",
+                f"goal {DIR_GOAL_SECONDS:.1f} s", f"{fresh / DIR_GOAL_SECONDS:.2f}"))
+
+    _seconds([*verify, str(archive)], env)  # fills the probe cache for the archive
+    streamed = _median([*verify, str(archive)], env, 3)
+    peers: list[tuple[str, float]] = []
+    if shutil.which("zstd") and shutil.which("sha256sum"):
+        peers.append(("zstd -dc | sha256sum",
+                      _median(["zstd", "-dc", shlex.quote(str(archive)), "|", "sha256sum"], env, 3,
+                              shell=True)))
+    python = Path(isolate).with_name("python")  # isolate's own, which has zstandard
+    peers.append(("zstandard + hashlib",
+                  _median([str(python) if python.exists() else sys.executable, "-c",
+                           _PY_STREAM_HASH, str(archive)], env, 3)))
+    name, peer = min(peers, key=lambda p: p[1])
+    others = "; ".join(f"{n} {s:.2f} s" for n, s in peers if n != name)
+    out.append(("verify ARCHIVE (probes cached, median of 3)", f"{streamed:.2f} s",
+                f"{name} {peer:.2f} s" + (f" ({others})" if others else ""),
+                f"{streamed / peer:.2f} (goal {ARCHIVE_GOAL_RATIO})"))
+    return out
+
+
+if __name__ == "__main__":  # python noxfiles/bench_verify.py ISOLATE BUNDLE ARCHIVE
+    import os
+
+    for row in rows(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), dict(os.environ)):
+        print(" | ".join(row))

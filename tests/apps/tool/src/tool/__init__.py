@@ -1,0 +1,8 @@
+import sys
+
+import alpha
+
+
+def main():
+    print("tool", alpha.__version__, sys.prefix)
+    return 0
