@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import nox
@@ -102,19 +104,56 @@ def report(session: nox.Session) -> None:
                 "--json", f"{REPORT}/results.json", *session.posargs, env=CLEAN_ENV)
 
 
+def _start_provisioning(session: nox.Session, log: Path) -> subprocess.Popen[bytes]:
+    """`isolate provision` of the matrix's hosts in the background, output to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    bindir = session.bin
+    env = {**os.environ, **{k: v for k, v in session.env.items() if v is not None}, **CLEAN_ENV,
+           "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")])}
+    session.log(f"isolate provision --hosts ... in the background (output in {log})")
+    with open(log, "wb") as out:
+        hosts = [h for h in MATRIX_HOSTS if not h.startswith("local-")]
+        return subprocess.Popen([str(Path(bindir) / "isolate"), "provision", "--hosts",
+                                 ",".join(hosts)], stdout=out, stderr=subprocess.STDOUT,
+                                env=env, stdin=subprocess.DEVNULL)
+
+
+def _finish_provisioning(session: nox.Session, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait for the background provisioning and show what it said. A root filesystem it
+    could not make is not the end of the job: that host's cells try again and say why."""
+    code = proc.wait()
+    session.log(f"isolate provision exited {code}:\n{log.read_text(errors='replace').rstrip()}")
+    if code != 0:
+        session.warn("a root filesystem could not be made ahead; its cells will try again")
+
+
 @nox.session(python="3.11")
 def main(session: nox.Session) -> None:
     """The main job: check the Nova lock, build the Nova runtime, run its tests on every
-    host profile and render the compatibility report into report/."""
+    host profile and render the compatibility report into report/.
+
+    The root filesystems of the matrix's hosts are provisioned in the background from the
+    start (debootstrap waits on the network), while the lock is checked, the bundle built
+    and verified and the matrix runs: a rootfs cell whose root filesystem is still being
+    made waits for it (the cache's file lock), the other cells do not. The matrix runs a
+    cell per core, costliest first.
+    """
     install(session)
-    session.run("isolate", "lock", "nova", "--check", env=CLEAN_ENV)
-    session.run("isolate", "bundle", "nova", "-o", OUT, "--format", "dir,tar.zst",
-                env=CLEAN_ENV)
-    archive = _bundle_archive(session)
-    session.run("isolate", "verify", archive, env=CLEAN_ENV)
-    Path(RESULTS).mkdir(exist_ok=True)
-    session.run("isolate", "matrix", archive, "--hosts", ",".join(MATRIX_HOSTS), "-o",
-                f"{RESULTS}/all.json", env=CLEAN_ENV, success_codes=[0, 1])
+    log = Path(OUT) / "provision.log"
+    provisioning = _start_provisioning(session, log)
+    try:
+        session.run("isolate", "lock", "nova", "--check", env=CLEAN_ENV)
+        session.run("isolate", "bundle", "nova", "-o", OUT, "--format", "dir,tar.zst",
+                    env=CLEAN_ENV)
+        archive = _bundle_archive(session)
+        session.run("isolate", "verify", archive, env=CLEAN_ENV)
+        Path(RESULTS).mkdir(exist_ok=True)
+        session.run("isolate", "matrix", archive, "--hosts", ",".join(MATRIX_HOSTS), "-o",
+                    f"{RESULTS}/all.json", env=CLEAN_ENV, success_codes=[0, 1])
+    finally:
+        # also when a step failed: what it makes only fills the cache, and nothing of the
+        # job may outlive it
+        _finish_provisioning(session, provisioning, log)
     Path(REPORT).mkdir(exist_ok=True)
     session.run("isolate", "report", f"{RESULTS}/all.json", "--html", f"{REPORT}/index.html",
                 "--markdown", f"{REPORT}/summary.md", "--junit", f"{REPORT}/junit.xml",

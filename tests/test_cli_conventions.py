@@ -143,7 +143,7 @@ def test_lock_verbose_streams_the_resolver_and_names_its_files(run_isolate, work
     assert r.code == 0, r.output
     assert f"workspace: {workspace}" in r.err
     assert "runtime profile app:" in r.err
-    assert "$ " in r.err and "piptools compile" in r.err and "--verbose" in r.err
+    assert "$ " in r.err and "uv pip compile" in r.err and "--verbose" in r.err  # the default
     quiet = run_isolate("-q", "lock", "app", "--root", workspace, *index(wheelhouse))
     assert quiet.code == 0 and quiet.err == ""
 

@@ -1,8 +1,8 @@
 """`isolate lock`: hashed locks from a local wheelhouse, `--check`, and failures.
 
 Every lock here resolves offline (``--no-index --find-links``) against the wheels that
-conftest builds. The pip-tools tool environment lives in the test cache and is built
-once (that one step needs PyPI).
+conftest builds. The default backend is uv (a dependency of isolate); the pip-tools tool
+environment lives in the test cache and is built once (that one step needs PyPI).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, Result, invoke
+from conftest import REPO, Result, build_wheel, invoke
 
 from isolate.errors import EnvironmentProblem
 from isolate.interpreters import Discovery
 from isolate.locking.backends import PipTools
+from isolate.locking.lock import canonical_block
 from isolate.model.lock import parse_lock
 from isolate.proc import Runner
 
@@ -141,7 +142,7 @@ def test_header_names_profile_sha256_and_python(locked_template, target_python):
         assert f"# Lock of isolate runtime profile 'app' ({kind})." in header
         assert f"# Profile: profiles/runtimes/app.toml (sha256 {profile_sha})" in header
         assert f"# Resolved for CPython {target_python} on linux x86_64" in header
-        assert "by pip-tools" in header
+        assert "by uv " in header  # the default backend
         assert "--require-hashes" in header
         lock = parse_lock(text)
         assert lock.inputs is not None
@@ -214,7 +215,18 @@ def test_runtime_and_tests_are_resolved_together(run_isolate, workspace, wheelho
 def test_check_fresh_lock_exits_0(run_isolate, locked, wheelhouse):
     r = run_isolate("--root", locked, "lock", "app", "--check", *index_args(wheelhouse))
     assert r.code == 0, r.output
-    assert "app.txt: fresh (header and a fresh resolution match the profile)" in r.out
+    assert "app.txt: fresh (header and a fresh resolution match the profile: uv " in r.out
+    # what the check proved: 4 runtime pins and 2 test pins, hashes included
+    assert "seeded with the committed versions, gives the same 6 pins with the same hashes" \
+        in r.out
+
+
+def test_check_with_pip_tools_accepts_the_lock_uv_made(run_isolate, locked, wheelhouse, tool_env):
+    # the check compares pins and hash sets, not the resolver's annotations
+    r = run_isolate("--root", locked, "lock", "app", "--check", "--backend", "pip-tools",
+                    *index_args(wheelhouse))
+    assert r.code == 0, r.output
+    assert "fresh (header and a fresh resolution match the profile: pip-tools " in r.out
 
 
 def test_check_no_resolve_fresh_lock_exits_0(run_isolate, locked):
@@ -280,9 +292,30 @@ def test_check_finds_a_hand_edited_pin(run_isolate, locked, wheelhouse, edit):
     # ...but a fresh resolution does not give those pins
     r = run_isolate("--root", locked, "lock", "app", "--check", *index_args(wheelhouse))
     assert r.code == 1, r.output
-    assert "a fresh resolution of the profile gives other pins" in r.err
+    assert "a fresh resolution of the profile by uv " in r.err
+    assert "gives other pins" in r.err
     assert ("beta==2.0" if edit == "hash" else "alpha==1.0") in r.err
     assert "hint: run `isolate lock app`" in r.err
+
+
+def test_check_finds_a_runtime_lock_that_disagrees_with_its_tests(run_isolate, workspace,
+                                                                   wheelhouse, target_python):
+    # the tests need beta<2, so both locks pin beta 1.0; a runtime lock moved to beta 2.0
+    # (its real hash) still resolves alone, but not together with the tests
+    text = APP.replace('["alpha", "marked"]', '["alpha"]').replace('["gamma"]', '["beta<2"]')
+    write_app(workspace, target_python, text)
+    r = run_isolate("--root", workspace, "lock", "app", *index_args(wheelhouse))
+    assert r.code == 0, r.output
+    lock = workspace / "constraints" / "app.txt"
+    digest = hashlib.sha256((wheelhouse / "beta-2.0-py3-none-any.whl").read_bytes()).hexdigest()
+    moved = re.sub(r"beta==1\.0 \\\n    --hash=sha256:[0-9a-f]+",
+                   f"beta==2.0 \\\\\n    --hash=sha256:{digest}", lock.read_text())
+    assert "beta==2.0" in moved
+    lock.write_text(moved)
+    r = run_isolate("--root", workspace, "lock", "app", "--check", *index_args(wheelhouse))
+    assert r.code == 1, r.output
+    assert "gives other pins" in r.err
+    assert "beta==1.0" in r.err and "beta==2.0" in r.err
 
 
 def test_check_a_lock_without_isolate_header(run_isolate, locked):
@@ -334,13 +367,18 @@ def test_unsatisfiable_requirements_write_no_lock(run_isolate, workspace, wheelh
     assert list((workspace / "constraints").iterdir()) == []
 
 
+@pytest.mark.parametrize(("backend", "diagnosis"), [
+    ("uv", "No solution found when resolving dependencies"),
+    ("pip-tools", "conflicting dependencies"),  # pip's own words
+])
 def test_unsatisfiable_requirements_show_the_diagnosis_not_a_traceback(
-        run_isolate, workspace, wheelhouse, target_python, tool_env):
+        run_isolate, workspace, wheelhouse, target_python, tool_env, backend, diagnosis):
     write_app(workspace, target_python, APP.replace('"marked"]', '"marked", "conflicted"]'))
-    r = run_isolate("--root", workspace, "lock", "app", *index_args(wheelhouse))
+    r = run_isolate("--root", workspace, "lock", "app", "--backend", backend,
+                    *index_args(wheelhouse))
     assert r.code == 2, r.output
-    # pip's own diagnosis ("... these package versions have conflicting dependencies")
-    assert "conflicting dependencies" in r.err, r.err
+    assert diagnosis in r.err, r.err
+    assert "conflicted" in r.err and "beta" in r.err
     assert "Traceback" not in r.err, r.err
 
 
@@ -354,7 +392,7 @@ def test_no_interpreter_of_the_profile_version(run_isolate, workspace, tmp_path,
         (bindir / "python3").symlink_to(sys.executable)
     monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
     monkeypatch.setenv("PATH", str(bindir))
-    r = run_isolate("--root", workspace, "lock", "app", "--no-index")
+    r = run_isolate("--root", workspace, "lock", "app", "--backend", "pip-tools", "--no-index")
     assert r.code == 3, r.output
     have = f"{sys.version_info[0]}.{sys.version_info[1]}" if found == "one" else "none"
     assert "no CPython 3.8 found on this machine" in r.err
@@ -396,38 +434,66 @@ def test_lock_to_another_output_dir(run_isolate, locked, wheelhouse, tmp_path):
     assert pins(out / "app.txt") == pins(locked / "constraints" / "app.txt")
 
 
-# -- the uv backend ----------------------------------------------------------------------------
+# -- the backends ----------------------------------------------------------------------------
 
 
-def _has_uv() -> bool:
-    try:
-        import uv  # noqa: F401
-    except ImportError:
-        return shutil.which("uv") is not None
-    return True
-
-
-@pytest.mark.skipif(not _has_uv(), reason="uv is not installed (pip install 'isolate-runtime[uv]')")
-def test_uv_backend_gives_the_same_pins(run_isolate, locked_template, workspace, wheelhouse,
-                                        target_python, tmp_path, monkeypatch):
-    write_app(workspace, target_python)
-    # Let uv find an interpreter of the target version on PATH; otherwise it tries to
-    # download one first (slow offline, a side effect online).
-    interp = Discovery(Runner()).find(minor(target_python), purpose="for uv")
+def test_the_default_backend_needs_no_interpreter_of_the_profile_version(
+        run_isolate, workspace, wheelhouse, tmp_path, monkeypatch):
+    # uv resolves for the profile's version and platform: the only CPython it can find is
+    # this one (uv wants one, of any version, to build sdists with), not a 3.8
+    write_app(workspace, "3.8")
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / f"python{target_python}").symlink_to(interp.path)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    r = run_isolate("--root", workspace, "lock", "app", "--backend", "uv", *index_args(wheelhouse))
+    (bindir / "python3").symlink_to(sys.executable)
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    monkeypatch.setenv("PATH", str(bindir))
+    r = run_isolate("--root", workspace, "lock", "app", *index_args(wheelhouse))
+    assert r.code == 0, r.output
+    runtime = pins(workspace / "constraints" / "app.txt")
+    assert "oldpy" in runtime and "newpy" not in runtime  # markers evaluated for 3.8
+    assert "by uv " in (workspace / "constraints" / "app.txt").read_text()
+
+
+def test_the_default_backend_refuses_a_wheel_that_does_not_fit_the_target(
+        run_isolate, workspace, wheelhouse, target_python, tmp_path):
+    # uv resolves for the profile's platform (manylinux for its glibc floor): a wheel for
+    # a newer glibc is refused when locking, not first when bundling
+    xy = target_python.replace(".", "")
+    wh = tmp_path / "wh"
+    shutil.copytree(wheelhouse, wh)
+    build_wheel(wh, "native", "1.0", tag=f"cp{xy}-cp{xy}-manylinux_2_28_x86_64")
+    write_app(workspace, target_python, APP.replace('"marked"]', '"marked", "native"]')
+              + '[target]\nglibc = "2.17"\n')
+    r = run_isolate("--root", workspace, "lock", "app", *index_args(wh))
+    assert r.code == 2, r.output
+    assert "native" in r.err and "manylinux_2_17" in r.err
+    assert list((workspace / "constraints").iterdir()) == []
+
+
+def test_pip_tools_writes_the_same_lock_as_the_default(run_isolate, locked_template, workspace,
+                                                       wheelhouse, target_python, tool_env):
+    write_app(workspace, target_python)
+    r = run_isolate("--root", workspace, "lock", "app", "--backend", "pip-tools",
+                    *index_args(wheelhouse))
     assert r.code == 0, r.output
     template = locked_template[0]
     for name in ("app.txt", "app-tests.txt"):
-        by_uv = parse_lock((workspace / "constraints" / name).read_text())
-        by_pip_tools = parse_lock((template / "constraints" / name).read_text())
-        assert [(p.name, p.version, p.hashes) for p in by_uv.pins] == [
-            (p.name, p.version, p.hashes) for p in by_pip_tools.pins]
-        assert by_uv.inputs == by_pip_tools.inputs
-        assert "by uv " in (workspace / "constraints" / name).read_text()
+        by_pip_tools = (workspace / "constraints" / name).read_text().splitlines()
+        by_uv = (template / "constraints" / name).read_text().splitlines()
+        # one line differs, the one that names the backend; the format does not flip
+        differ = [(a, b) for a, b in zip(by_uv, by_pip_tools, strict=True) if a != b]
+        assert len(differ) == 1, differ
+        assert "by uv " in differ[0][0] and "by pip-tools " in differ[0][1]
+
+
+def test_without_uv_the_default_is_pip_tools(run_isolate, workspace, wheelhouse, target_python,
+                                             tool_env, tmp_path, monkeypatch):
+    write_app(workspace, target_python)
+    monkeypatch.setitem(sys.modules, "uv", None)  # `import uv` fails
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    r = run_isolate("--root", workspace, "lock", "app", *index_args(wheelhouse))
+    assert r.code == 0, r.output
+    assert "by pip-tools " in (workspace / "constraints" / "app.txt").read_text()
 
 
 def test_uv_backend_missing_is_an_environment_problem(run_isolate, workspace, tmp_path,
@@ -441,6 +507,32 @@ def test_uv_backend_missing_is_an_environment_problem(run_isolate, workspace, tm
     assert "--backend pip-tools" in r.err
 
 
+PIP_TOOLS_BLOCK = """\
+oslo-service==4.8.0 \\
+    --hash=sha256:5f82 \\
+    --hash=sha256:8150
+    # via
+    #   nova
+    #   oslo-messaging
+    #   oslo-service
+"""
+UV_BLOCK = PIP_TOOLS_BLOCK.replace("    #   oslo-service\n", "")
+
+
+@pytest.mark.parametrize("text", [PIP_TOOLS_BLOCK, UV_BLOCK])
+def test_annotations_take_one_form_whichever_backend_wrote_them(text):
+    (pin,) = parse_lock(text).pins
+    assert canonical_block(pin).text == UV_BLOCK
+
+
+def test_a_self_reference_that_was_the_only_source_leaves_no_via():
+    (pin,) = parse_lock("alpha==1.1 \\\n    --hash=sha256:ab\n    # via alpha\n").pins
+    assert canonical_block(pin).text == "alpha==1.1 \\\n    --hash=sha256:ab\n"
+    (pin,) = parse_lock("alpha==1.1 \\\n    --hash=sha256:ab\n    # via\n    #   alpha\n"
+                        "    #   -r app.in\n").pins
+    assert canonical_block(pin).text.endswith("    --hash=sha256:ab\n    # via -r app.in\n")
+
+
 # -- the committed Nova lock --------------------------------------------------------------------
 
 
@@ -448,9 +540,9 @@ def test_uv_backend_missing_is_an_environment_problem(run_isolate, workspace, tm
 @pytest.mark.slow
 @pytest.mark.skipif(
     os.environ.get("ISOLATE_NETWORK_TESTS") != "1" and os.environ.get("CI") != "true",
-    reason="needs PyPI and about 2 minutes; set ISOLATE_NETWORK_TESTS=1 (CI=true does)",
+    reason="needs PyPI; set ISOLATE_NETWORK_TESTS=1 (CI=true does)",
 )
 def test_committed_nova_lock_is_fresh(run_isolate):
     r = run_isolate("lock", "nova", "--check", cwd=REPO)
     assert r.code == 0, r.output
-    assert "nova.txt: fresh (header and a fresh resolution match the profile)" in r.out
+    assert "nova.txt: fresh (header and a fresh resolution match the profile: uv " in r.out

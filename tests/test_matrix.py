@@ -1,5 +1,6 @@
 """isolate matrix on the small runtime: local hosts in a hostile environment, a static
-host, prediction, per-test outcomes, fingerprints, equivalence, shards, bad input."""
+host, prediction, per-test outcomes, fingerprints, equivalence, shards, bad input; one
+shared copy of the bundle, cells by cost, and `isolate provision`."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from pathlib import Path
 import pytest
 
 from isolate.interpreters import Discovery
-from isolate.matrix.plan import predict
+from isolate.matrix import costs
+from isolate.matrix.execute import open_bundle
+from isolate.matrix.plan import PlannedCell, predict
+from isolate.matrix.run import run_matrix
+from isolate.matrix.shared import SPACE_DIR
 from isolate.model.manifest import MANIFEST_NAME, Manifest
 from isolate.model.profiles import HostProfile, Libc, Provision
-from isolate.model.results import Results
+from isolate.model.results import Prediction, Results
 from isolate.proc import Runner
 from tests.conftest import Result, bundle_dir
 
@@ -160,3 +165,150 @@ def test_bad_input(built: Path, tmp_path: Path, run_isolate: Callable[..., Resul
     (tmp_path / "empty").mkdir()
     r = run_isolate("matrix", tmp_path / "empty", "--hosts", "rhel-8", "-o", tmp_path / "r.json")
     assert r.code == 2 and MANIFEST_NAME in r.err
+
+
+# -- one copy of the bundle, cells by cost, provisioning ahead ------------------------------
+
+
+class RecordingRunner(Runner):
+    """A real runner that notes which cell's probe each command started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+
+    def run(self, argv, **kw):  # type: ignore[no-untyped-def]
+        probes = [Path(str(a)) for a in argv if str(a).endswith("probe.py")]
+        if probes:
+            self.cells.append(probes[0].parent.name)
+        return super().run(argv, **kw)
+
+
+def _local_hosts(ids: list[str]) -> list[HostProfile]:
+    from isolate.profiles import Catalog
+
+    catalog = Catalog(root=None, discovery=Discovery(Runner()))
+    return [catalog.host(i).profile for i in ids]
+
+
+def test_cells_share_one_copy_of_the_bundle_and_overlay(built: Path, tmp_path: Path) -> None:
+    hosts = _local_hosts(local_ids())
+    work = tmp_path / "work"
+    work.mkdir()
+    results = run_matrix(open_bundle(archive(built)), hosts, runner=Runner(), work_dir=work,
+                         keep=True, cost_book=tmp_path / "costs.json")
+    assert [c.observed.status for c in results.cells] == ["passed", "passed"]
+    assert all(c.equivalent for c in results.cells)
+    (matrix_dir,) = work.iterdir()
+    copies = [p for p in matrix_dir.rglob("*") if p.name == MANIFEST_NAME]
+    assert copies == [matrix_dir / "shared" / SPACE_DIR / bundle_dir(built).name / MANIFEST_NAME]
+    # each cell has a work directory of its own, with no copy of the runtime in it
+    for h in hosts:
+        assert (matrix_dir / h.id / "probe.py").is_file()
+    # the overlay is found relative to site-packages: the same line serves every executor
+    top = copies[0].parent
+    m = Manifest.loads(copies[0].read_text())
+    pth = (top / m.interpreter.site_packages / "isolate-test-overlay.pth").read_text().strip()
+    assert not pth.startswith("/")
+    assert (top / m.interpreter.site_packages / pth).resolve() == \
+        (matrix_dir / "shared" / "overlay" / "site-packages").resolve()
+
+
+def test_a_local_cell_that_writes_into_the_bundle_is_an_error(
+        built: Path, tmp_path: Path, run_isolate: Callable[..., Result]) -> None:
+    b = tmp_path / "b" / bundle_dir(built).name
+    shutil.copytree(bundle_dir(built), b, symlinks=True)
+    overlay = shutil.copytree(built / f"{b.name}.tests", b.parent / f"{b.name}.tests",
+                              symlinks=True)
+    # a .pth file of the test overlay runs in every process of the cell: it writes into
+    # the runtime's prefix, which is the copy every cell shares
+    (overlay / "site-packages" / "zz-writer.pth").write_text(
+        "import os, sys; open(os.path.join(sys.prefix, 'written-by-a-cell'), 'w').close()\n")
+    (host,) = local_ids(1)
+    res = tmp_path / "results.json"
+    r = run_isolate("matrix", b, "--hosts", f"{host},rhel-8", "-o", res)
+    assert r.code == 1, r.output
+    cell, static = Results.loads(res.read_text()).cells
+    assert cell.observed.status == "error"
+    assert "wrote into the bundle copy that every cell runs" in (cell.observed.reason or "")
+    assert "python/written-by-a-cell" in (cell.observed.reason or "")
+    assert static.observed.status == "not-run"  # a static cell has nothing to do with it
+    assert not (b / "python" / "written-by-a-cell").exists()  # the input was never touched
+
+
+def test_the_costliest_cell_starts_first_and_costs_are_recorded(built: Path,
+                                                                tmp_path: Path) -> None:
+    ids = local_ids()
+    hosts = _local_hosts([*ids, "rhel-8"])
+    book = tmp_path / "costs.json"
+    # the plan's order is ids[0], ids[1]; the book says ids[1] costs more
+    book.write_text(json.dumps({"schema": costs.SCHEMA,
+                                "cells": {"app": {ids[0]: 1.0, ids[1]: 500.0}}}))
+    runner = RecordingRunner()
+    results = run_matrix(open_bundle(archive(built)), hosts, runner=runner, jobs=1,
+                         cost_book=book)
+    assert runner.cells == [ids[1], ids[0]]
+    assert [c.host for c in results.cells] == [*ids, "rhel-8"]  # results keep the plan's order
+    recorded = costs.load(book).seconds["app"]
+    assert set(recorded) == set(ids)  # measured now: the old 500 s is gone; no static cell
+    assert all(0 < s < 500 for s in recorded.values())
+    # a second run starts whichever the book now says is costlier
+    runner = RecordingRunner()
+    run_matrix(open_bundle(archive(built)), hosts, runner=runner, jobs=1, cost_book=book)
+    assert runner.cells == sorted(ids, key=lambda i: (-recorded[i], ids.index(i)))
+
+
+def _planned(host_id: str, executor: str) -> PlannedCell:
+    host = HostProfile(id=host_id, name=host_id, distro="d", release="1", arch="x86_64",
+                       libc=Libc(family="glibc", version="2.36"), python=None,
+                       provision=Provision(method="static"))
+    return PlannedCell(host=host, executor=executor,
+                       prediction=Prediction(verdict="compatible"))
+
+
+def test_longest_first_orders_by_cost_with_defaults() -> None:
+    cells = [_planned("s", "static"), _planned("a", "local"), _planned("b", "rootfs"),
+             _planned("new", "rootfs"), _planned("c", "local")]
+    book = costs.CostBook(seconds={"app": {"a": 10.0, "b": 90.0, "c": 30.0},
+                                   "other": {"new": 1000.0}})
+    # a cell never measured costs as much as the costliest known one of the runtime, so it
+    # starts early; ties keep the plan's order; a static cell costs nothing
+    order = [c.host.id for c in costs.longest_first(cells, book, "app")]
+    assert order == ["b", "new", "c", "a", "s"]
+    # nothing known of the runtime: the plan's order, static cells last
+    order = [c.host.id for c in costs.longest_first(cells, book, "unknown")]
+    assert order == ["a", "b", "new", "c", "s"]
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"schema": "isolate.matrix-costs/0", "cells": {}}',
+                                  '{"schema": "isolate.matrix-costs/1", "cells": {"app": 3}}'])
+def test_an_unreadable_cost_book_is_empty_and_recording_replaces_it(tmp_path: Path,
+                                                                     text: str) -> None:
+    book = tmp_path / "costs.json"
+    book.write_text(text)
+    assert costs.load(book).seconds == {}
+    costs.record(book, "app", {"local-3.11": 12.5})
+    assert costs.load(book).seconds == {"app": {"local-3.11": 12.5}}
+
+
+def test_provision_skips_hosts_without_a_root_filesystem(
+        run_isolate: Callable[..., Result]) -> None:
+    (host,) = local_ids(1)
+    r = run_isolate("provision", "--hosts", f"rhel-8,{host}")
+    assert r.code == 0, r.output
+    assert "no host of these needs a root filesystem" in r.out
+
+
+def test_provision_names_a_root_filesystem_it_cannot_make(
+        run_isolate: Callable[..., Result], workspace: Path) -> None:
+    # nothing listens on this port: debootstrap fails at once (or the tools are missing)
+    (workspace / "profiles" / "hosts" / "nowhere.toml").write_text(
+        'id = "nowhere"\nname = "Debian from nowhere"\ndistro = "debian"\nrelease = "12"\n'
+        'codename = "bookworm"\narch = "x86_64"\npython = "none"\n'
+        '[libc]\nfamily = "glibc"\nversion = "2.36"\n'
+        '[provision]\nmethod = "debootstrap"\nsuite = "bookworm"\n'
+        'mirror = "http://127.0.0.1:9/debian"\n')
+    r = run_isolate("--root", workspace, "provision", "--hosts", "nowhere,rhel-8")
+    assert r.code == 3, r.output
+    assert "error: nowhere: cannot provision Debian bookworm" in r.err
+    assert "hint:" in r.err

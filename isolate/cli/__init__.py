@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         lock_cmd,
         matrix_cmd,
         profiles_cmd,
+        provision_cmd,
         python_cmd,
         report_cmd,
         sbom_cmd,
@@ -199,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for cmd in (profiles_cmd, lock_cmd, bundle_cmd, diff_cmd, fetch_cmd, matrix_cmd, report_cmd,
-                verify_cmd, unpack_cmd, sbom_cmd, python_cmd, completion_cmd):
+    for cmd in (profiles_cmd, lock_cmd, bundle_cmd, diff_cmd, fetch_cmd, provision_cmd,
+                matrix_cmd, report_cmd, verify_cmd, unpack_cmd, sbom_cmd, python_cmd,
+                completion_cmd):
         cmd.register(sub)
     for p in _subparsers(parser):
         add_global_options(p, top=False)

@@ -64,20 +64,23 @@ def register(sub: Any) -> None:
     p.add_argument("--upgrade", action="store_true", help="ignore existing pins")
     p.add_argument("--upgrade-package", action="append", default=[], metavar="NAME",
                    help="upgrade one package (repeatable)")
-    p.add_argument("--backend", choices=["pip-tools", "uv"], default="pip-tools",
-                   help="the resolver: pip-tools (default; pip-compile run under a CPython of "
-                        "the profile's version) or uv (`uv pip compile`, needs no such "
-                        "interpreter; install isolate-runtime[uv])")
+    p.add_argument("--backend", choices=["pip-tools", "uv"], default=None,
+                   help="the resolver: uv (the default when installed, and isolate depends "
+                        "on it: `uv pip compile` for the profile's Python version and "
+                        "platform, in seconds) or pip-tools (pip-compile run under a CPython "
+                        "of the profile's version; the fallback without uv). Both write the "
+                        "same format")
     p.add_argument("-o", "--output-dir", type=Path, default=None, metavar="DIR",
                    help="where to write the locks (default: the workspace's constraints/)")
     add_index_options(p)
     p.set_defaults(handler=run)
 
 
-def make_backend(app: App, name: str) -> Backend:
-    from isolate.locking.backends import PipTools, Uv
+def make_backend(app: App, name: str | None) -> Backend:
+    """The backend named, or the default one (uv when installed, else pip-tools)."""
+    from isolate.locking.backends import PipTools, Uv, default_backend
 
-    if name == "uv":
+    if (name or default_backend()) == "uv":
         return Uv(app.runner)
     return PipTools(app.runner, app.discovery)
 
@@ -123,7 +126,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     if args.no_resolve and not args.check:
         raise InputError("--no-resolve only makes sense with --check")
     backend = make_backend(app, args.backend)
-    if args.backend == "pip-tools" and not (args.check and args.no_resolve):
+    if backend.name == "pip-tools" and not (args.check and args.no_resolve):
         _ensure_interpreter(app, loaded.profile)
     index = index_options(args)
     build_env = _native_build_env(app, loaded.profile)
@@ -131,9 +134,13 @@ def run(app: App, args: argparse.Namespace) -> int:
         lock_path = app.catalog.lock_path(loaded.profile.name)
         result = check(loaded, backend, index, lock_dir=lock_path.parent,
                        resolve=not args.no_resolve, build_env=build_env)
+        if result.fresh and args.no_resolve:
+            app.out(f"{lock_path}: fresh (header match the profile)")
+            return ExitCode.OK
         if result.fresh:
-            how = "header" if args.no_resolve else "header and a fresh resolution"
-            app.out(f"{lock_path}: fresh ({how} match the profile)")
+            app.out(f"{lock_path}: fresh (header and a fresh resolution match the profile: "
+                    f"{result.resolved_by}, seeded with the committed versions, gives the same "
+                    f"{result.pins} pins with the same hashes)")
             return ExitCode.OK
         app.err(f"error: the lock of {loaded.profile.name!r} is stale")
         for line in (*result.problems, *result.diff):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,9 @@ def register(sub: Any) -> None:
     p.add_argument("bundle", type=Path, help="a bundle archive (or directory)")
     p.add_argument("--hosts", required=True, metavar="ID[,ID...]",
                    help="host profiles (see `isolate profiles`); 'all' for every one")
-    p.add_argument("-j", "--jobs", type=int, default=2, help="cells at once (default 2)")
+    p.add_argument("-j", "--jobs", type=int, default=None,
+                   help="cells at once (default: one per core this process may use); the "
+                        "costliest start first, by what each cost on this machine last time")
     p.add_argument("--shard", metavar="I/N", help="run only shard I of N of the cells")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="per-cell timeout in seconds (default: the runtime profile's)")
@@ -53,7 +56,8 @@ def run(app: App, args: argparse.Namespace) -> int:
     bundle = open_bundle(args.bundle)
     ensure_writable_dir(args.output.resolve().parent, what="results directory")
     with TerminalProgress(quiet=app.quiet, color=app.color) as progress:
-        results = run_matrix(bundle, hosts, runner=app.runner, jobs=args.jobs, shard=shard,
+        jobs = args.jobs or len(os.sched_getaffinity(0))
+        results = run_matrix(bundle, hosts, runner=app.runner, jobs=jobs, shard=shard,
                              timeout=args.timeout, baseline=args.baseline, keep=args.keep,
                              progress=progress)
     write_atomic(args.output, results.dumps())

@@ -2,6 +2,11 @@
 
 Both backends write pip-compile's format and seed from an existing output file, so an
 unchanged input keeps its pins unless an upgrade is asked for.
+
+The default is uv when it is installed (it is one of isolate's dependencies): it resolves
+for the profile's Python version and platform without an interpreter of that version, in
+seconds. pip-tools stays available (``--backend pip-tools``) and is the fallback where uv
+is missing.
 """
 
 from __future__ import annotations
@@ -194,6 +199,22 @@ class PipTools:
         _run_compiler(self._runner, argv, req)
 
 
+def find_uv() -> str | None:
+    """The uv executable: the one of the ``uv`` package installed with isolate, else the
+    first on PATH; None when there is none."""
+    try:
+        from uv import find_uv_bin  # type: ignore[import-not-found,unused-ignore]
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+def default_backend() -> str:
+    """The backend used when none is named: uv when installed, else pip-tools."""
+    return "uv" if find_uv() is not None else "pip-tools"
+
+
 class Uv:
     """``uv pip compile``: resolves for a target version and platform without an interpreter."""
 
@@ -201,26 +222,18 @@ class Uv:
 
     def __init__(self, runner: Runner):
         self._runner = runner
-        self._bin = self._find()
-
-    @staticmethod
-    def _find() -> str:
-        try:
-            from uv import find_uv_bin  # type: ignore[import-not-found,unused-ignore]
-
-            return str(find_uv_bin())
-        except (ImportError, FileNotFoundError):
-            found = shutil.which("uv")
-            if found:
-                return found
-        raise EnvironmentProblem(
-            "the uv backend needs uv, which is not installed",
-            hint="pip install 'isolate-runtime[uv]', or use --backend pip-tools",
-        )
+        found = find_uv()
+        if found is None:
+            raise EnvironmentProblem(
+                "the uv backend needs uv, which is not installed",
+                hint="pip install uv (isolate-runtime depends on it), or use --backend pip-tools",
+            )
+        self._bin = found
 
     def describe(self) -> str:
+        """``uv X.Y.Z``: the version, not the build triple (it goes into lock headers)."""
         done = self._runner.run([self._bin, "--version"], timeout=30, what="uv --version")
-        return done.stdout.strip()
+        return " ".join(done.stdout.split()[:2])
 
     def compile(self, req: CompileRequest) -> None:
         platform = f"{req.arch}-manylinux_{req.glibc.replace('.', '_')}"

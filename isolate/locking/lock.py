@@ -7,16 +7,24 @@ Two files per profile, resolved together so that versions agree:
 
 The runtime and its test requirements are resolved as one set first; the runtime lock
 is then resolved alone, seeded with those pins, so it keeps the same versions.
+
+Both backends write the same format: pip-compile's hashed requirements, with ``# via``
+annotations that isolate brings to one form (:func:`canonical_block`), so relocking with
+the other backend changes only the header line that names it.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from isolate.errors import InputError, ResolutionError
 from isolate.fsutil import temp_dir, write_atomic
@@ -51,9 +59,49 @@ class LockResult:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CheckResult:
+    """What ``check`` found. ``resolved_by`` is the backend that made the fresh
+    resolution and ``pins`` how many pins (runtime and tests) it matched; empty and 0
+    when no resolution ran."""
+
     fresh: bool
     problems: tuple[str, ...] = ()
     diff: tuple[str, ...] = field(default=())
+    resolved_by: str = ""
+    pins: int = 0
+
+
+_VIA_ONE = re.compile(r"^\s+# via (\S.*)$")
+_VIA_MANY = re.compile(r"^\s+# via$")
+_VIA_ITEM = re.compile(r"^\s+#   (\S.*)$")
+
+
+def canonical_block(pin: Pin) -> Pin:
+    """``pin`` with its ``# via`` annotation in the one form both backends share.
+
+    pip-tools names a distribution among its own sources when one of its extras
+    depends on it (``oslo-service`` via ``oslo-service``); uv does not. That entry says
+    nothing about the lock, so it goes. The requirement and hash lines are kept as
+    written."""
+    kept: list[str] = []
+    via: list[str] = []
+    in_via = False
+    for line in pin.text.splitlines():
+        if in_via and (m := _VIA_ITEM.match(line)):
+            via.append(m.group(1).strip())
+            continue
+        in_via = False
+        if m := _VIA_ONE.match(line):
+            via.append(m.group(1).strip())
+        elif _VIA_MANY.match(line):
+            in_via = True
+        else:
+            kept.append(line)
+    via = [v for v in via if canonicalize_name(v) != pin.name]
+    if len(via) == 1:
+        kept.append(f"    # via {via[0]}")
+    elif via:
+        kept += ["    # via", *(f"    #   {v}" for v in via)]
+    return replace(pin, text="\n".join(kept) + "\n")
 
 
 def lock_inputs(loaded: LoadedRuntime, kind: str) -> LockInputs:
@@ -118,8 +166,14 @@ def _resolve(
     upgrade: bool,
     upgrade_packages: tuple[str, ...],
     build_env: Mapping[str, str] | None = None,
-) -> tuple[list[Pin], list[Pin]]:
-    """Resolve runtime + tests in ``work``; return (runtime pins, test-only pins)."""
+    at_once: bool = False,
+) -> tuple[list[Pin], list[Pin], list[Pin]]:
+    """Resolve runtime + tests in ``work``; return (runtime pins, test-only pins, the
+    pins of runtime and tests resolved together).
+
+    The runtime alone is seeded with the pins of the resolution together, so it keeps
+    their versions. ``at_once`` (for a check, where the seed is the committed lock, which
+    was made that way): both resolutions start at once, both seeded with ``seed``."""
     p = loaded.profile
     runtime_in, combined_in = _write_inputs(work, loaded)
     combined_out = work / f"{p.name}-with-tests.txt"
@@ -134,10 +188,18 @@ def _resolve(
                               upgrade_packages=upgrade_packages if upgrades else (),
                               build_env=dict(build_env or {}))
 
-    backend.compile(request(combined_in, combined_out, first=True))
     runtime_out = work / f"{p.name}.txt"
-    shutil.copyfile(combined_out, runtime_out)
-    backend.compile(request(runtime_in, runtime_out))
+    if at_once:
+        shutil.copyfile(combined_out, runtime_out)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            both = [pool.submit(backend.compile, request(combined_in, combined_out, first=True)),
+                    pool.submit(backend.compile, request(runtime_in, runtime_out))]
+            for future in both:
+                future.result()
+    else:
+        backend.compile(request(combined_in, combined_out, first=True))
+        shutil.copyfile(combined_out, runtime_out)
+        backend.compile(request(runtime_in, runtime_out))
     try:
         combined = parse_lock(combined_out.read_text()).pins
         runtime = list(parse_lock(runtime_out.read_text()).pins)
@@ -146,7 +208,7 @@ def _resolve(
                               hint="report this with the resolver's version") from exc
     names = {pin.name for pin in runtime}
     tests = [pin for pin in combined if pin.name not in names]
-    return runtime, tests
+    return runtime, tests, list(combined)
 
 
 def _render(loaded: LoadedRuntime, kind: str, pins: list[Pin], backend: Backend,
@@ -158,7 +220,7 @@ def _render(loaded: LoadedRuntime, kind: str, pins: list[Pin], backend: Backend,
         backend=backend.describe(),
         platform=f"{PLATFORM} {loaded.profile.arch}",
     )
-    return header.render() + render_body(pins)
+    return header.render() + render_body(canonical_block(pin) for pin in pins)
 
 
 def lock(
@@ -182,7 +244,7 @@ def lock(
     seeds = [] if upgrade else previous
     old = [line for s in previous for line in summary_lines(read_lock(s).pins)]
     with temp_dir(prefix="isolate-lock-") as work:
-        runtime, tests = _resolve(loaded, backend, index, work, seeds,
+        runtime, tests, _ = _resolve(loaded, backend, index, work, seeds,
                                   upgrade=upgrade, upgrade_packages=upgrade_packages,
                                   build_env=build_env)
         runtime_text = _render(loaded, "runtime", runtime, backend, profile_path)
@@ -219,8 +281,18 @@ def check(
     """Is the committed lock still what the profile asks for?
 
     First without network: the inputs recorded in each lock's header against the
-    profile's. Then, unless ``resolve`` is false, a fresh resolution seeded with the
-    committed pins must give exactly the same pins and hashes.
+    profile's (requirements, test requirements, Python, arch, glibc floor, the
+    constraints file's sha256). Then, unless ``resolve`` is false, ``backend`` resolves
+    the profile afresh, seeded with the committed versions (never their hashes): the
+    runtime with its tests, and the runtime alone, at once. Together they must give
+    exactly the committed runtime and tests pins, and alone exactly the runtime's: the
+    same set of ``name==version`` pins, each with exactly the same set of hashes. That
+    proves the committed pins still satisfy the requirements together, that the resolver
+    would keep every one of them, and that the hashes are those of every file the index
+    serves for each version now. Annotations and the
+    header's comment lines are not compared, so a lock made by one backend checks
+    fresh with the other when they agree on pins and hashes. It does not prove the pins
+    are the newest: ``isolate lock --upgrade`` moves them.
     """
     name = loaded.profile.name
     runtime_path, tests_path = lock_dir / f"{name}.txt", lock_dir / f"{name}-tests.txt"
@@ -238,16 +310,21 @@ def check(
     if problems or not resolve:
         return CheckResult(fresh=not problems, problems=tuple(problems))
     with temp_dir(prefix="isolate-check-") as work:
-        runtime, tests = _resolve(loaded, backend, index, work, [runtime_path, tests_path],
-                                  upgrade=False, upgrade_packages=(),
-                                  build_env=build_env)
+        runtime, tests, together = _resolve(
+            loaded, backend, index, work, [runtime_path, tests_path], upgrade=False,
+            upgrade_packages=(), build_env=build_env, at_once=True)
     old = sorted(summary_lines(locks["runtime"].pins) + summary_lines(locks["tests"].pins))
     new = sorted(summary_lines(runtime) + summary_lines(tests))
-    if old == new:
-        return CheckResult(fresh=True)
-    diff = tuple(_pin_diff(old, new))
+    whole = sorted(summary_lines(together))
+    by = backend.describe()
+    if old == new == whole:
+        return CheckResult(fresh=True, resolved_by=by, pins=len(new))
+    diff = tuple(_pin_diff(old, new) or _pin_diff(old, whole))
     return CheckResult(
         fresh=False,
-        problems=(f"{runtime_path}: a fresh resolution of the profile gives other pins",),
+        problems=(f"{runtime_path}: a fresh resolution of the profile by {by} gives other "
+                  "pins",),
         diff=diff,
+        resolved_by=by,
+        pins=len(new),
     )

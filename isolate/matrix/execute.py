@@ -6,38 +6,43 @@ Executors:
   hostile environment of ``isolate.hostile_env`` (PYTHONHOME, PYTHONPATH, PYTHONSTARTUP,
   a user site and the working directory with shadowing modules, ...), with that
   interpreter first on PATH, its standard library on PYTHONPATH and its libraries on
-  LD_LIBRARY_PATH, in the C locale. Each cell unpacks the bundle into a fresh directory
-  whose path has a space.
+  LD_LIBRARY_PATH, in the C locale.
 - ``rootfs``: a cached Debian root filesystem under bubblewrap: read-only root, private
-  /tmp, no network, the bundle bound below /opt/isolate, the same hostile environment.
+  /tmp, no network, the bundle bound read-only below /opt/isolate, the same hostile
+  environment.
 - ``static``: not observed; the prediction stands alone.
+
+Every cell runs the matrix's one copy of the bundle, in a directory whose path has a
+space (``isolate.matrix.shared``); each has a fresh work directory of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import io
 import json
 import re
 import shutil
+import tarfile
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from isolate import hostile_env
-from isolate.bundle.unpack import unpack
-from isolate.errors import IsolateError
+from isolate.bundle.unpack import detect_format
+from isolate.errors import InputError, IsolateError
 from isolate.hostfacts import host_library
 from isolate.matrix.plan import PlannedCell
+from isolate.matrix.provision import rootfs_spec
+from isolate.matrix.shared import SPACE_DIR, SharedCopy, make_shared_copy
 from isolate.model.hostlibs import ObservedHostLibrary
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
 from isolate.model.results import Cell, Observation
 from isolate.proc import Completed, Runner
-from isolate.provision.rootfs import Bind, RootfsSpec, bwrap_argv, ensure_rootfs, missing_tools
-
-SPACE_DIR = "bundle root with space"
-OVERLAY_PTH = "isolate-test-overlay.pth"  # in a cell's copy of the runtime only
+from isolate.provision.rootfs import Bind, bwrap_argv, ensure_rootfs, missing_tools
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -60,16 +65,6 @@ class BundleInput:
 
 def _xy(version: str) -> str:
     return ".".join(version.split(".")[:2])
-
-
-def _place(src: Path, dest_parent: Path) -> Path:
-    """Unpack an archive (or copy a directory) into ``dest_parent``; return the top dir."""
-    dest_parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        top = dest_parent / src.name
-        shutil.copytree(src, top, symlinks=True)
-        return top
-    return unpack(src, dest_parent)
 
 
 def _probe_file(cell_dir: Path) -> Path:
@@ -134,11 +129,30 @@ def _observation(done: Completed | None, out: Path, timeout: float,
 
 
 class CellRunner:
-    def __init__(self, *, runner: Runner, bundle: BundleInput, work: Path, timeout: float):
+    """Observes cells of one bundle: each in a work directory of its own below ``work``,
+    all with the one ``shared`` copy of the bundle and its test overlay (made in
+    ``work`` by the first cell when not given)."""
+
+    def __init__(self, *, runner: Runner, bundle: BundleInput, work: Path, timeout: float,
+                 shared: SharedCopy | None = None):
         self._runner = runner
         self._bundle = bundle
+        self._shared = shared
+        self._shared_lock = threading.Lock()
         self._work = work
         self._timeout = timeout
+
+    @property
+    def shared(self) -> SharedCopy:
+        with self._shared_lock:
+            if self._shared is None:
+                src = self._bundle.archive or self._bundle.directory
+                assert src is not None
+                self._shared = make_shared_copy(
+                    src, self._bundle.overlay,
+                    site_packages=self._bundle.manifest.interpreter.site_packages,
+                    work=self._work)
+            return self._shared
 
     def run(self, planned: PlannedCell) -> Cell:
         h = planned.host
@@ -166,29 +180,17 @@ class CellRunner:
                     required=planned.required)
 
     # -- shared --------------------------------------------------------------------
-    def _prepare(self, cell_id: str, overlay_at: str | None = None) -> tuple[
-            Path, Path, Path | None]:
-        """Unpack the bundle and its test overlay for one cell. ``overlay_at``: where the
-        runtime sees the overlay (default: where it is unpacked)."""
+    def _prepare(self, cell_id: str) -> tuple[Path, Path, Path | None]:
+        """A fresh work directory for one cell, the shared runtime and its overlay.
+
+        The test overlay is on the path of every process the runtime starts, as test
+        requirements installed next to the app would be (the workers of stestr and
+        pytest-xdist, and the tests' own ``sys.executable`` children import them too):
+        the shared copy's ``.pth`` file does it."""
+        shared = self.shared
         cell_dir = self._work / cell_id
         cell_dir.mkdir(parents=True)
-        src = self._bundle.archive or self._bundle.directory
-        assert src is not None
-        top = _place(src, cell_dir / SPACE_DIR)
-        overlay = None
-        if self._bundle.overlay is not None:
-            overlay = _place(self._bundle.overlay, cell_dir / "overlay")
-            self._add_overlay(top, overlay_at or str(overlay))
-        return cell_dir, top, overlay
-
-    def _add_overlay(self, top: Path, overlay_at: str) -> None:
-        """Put the test overlay on the path of every process this cell's copy of the
-        runtime starts, as test requirements installed next to the app would be: the
-        workers of stestr and pytest-xdist, and the tests' own ``sys.executable``
-        children, import them too. A ``.pth`` file in the copy's site-packages does it
-        (the launchers' ``-I`` leaves site-packages ``.pth`` files working)."""
-        site_packages = top / self._bundle.manifest.interpreter.site_packages
-        (site_packages / OVERLAY_PTH).write_text(f"{overlay_at}/site-packages\n")
+        return cell_dir, shared.top, shared.overlay
 
     def _command(self, python: str, probe: str, bundle: str, overlay: str | None,
                  out: str) -> list[str]:
@@ -249,12 +251,12 @@ class CellRunner:
         if problems:
             return Observation(status="not-run",
                                reason="cannot run root filesystems here: " + "; ".join(problems))
-        p = planned.host.provision
-        rootfs = ensure_rootfs(RootfsSpec(suite=p.suite or "", variant=p.variant,
-                                          packages=p.packages, mirror=p.mirror),
-                               runner=self._runner)
+        spec = rootfs_spec(planned.host)
+        assert spec is not None
+        rootfs = ensure_rootfs(spec, runner=self._runner)
         base = "/opt/isolate"
-        cell_dir, top, overlay = self._prepare(planned.host.id, f"{base}/overlay")
+        # the shared copy's layout, read-only: its overlay .pth names a relative path
+        cell_dir, top, overlay = self._prepare(planned.host.id)
         probe = _probe_file(cell_dir)
         bundle_at = f"{base}/{SPACE_DIR}/{top.name}"
         binds = [Bind(source=top, dest=bundle_at),
@@ -264,9 +266,10 @@ class CellRunner:
         hostile = hostile_env.plant(cell_dir / "rw" / "hostile", seen_as=f"{base}/work/hostile",
                                     versions=[_xy(self._bundle.manifest.interpreter.version)])
         if overlay is not None:
-            binds.append(Bind(source=overlay, dest=f"{base}/overlay"))
+            binds.append(Bind(source=overlay, dest=f"{base}/{overlay.name}"))
         argv = self._command(f"{bundle_at}/bin/python3", f"{base}/work/probe.py", bundle_at,
-                             f"{base}/overlay" if overlay else None, f"{base}/work/probe.json")
+                             f"{base}/{overlay.name}" if overlay else None,
+                             f"{base}/work/probe.json")
         full = bwrap_argv(rootfs, argv, binds=binds,
                           env={**hostile.env, **self._bundle.manifest.test_env},
                           cwd=hostile.cwd_seen)
@@ -311,11 +314,47 @@ class CellRunner:
         return replace(obs, host_libraries=tuple(found))
 
 
+_PEEK_MEMBERS = 1000  # the manifest is among an archive's first entries (they are sorted)
+_PEEK_BYTES = 64 << 20  # a larger manifest is refused
+
+
+def _peek_manifest(archive: Path) -> tuple[str, bytes]:
+    """(the top directory's name, the manifest's bytes) of a bundle archive, read from
+    the start of its stream without unpacking anything. The matrix unpacks the archive
+    once, with every check, before its cells (``isolate.matrix.shared``)."""
+    import gzip
+
+    import zstandard
+
+    fmt = detect_format(archive)
+    bad = f"{archive} is not a bundle archive"
+    try:
+        with open(archive, "rb") as raw:
+            stream: io.BufferedIOBase | zstandard.ZstdDecompressionReader = (
+                zstandard.ZstdDecompressor().stream_reader(raw) if fmt == "tar.zst"
+                else gzip.GzipFile(fileobj=raw, mode="rb"))
+            with stream, tarfile.open(fileobj=stream, mode="r|") as tf:
+                for count, member in enumerate(tf):
+                    top, _, rest = member.name.partition("/")
+                    if rest == MANIFEST_NAME and member.isfile():
+                        if member.size > _PEEK_BYTES:
+                            raise InputError(f"{bad}: its {MANIFEST_NAME} is "
+                                             f"{member.size} bytes")
+                        f = tf.extractfile(member)
+                        assert f is not None
+                        return top, f.read()
+                    if count >= _PEEK_MEMBERS:
+                        break
+    except (OSError, EOFError, tarfile.TarError, zstandard.ZstdError) as exc:
+        raise InputError(f"{bad}: {exc}",
+                         hint="rebuild it with `isolate bundle`, or fetch it again") from exc
+    raise InputError(f"{bad}: no {MANIFEST_NAME} among its first entries",
+                     hint="rebuild it with `isolate bundle`")
+
+
 def open_bundle(path: Path) -> BundleInput:
     """A bundle archive or directory, with its manifest and its test overlay (found next
     to it as ``<name>.tests`` or ``<name>.tests.<fmt>``)."""
-    from isolate.errors import InputError
-
     path = path.resolve()
     if not path.exists():
         raise InputError(f"bundle {path} does not exist", hint="build one with `isolate bundle`")
@@ -326,15 +365,7 @@ def open_bundle(path: Path) -> BundleInput:
         text = mpath.read_bytes()
         archive, directory, name = None, path, path.name
     else:
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="isolate-peek-") as tmp:
-            top = unpack(path, Path(tmp))
-            mpath = top / MANIFEST_NAME
-            if not mpath.exists():
-                raise InputError(f"{path} is not a bundle archive: no {MANIFEST_NAME} inside")
-            text = mpath.read_bytes()
-            name = top.name
+        name, text = _peek_manifest(path)
         archive, directory = path, None
     try:
         manifest = Manifest.loads(text)
