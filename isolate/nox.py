@@ -31,8 +31,9 @@ import nox
 from isolate.bundle import archive_format
 
 ARCHIVE_SUFFIXES = tuple(f".{fmt}" for fmt in archive_format.FORMATS)
-OVERLAY_SUFFIXES = tuple(f".tests.{fmt}" for fmt in archive_format.FORMATS)
-LATEST = "latest.txt"  # written by `isolate bundle`: the name of the bundle it made last
+OVERLAY_SUFFIXES = tuple(f"{archive_format.OVERLAY_SUFFIX}.{fmt}"
+                         for fmt in archive_format.FORMATS)
+LATEST = archive_format.LATEST  # written by `isolate bundle`: the bundle it made last
 
 
 def register(*, runtime: str, hosts: Sequence[str], root: str | Path = ".",

@@ -204,8 +204,10 @@ class Result:
         return self.out + self.err
 
 
-def invoke(args: Sequence[str | os.PathLike[str]], cwd: Path | None = None) -> Result:
-    """Run ``isolate ARGS`` in this process, as a user would see it."""
+def invoke(args: Sequence[str | os.PathLike[str]], cwd: Path | None = None,
+           runner: Runner | None = None) -> Result:
+    """Run ``isolate ARGS`` in this process, as a user would see it (``runner``: the
+    Runner every command of isolate goes through)."""
     out, err = io.StringIO(), io.StringIO()
     old_cwd = Path.cwd()
     try:
@@ -213,7 +215,7 @@ def invoke(args: Sequence[str | os.PathLike[str]], cwd: Path | None = None) -> R
             os.chdir(cwd)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                code = main([os.fspath(a) for a in args])
+                code = main([os.fspath(a) for a in args], runner=runner)
             except SystemExit as exc:  # argparse: --version, --help, usage errors
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     finally:

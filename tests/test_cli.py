@@ -12,6 +12,9 @@ import pytest
 
 import isolate
 from isolate.cli import profiles_cmd
+from isolate.errors import EnvironmentProblem
+from isolate.proc import Runner
+from tests.conftest import index, invoke
 
 APP = 'name = "app"\npython = "3.12"\nrequirements = ["alpha"]\n'
 
@@ -153,3 +156,35 @@ def test_interrupt_exits_130(run_isolate, monkeypatch, tmp_path):
     assert r.code == 130
     assert r.err == "interrupted\n"
 
+
+
+class _Recording(Runner):
+    """Runs every command as isolate would, and keeps their argv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commands: list[list[str]] = []
+
+    def run(self, argv, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.commands.append([os.fspath(a) for a in argv])
+        return super().run(argv, **kwargs)
+
+
+class _NoTools(Runner):
+    """A machine where every command isolate starts is missing."""
+
+    def run(self, argv, **kwargs):  # type: ignore[no-untyped-def, override]
+        raise EnvironmentProblem(f"{os.fspath(argv[0])}: not installed (test runner)",
+                                 hint="install it")
+
+
+def test_the_cli_takes_a_runner(app_ws, app_wheels):
+    """The Runner seam: a CLI test sees every command a command runs, or makes them fail."""
+    rec = _Recording()
+    r = invoke(["--root", app_ws, "lock", "app", "--check", *index(app_wheels)], runner=rec)
+    assert r.code == 0, r.output
+    assert any("compile" in " ".join(c) for c in rec.commands), rec.commands
+    r = invoke(["--root", app_ws, "lock", "app", "--check", *index(app_wheels)],
+               runner=_NoTools())
+    assert r.code == 3, r.output
+    assert "not installed (test runner)" in r.output

@@ -15,6 +15,17 @@ FORMATS = ("tar.zst", "tar.gz")
 
 DEFAULT_MTIME = 315532800  # 1980-01-01T00:00:00Z, the zip epoch
 
+# Beside a bundle in the output directory: its tests overlay ``<name>.tests`` (directory,
+# or ``<name>.tests.<format>``), and ``latest.txt`` naming the bundle built last.
+OVERLAY_SUFFIX = ".tests"
+LATEST = "latest.txt"
+
+
+def overlay_name(bundle_name: str) -> str:
+    """The tests overlay's name beside the bundle ``bundle_name``."""
+    return bundle_name + OVERLAY_SUFFIX
+
+
 # zstandard level of tar.zst: zstd's own default. Nova's runtime is 103 MB at 3 and 89 MB
 # at 10, which takes about 9 times as long; the level is the builder's choice.
 ZSTD_LEVEL = 3

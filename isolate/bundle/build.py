@@ -604,8 +604,10 @@ class Builder:
                 archives.append((dest, digest))
                 if overlay is not None:
                     write_archive(
-                        overlay, out / archive_format.archive_name(f"{manifest.name}.tests", fmt),
-                        fmt=fmt, root_name=f"{manifest.name}.tests", mtime=mtime,
+                        overlay, out / archive_format.archive_name(
+                            archive_format.overlay_name(manifest.name), fmt),
+                        fmt=fmt, root_name=archive_format.overlay_name(manifest.name),
+                        mtime=mtime,
                         zstd_level=options.zstd_level)
         directory = None
         overlay_dir = None
@@ -613,13 +615,13 @@ class Builder:
             directory = out / manifest.name
             _publish_dir(root, directory)
             if overlay is not None:
-                overlay_dir = out / f"{manifest.name}.tests"
+                overlay_dir = out / archive_format.overlay_name(manifest.name)
                 _publish_dir(overlay, overlay_dir)
         # The manifest's own hash, kept outside it, so that a tampered manifest is seen.
         manifest_sha = hashlib.sha256(((directory or root) / MANIFEST_NAME).read_bytes())
         write_atomic(out / f"{manifest.name}.{MANIFEST_NAME}.sha256",
                      f"{manifest_sha.hexdigest()}  {MANIFEST_NAME}\n")
-        write_atomic(out / "latest.txt", manifest.name + "\n")
+        write_atomic(out / archive_format.LATEST, manifest.name + "\n")
         return BundleResult(name=manifest.name, manifest=manifest, directory=directory,
                             archives=tuple(archives), packages=tuple(packages),
                             overlay=overlay_dir,

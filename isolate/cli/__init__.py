@@ -95,12 +95,16 @@ class App:
     """What every command needs: a runner, interpreter discovery, the profile catalog, and
     the ways to print that honour -v, -q and --color."""
 
-    def __init__(self, args: argparse.Namespace):
+    def __init__(self, args: argparse.Namespace, runner: Runner | None = None):
         self.args = args
         self.verbose = int(getattr(args, "verbose", 0) or 0)
         self.quiet = bool(getattr(args, "quiet", False))
         self.color = use_color(getattr(args, "color", "auto"), sys.stderr)
-        self.runner = Runner(echo=self.info if self.verbose else None)
+        if runner is None:
+            runner = Runner(echo=self.info if self.verbose else None)
+        elif self.verbose and runner.echo is None:
+            runner.echo = self.info
+        self.runner = runner
         root: Path | None = getattr(args, "root", None)
         if root is not None:
             if not root.is_dir():
@@ -227,14 +231,16 @@ def report_error(exc: IsolateError, *, color: bool = False) -> None:
         sys.stderr.write(paint(f"hint: {exc.hint}", color) + "\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, runner: Runner | None = None) -> int:
+    """``isolate ARGV``; ``runner`` replaces the one that runs every command (tests record
+    or refuse commands through it)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     color = use_color(args.color, sys.stderr)
     if args.verbose and args.quiet:
         parser.error("-v/--verbose and -q/--quiet exclude each other")
     try:
-        app = App(args)
+        app = App(args, runner)
         return int(args.handler(app, args))
     except IsolateError as exc:
         report_error(exc, color=color)

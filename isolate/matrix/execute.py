@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from isolate import hostile_env
+from isolate.bundle import archive_format
 from isolate.bundle.unpack import detect_format
 from isolate.errors import InputError, IsolateError
 from isolate.hostfacts import host_library
@@ -373,8 +374,9 @@ def open_bundle(path: Path) -> BundleInput:
         raise InputError(f"{path}: unreadable manifest: {exc}",
                          hint="rebuild the bundle with this isolate") from exc
     overlay = None
-    for cand in (path.parent / f"{name}.tests", *(path.parent / f"{name}.tests.{f}"
-                                                  for f in ("tar.zst", "tar.gz"))):
+    tests = archive_format.overlay_name(name)
+    for cand in (path.parent / tests, *(path.parent / archive_format.archive_name(tests, f)
+                                        for f in archive_format.FORMATS)):
         if cand.exists():
             overlay = cand
             break
