@@ -117,7 +117,7 @@ def peer_requirements(t: Path, manifest: dict[str, object]) -> tuple[Path, Path]
     links.mkdir()
     built: dict[str, str] = {}
     for d in manifest["distributions"]:  # type: ignore[attr-defined]
-        if d["built_from_sdist"]:
+        if d.get("built_from_sdist"):
             found = sorted(user_cache().glob(f"built/*/{d['filename']}"))
             if not found:
                 sys.exit(f"bench: the built wheel {d['filename']} is not in the cache")
