@@ -181,17 +181,30 @@ class CellRunner:
                     required=planned.required)
 
     # -- shared --------------------------------------------------------------------
-    def _prepare(self, cell_id: str) -> tuple[Path, Path, Path | None]:
+    def _prepare(self, cell_id: str, *, private: bool = False
+                 ) -> tuple[Path, Path, Path | None]:
         """A fresh work directory for one cell, the shared runtime and its overlay.
+
+        ``private``: a copy of the shared runtime and overlay for this cell alone, for a
+        local cell, which has no sandbox to keep the shared copy read-only while its
+        test runner writes (pytest's byte code of rewritten test modules, for one).
+        Root-filesystem cells bind the shared copy read-only.
 
         The test overlay is on the path of every process the runtime starts, as test
         requirements installed next to the app would be (the workers of stestr and
         pytest-xdist, and the tests' own ``sys.executable`` children import them too):
-        the shared copy's ``.pth`` file does it."""
+        the shared copy's ``.pth`` file does it, with a path relative to site-packages
+        that a private copy of the whole layout keeps."""
         shared = self.shared
         cell_dir = self._work / cell_id
         cell_dir.mkdir(parents=True)
-        return cell_dir, shared.top, shared.overlay
+        if not private:
+            return cell_dir, shared.top, shared.overlay
+        copy = cell_dir / "copy"
+        shutil.copytree(shared.root, copy, symlinks=True)
+        top = copy / shared.top.relative_to(shared.root)
+        overlay = copy / shared.overlay.relative_to(shared.root) if shared.overlay else None
+        return cell_dir, top, overlay
 
     def _command(self, python: str, probe: str, bundle: str, overlay: str | None,
                  out: str) -> list[str]:
@@ -208,7 +221,7 @@ class CellRunner:
                 f"no CPython {planned.host.python} on this machine to stand in as the host's "
                 "platform Python (install it, e.g. with pyenv, to observe this cell)"))
         host_python = Path(planned.host.provision.interpreter)
-        cell_dir, top, overlay = self._prepare(planned.host.id)
+        cell_dir, top, overlay = self._prepare(planned.host.id, private=True)
         probe = _probe_file(cell_dir)
         out = cell_dir / "probe.json"
         env, cwd = self._hostile_env(cell_dir, host_python)

@@ -7,10 +7,12 @@ directory whose path has a space, rather than once per cell:
     <work>/shared/overlay/                           its test overlay
 
 Root-filesystem cells bind both read-only, at the same relative places below
-``/opt/isolate``. Local cells run the copy in place: they have no sandbox to make it
-read-only, so the copy's state (every entry's type, mode, size and mtime) is recorded
-before the cells and compared after them (:meth:`SharedCopy.changes`); a write is
-reported, never ignored.
+``/opt/isolate``. Local cells have no sandbox to make it read-only, and their test
+runners may write below the runtime (pytest's byte code of rewritten test modules), so
+each runs a private copy of this layout (``Executor._prepare``). The shared copy's state
+(every entry's type, mode, size and mtime) is still recorded before the cells and
+compared after them (:meth:`SharedCopy.changes`): a write into it is reported, never
+ignored.
 
 The test overlay is on the path of every process the runtime starts through a ``.pth``
 file in the copy's site-packages, whose line is the overlay's path *relative to*
