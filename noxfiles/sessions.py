@@ -37,7 +37,8 @@ def tests(session: nox.Session) -> None:
 def e2e(session: nox.Session) -> None:
     """End-to-end: the real Nova runtime, built, moved, run in Debian root filesystems."""
     install(session, "dev", "uv")
-    session.run("pytest", "-m", "slow", *session.posargs)
+    # one test module per worker: a module's fixtures (the Nova bundle) are built once
+    session.run("pytest", "-m", "slow", "-n", "2", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session(python="3.11")
