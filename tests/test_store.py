@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def test_warm_build_places_from_the_store_and_publishes_the_same_bytes(
 
 @pytest.mark.slow  # three builds per case
 @pytest.mark.parametrize("how", ["content", "content-and-index", "missing-file",
-                                 "unreadable-index"])
+                                 "unreadable-index", "content-and-another-entry-gone"])
 def test_a_tampered_store_does_not_change_the_bundle(
         how: str, cache: Path, app_ws: Path, app_wheels: Path, tmp_path: Path,
         run_isolate: Callable[..., Result]) -> None:
@@ -98,13 +99,22 @@ def test_a_tampered_store_does_not_change_the_bundle(
         (entry / INDEX).write_text(json.dumps(doc))
     elif how == "missing-file":
         target.unlink()
+    elif how == "content-and-another-entry-gone":
+        # one entry damaged and another missing: made again and made anew in one build
+        target.write_bytes(evil)
+        other = next(d for d, doc in _entries(cache) if d != entry
+                     and str(doc["files"][0][0]).startswith("python/"))  # type: ignore[index]
+        shutil.rmtree(other)
     else:
         (entry / INDEX).write_text("{not json")
     again, log = _build(run_isolate, app_ws, app_wheels, tmp_path / "again")
     assert again.read_bytes() == clean.read_bytes()
     published = bundle_dir(tmp_path / "again") / rel
     assert evil not in published.read_bytes()
-    if how == "unreadable-index":  # an unreadable entry is no entry
+    if how == "content-and-another-entry-gone":
+        assert ("runtime: 3 wheels, 1 placed from the store, 1 installed into it, 1 store "
+                "entries failed their check and were made again") in log, log
+    elif how == "unreadable-index":  # an unreadable entry is no entry
         assert "runtime: 3 wheels, 2 placed from the store, 1 installed into it" in log, log
     else:
         assert ("runtime: 3 wheels, 2 placed from the store, 0 installed into it, 1 store "

@@ -289,7 +289,8 @@ class WheelStore:
         if redo:
             for _wheel, sha in redo:
                 self.remove(sha)
-            stats = self.add(redo) if stats is None else stats
+            remade = self.add(redo)
+            stats = stats or remade
             repaired = len(redo)
             for i, (wheel, sha) in enumerate(wheels):
                 if (wheel, sha) not in redo:
