@@ -38,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from isolate.cache import cache_root
 from noxfiles import bench_lock, bench_verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,14 +59,6 @@ def timed(argv: list[str], **kw: object) -> float:
     start = time.monotonic()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
     return time.monotonic() - start
-
-
-def user_cache() -> Path:
-    explicit = os.environ.get("ISOLATE_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "isolate"
 
 
 def python313() -> str:
@@ -118,7 +111,7 @@ def peer_requirements(t: Path, manifest: dict[str, object]) -> tuple[Path, Path]
     built: dict[str, str] = {}
     for d in manifest["distributions"]:  # type: ignore[attr-defined]
         if d.get("built_from_sdist"):
-            found = sorted(user_cache().glob(f"built/*/{d['filename']}"))
+            found = sorted(cache_root().glob(f"built/*/{d['filename']}"))
             if not found:
                 sys.exit(f"bench: the built wheel {d['filename']} is not in the cache")
             shutil.copy(found[0], links)
@@ -166,12 +159,12 @@ def main() -> None:
                          f"{(secs['total'] + secs.get('selftest', 0)) / 60:.1f} min",
                          "budget 15 min", ""))
         else:
-            shutil.copytree(user_cache() / "interpreters", cache / "interpreters",
+            shutil.copytree(cache_root() / "interpreters", cache / "interpreters",
                             symlinks=True)
-        if (user_cache() / "built").is_dir():
-            shutil.copytree(user_cache() / "built", cache / "built", symlinks=True)
-        if (user_cache() / "devpackages").is_dir():
-            shutil.copytree(user_cache() / "devpackages", cache / "devpackages",
+        if (cache_root() / "built").is_dir():
+            shutil.copytree(cache_root() / "built", cache / "built", symlinks=True)
+        if (cache_root() / "devpackages").is_dir():
+            shutil.copytree(cache_root() / "devpackages", cache / "devpackages",
                             symlinks=True)
         e = env(ISOLATE_CACHE_DIR=str(cache))
 

@@ -540,18 +540,25 @@ def refused(tmp_path: Path, archive: Path, match: str, entry: str | None = None,
 HOSTILE_IDS = [c.id for c in hostile_cases(Path("/x"))]
 
 
+def hostile_archive(tmp_path: Path, case_id: str, fmt: str) -> tuple[Hostile, Path]:
+    """The hostile case ``case_id`` and its archive, written to ``tmp_path/in``."""
+    case = next(c for c in hostile_cases(tmp_path) if c.id == case_id)
+    raw = tar_bytes(case.members, case.tar_format)
+    if case.patch:
+        assert case.patch[0] in raw
+        raw = raw.replace(*case.patch)
+    archive = tmp_path / "in" / f"hostile.{fmt}"
+    archive.parent.mkdir()
+    archive.write_bytes(compress(raw, fmt))
+    return case, archive
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("case_id", HOSTILE_IDS)
 def test_hostile_archive_refused_when_read_as_a_stream(tmp_path: Path, fmt: str,
                                                        case_id: str) -> None:
     """``read_members`` (verify's stream) refuses what ``unpack`` refuses, writing nothing."""
-    case = next(c for c in hostile_cases(tmp_path) if c.id == case_id)
-    raw = tar_bytes(case.members, case.tar_format)
-    if case.patch:
-        raw = raw.replace(*case.patch)
-    archive = tmp_path / "in" / f"hostile.{fmt}"
-    archive.parent.mkdir()
-    archive.write_bytes(compress(raw, fmt))
+    case, archive = hostile_archive(tmp_path, case_id, fmt)
     with pytest.raises(InputError) as info:
         list(read_members(archive, **case.limits))
     assert re.search(case.match, info.value.message), info.value.message
@@ -561,14 +568,7 @@ def test_hostile_archive_refused_when_read_as_a_stream(tmp_path: Path, fmt: str,
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("case_id", HOSTILE_IDS)
 def test_hostile_archive_refused(tmp_path: Path, fmt: str, case_id: str) -> None:
-    case = next(c for c in hostile_cases(tmp_path) if c.id == case_id)
-    raw = tar_bytes(case.members, case.tar_format)
-    if case.patch:
-        assert case.patch[0] in raw
-        raw = raw.replace(*case.patch)
-    archive = tmp_path / "in" / f"hostile.{fmt}"
-    archive.parent.mkdir()
-    archive.write_bytes(compress(raw, fmt))
+    case, archive = hostile_archive(tmp_path, case_id, fmt)
     refused(tmp_path, archive, case.match, case.entry, **case.limits)
     assert not (tmp_path / "abs-evil").exists()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Result, bundle_dir, invoke
-from test_archive import FORMAT_CASES, compress, hostile_cases, snapshot, tar_bytes
+from test_archive import FORMAT_CASES, hostile_archive, hostile_cases, snapshot
 
 from isolate.bundle.archive import write_archive
 from isolate.bundle.archive_format import FORMATS
@@ -93,13 +93,7 @@ def test_an_existing_top_directory_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("case_id", CLI_CASES)
 def test_a_hostile_archive_is_refused(tmp_path: Path, fmt: str, case_id: str) -> None:
-    case = next(c for c in hostile_cases(tmp_path) if c.id == case_id)
-    raw = tar_bytes(case.members, case.tar_format)
-    if case.patch:
-        raw = raw.replace(*case.patch)
-    archive = tmp_path / "in" / f"hostile.{fmt}"
-    archive.parent.mkdir()
-    archive.write_bytes(compress(raw, fmt))
+    case, archive = hostile_archive(tmp_path, case_id, fmt)
     result, dest, changed = unpack_cli(tmp_path, archive)
     assert_refused(result, dest, changed, case.match)
     if case.entry is not None:
