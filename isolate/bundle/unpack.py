@@ -1,7 +1,9 @@
 """Unpack bundle archives safely (``unpack``), whoever wrote them.
 
 Every entry is checked before anything is written and the tree is written by this
-module, never by ``tarfile.extract``. Refused with ``InputError``: absolute names,
+module. The tar stream is read by ``isolate.bundle.tar_stream`` (not ``tarfile``, which
+spent half the CPU of reading a bundle in header parsing); ``read_members`` gives the
+same checked entries without writing (verify's stream). Refused with ``InputError``: absolute names,
 ``..`` components, entries below a symlink or a file, symlinks with absolute targets or
 targets that leave the top-level directory (checked lexically per entry, then with
 ``realpath`` over the finished tree), hard links except to a regular file extracted
@@ -9,8 +11,9 @@ earlier from the same top-level directory (those are written as copies, counted 
 size limits; isolate never writes hard links, other tools do), device nodes, FIFOs,
 unknown or sparse entry types, setuid/setgid/sticky bits, duplicate entries, more than
 one top-level directory or a top-level entry that is not a directory, oversize entries
-or totals, oversize metadata headers, truncated or corrupt data (the zstd checksum and
-the gzip CRC are checked by reading to the end), and a name whose suffix disagrees with
+or totals, oversize metadata headers, truncated or corrupt data (a tar header's
+checksum, the zstd checksum and the gzip CRC are checked, the last two by reading to the
+end), and a name whose suffix disagrees with
 the content. Owners are not restored; modes are normalised as on writing; mtimes are
 restored where possible.
 
@@ -28,29 +31,28 @@ import contextlib
 import gzip
 import os
 import shutil
-import tarfile
 import tempfile
 import zlib
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol, cast
+from typing import BinaryIO
 
 import zstandard
 
 from isolate.bundle.archive_format import FORMATS, MAGIC, claimed_format
+from isolate.bundle.tar_stream import Entry, Readable, TarError, TarReader, TooLarge
 from isolate.errors import InputError
 from isolate.fsutil import ensure_writable_dir, sha256_file
 from isolate.model import tree
 
 _CHUNK = 1 << 20
-_ZSTD_FEED = 1024  # compressed bytes per decompress call: bounds one call's output to ~32 MiB
+# compressed bytes per decompress call: bounds one call's output to ~128 MiB (a zstd block
+# of 128 KiB can be a few bytes); the Nova runtime's archive averages 5.4 bytes out per
+# byte in, so a call gives about 22 KiB
+_ZSTD_FEED = 4096
 _MAX_META_BYTES = 1 << 20  # pax / GNU long-name headers larger than this are refused
 _HEADER_ALLOWANCE = 256 << 20  # decompressed bytes allowed beyond max_total_bytes (headers)
-# tarfile's stream reader copies what remains of its buffer on every read (each 512-byte
-# header): a small buffer copies less. 16 KiB reads a bundle's 44,000 headers with ~30%
-# less CPU than 256 KiB did, and no more than 4 KiB.
-_TAR_BUFSIZE = 16 << 10
 _UNPACK_HINT = "the archive is not a bundle isolate can unpack safely; rebuild it with `isolate`"
 
 
@@ -106,8 +108,8 @@ def detect_format(path: Path) -> str:
 class _ZstdReader:
     """Decompresses zstd frames; a truncated frame or a bad checksum is refused.
 
-    Compressed input is fed 1 KiB at a time and only while the caller wants more, so a
-    decompression bomb never holds more than ~32 MiB beyond the request in memory.
+    Compressed input is fed 4 KiB at a time and only while the caller wants more, so a
+    decompression bomb never holds more than ~128 MiB beyond the request in memory.
     (``ZstdDecompressor.stream_reader`` would not notice a truncated frame.)
     """
 
@@ -141,40 +143,24 @@ class _ZstdReader:
     def read(self, size: int = -1) -> bytes:
         while not self._eof and (size < 0 or len(self._buf) < size):
             self._more()
-        n = len(self._buf) if size < 0 else min(size, len(self._buf))
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
+        if size < 0 or size >= len(self._buf):
+            out = bytes(self._buf)
+            self._buf.clear()
+            return out
+        out = bytes(memoryview(self._buf)[:size])
+        del self._buf[:size]
         return out
-
-
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class _LimitedReader:
     """The decompressed tar stream: decoder errors become ``_Corrupt``; the size is capped."""
 
-    def __init__(self, inner: _Readable, limit: int) -> None:
+    def __init__(self, inner: Readable, limit: int) -> None:
         self._inner = inner
         self._limit = limit
         self.count = 0
-        self._pushed = b""
 
-    def first_block_is_blank(self) -> bool:
-        """Whether the tar stream starts with an end-of-archive (zero) block or nothing:
-        an archive without entries. (tarfile's stream mode reports that differently
-        from one Python version to the next.)"""
-        block = self.read(512)
-        self._pushed = block
-        return not block.strip(b"\0")
-
-    def read(self, size: int = -1) -> bytes:
-        if self._pushed:
-            if size < 0 or size >= len(self._pushed):
-                data, self._pushed = self._pushed, b""
-                return data + (self.read(size - len(data)) if size > len(data) else b"")
-            data, self._pushed = self._pushed[:size], self._pushed[size:]
-            return data
+    def read(self, size: int = -1, /) -> bytes:
         try:
             data = self._inner.read(size)
         except _Corrupt:
@@ -191,21 +177,6 @@ class _LimitedReader:
             pass
 
 
-_META_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
-               tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
-
-
-class _GuardedTarInfo(tarfile.TarInfo):
-    """Refuses huge pax / GNU long-name headers before tarfile reads them into memory."""
-
-    def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _META_TYPES and self.size > _MAX_META_BYTES:
-            raise _Corrupt(f"it has a metadata header of {self.size} bytes, over the limit of "
-                           f"{_MAX_META_BYTES}")
-        member: tarfile.TarInfo = super()._proc_member(tf)  # type: ignore[misc]
-        return member
-
-
 @dataclass
 class _Limits:
     entry: int
@@ -216,21 +187,21 @@ class _Extractor:
     def __init__(self, archive: Path, dest: Path | None, work: Path, limits: _Limits) -> None:
         self.archive = archive
         self.dest = dest
-        self.work = work
+        self.work = os.fspath(work)
         self.limits = limits
         self.top: str | None = None
         self.kinds: dict[tuple[str, ...], str] = {}  # parts below top -> dir | file | symlink
         self.explicit: set[tuple[str, ...]] = set()
         self.sizes: dict[tuple[str, ...], int] = {}  # regular files written so far
-        self.links: list[tuple[str, Path]] = []
-        self.dir_times: list[tuple[Path, float]] = []
+        self.links: list[tuple[str, str]] = []
+        self.dir_times: list[tuple[str, float]] = []
         self.link_targets: dict[str, str] = {}  # record mode: path below top -> target
         self.total = 0
 
     def refuse(self, name: str, why: str, hint: str = _UNPACK_HINT) -> InputError:
         return InputError(f"refusing to unpack {self.archive}: entry {name!r} {why}", hint=hint)
 
-    def parts_of(self, member: tarfile.TarInfo) -> list[str]:
+    def parts_of(self, member: Entry) -> list[str]:
         name = member.name
         if not name:
             raise self.refuse(name, "has an empty name")
@@ -243,11 +214,11 @@ class _Extractor:
             del parts[0]
         if ".." in parts:
             raise self.refuse(name, "climbs out with '..'")
-        if any(p in ("", ".") for p in parts):
+        if "" in parts or "." in parts:
             raise self.refuse(name, "has an empty or '.' path component")
         return parts
 
-    def check(self, member: tarfile.TarInfo) -> list[str]:
+    def check(self, member: Entry) -> list[str]:
         name = member.name
         parts = self.parts_of(member)
         if self.top is None:
@@ -259,7 +230,9 @@ class _Extractor:
         elif parts[0] != self.top:
             raise self.refuse(name, f"is outside the top-level directory {self.top!r}: "
                                     "an archive must hold exactly one top-level directory")
-        if member.islnk():
+        is_reg, is_dir, is_sym, is_lnk = (member.isreg(), member.isdir(), member.issym(),
+                                          member.islnk())
+        if is_lnk:
             self.hardlink_source(member)  # refuses every hard link but the harmless kind
         if member.ischr() or member.isblk():
             raise self.refuse(name, "is a device node")
@@ -267,27 +240,28 @@ class _Extractor:
             raise self.refuse(name, "is a FIFO")
         if member.issparse():
             raise self.refuse(name, "is a sparse file")
-        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+        if not (is_reg or is_dir or is_sym or is_lnk):
             raise self.refuse(name, f"has an unsupported type {member.type.decode('latin-1')!r}")
         bits = member.mode & 0o7000
         if bits:
             what = [w for b, w in ((0o4000, "setuid"), (0o2000, "setgid"), (0o1000, "sticky"))
                     if bits & b]
             raise self.refuse(name, f"has the {'/'.join(what)} bit set")
-        if len(parts) == 1 and not member.isdir():
+        if len(parts) == 1 and not is_dir:
             raise self.refuse(name, "is the top-level entry but not a directory")
         rel = tuple(parts[1:])
         if rel in self.explicit:
             raise self.refuse(name, "appears twice")
-        if rel in self.kinds and not (member.isdir() and self.kinds[rel] == "dir"):
+        kinds = self.kinds
+        if rel in kinds and not (is_dir and kinds[rel] == "dir"):
             raise self.refuse(name, "clashes with a directory earlier entries imply")
         for i in range(len(rel)):
-            kind = self.kinds.get(rel[:i])
-            if kind in ("symlink", "file"):
+            kind = kinds.get(rel[:i])
+            if kind == "symlink" or kind == "file":
                 below = "/".join((parts[0], *rel[:i]))
                 raise self.refuse(name, f"lies below the {kind} {below!r}")
-        size = self.sizes[self.hardlink_source(member)] if member.islnk() else member.size
-        if member.isreg() or member.islnk():
+        if is_reg or is_lnk:
+            size = self.sizes[self.hardlink_source(member)] if is_lnk else member.size
             if size > self.limits.entry:
                 raise self.refuse(name, f"is {size} bytes, over the limit of "
                                         f"{self.limits.entry}",
@@ -296,7 +270,7 @@ class _Extractor:
             if self.total > self.limits.total:
                 raise self.refuse(name, f"brings the total to over {self.limits.total} bytes",
                                   hint="raise the total size limit if the archive is trusted")
-        if member.issym():
+        if is_sym:
             target = member.linkname
             if not target or target.startswith("/") or "\0" in target:
                 raise self.refuse(name, f"is a symlink with an absolute or empty target "
@@ -307,53 +281,51 @@ class _Extractor:
 
     def ensure_dirs(self, parts: Sequence[str]) -> None:
         rel = tuple(parts[1:])
-        top = self.work / parts[0]
-        if () not in self.kinds:
-            top.mkdir(0o700)
-            self.kinds[()] = "dir"
+        kinds = self.kinds
+        if () not in kinds:
+            os.mkdir(os.path.join(self.work, parts[0]), 0o700)
+            kinds[()] = "dir"
         for i in range(1, len(rel)):
-            if rel[:i] not in self.kinds:
-                sub = top.joinpath(*rel[:i])
-                sub.mkdir(0o700)
-                sub.chmod(tree.DIR_MODE)
-                self.kinds[rel[:i]] = "dir"
+            if rel[:i] not in kinds:
+                sub = os.path.join(self.work, *parts[:i + 1])
+                os.mkdir(sub, 0o700)
+                os.chmod(sub, tree.DIR_MODE)
+                kinds[rel[:i]] = "dir"
 
-    def extract(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def extract(self, reader: TarReader, member: Entry) -> None:
         parts = self.check(member)
         rel = tuple(parts[1:])
         self.ensure_dirs(parts)
-        path = self.work.joinpath(*parts)
+        path = os.path.join(self.work, *parts)
         if member.isdir():
             if rel not in self.kinds:
-                path.mkdir(0o700)
+                os.mkdir(path, 0o700)
                 self.kinds[rel] = "dir"
-            path.chmod(tree.DIR_MODE)
+            os.chmod(path, tree.DIR_MODE)
             self.dir_times.append((path, member.mtime))
         elif member.issym():
-            path.symlink_to(member.linkname)
+            os.symlink(member.linkname, path)
             self.kinds[rel] = "symlink"
             self.links.append((member.name, path))
             self.set_mtime(path, member.mtime)
         elif member.islnk():
             source = self.hardlink_source(member)
-            fd = os.open(self.work.joinpath(self.top or "", *source),
+            fd = os.open(os.path.join(self.work, self.top or "", *source),
                          os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             with os.fdopen(fd, "rb") as src:
-                self.write_file(member, src, self.sizes[source], path)
+                self.write_file(member, iter(lambda: src.read(_CHUNK), b""),
+                                self.sizes[source], path)
             self.kinds[rel] = "file"
             self.sizes[rel] = self.sizes[source]
             self.set_mtime(path, member.mtime)
         else:
-            data = tf.extractfile(member)
-            if data is None:  # pragma: no cover - regular members always have a file object
-                raise self.refuse(member.name, "has no data")
-            self.write_file(member, data, member.size, path)
+            self.write_file(member, reader.chunks(member), member.size, path)
             self.kinds[rel] = "file"
             self.sizes[rel] = member.size
             self.set_mtime(path, member.mtime)
         self.explicit.add(rel)
 
-    def record(self, tf: tarfile.TarFile, member: tarfile.TarInfo) -> Member:
+    def record(self, reader: TarReader, member: Entry) -> Member:
         """Check ``member`` as ``extract`` does and return it, its data read, writing
         nothing; ``_NotStreamable`` for a hard link (its source's data is gone)."""
         parts = self.check(member)
@@ -372,12 +344,7 @@ class _Extractor:
             self.link_targets[name] = member.linkname
             return Member(top=parts[0], path=name, kind="symlink", mode=tree.LINK_MODE,
                           target=member.linkname)
-        src = tf.extractfile(member)
-        if src is None:  # pragma: no cover - regular members always have a file object
-            raise self.refuse(member.name, "has no data")
-        data = _read_member(src, member.size)
-        if len(data) != member.size:
-            raise _corrupt(f"entry {member.name!r} is cut short")
+        data = reader.read(member)
         self.kinds[rel] = "file"
         self.sizes[rel] = member.size
         return Member(top=parts[0], path=name, kind="file",
@@ -386,14 +353,13 @@ class _Extractor:
     def finish_record(self) -> None:
         """``finish``'s checks for a tree that was only read: no symlink resolves outside."""
         if self.top is None:
-            raise InputError(f"refusing to read {self.archive}: the archive is empty",
-                             hint=_UNPACK_HINT)
+            raise _empty(self.archive)
         for name, target in self.link_targets.items():
             if tree.resolve(name, self.link_targets)[1] == tree.OUTSIDE:
                 raise self.refuse(f"{self.top}/{name}", f"is a symlink to {target!r} that "
                                                         f"resolves outside {self.top!r}")
 
-    def hardlink_source(self, member: tarfile.TarInfo) -> tuple[str, ...]:
+    def hardlink_source(self, member: Entry) -> tuple[str, ...]:
         """The earlier regular file (parts below top) a hard link names, or a refusal."""
         target = member.linkname
         why = (f"is a hard link to {target!r}, which is not a regular file extracted earlier "
@@ -409,34 +375,37 @@ class _Extractor:
             raise self.refuse(member.name, why)
         return source
 
-    def write_file(self, member: tarfile.TarInfo, src: IO[bytes], size: int,
-                   path: Path) -> None:
+    def write_file(self, member: Entry, chunks: Iterable[bytes], size: int, path: str) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(path, flags, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            remaining = size
-            while remaining:
-                chunk = _read_member(src, min(_CHUNK, remaining))
-                if not chunk:
-                    raise _corrupt(f"entry {member.name!r} is cut short")
-                out.write(chunk)
-                remaining -= len(chunk)
-            os.fchmod(out.fileno(), tree.normal_mode(member.mode))
+        try:
+            written = 0
+            for chunk in chunks:
+                written += len(chunk)
+                if written > size:  # a hard link's source that grew since: not ours
+                    raise _corrupt(f"entry {member.name!r} changed while it was copied")
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            if written != size:
+                raise _corrupt(f"entry {member.name!r} is cut short")
+            os.fchmod(fd, tree.normal_mode(member.mode))
+        finally:
+            os.close(fd)
 
     @staticmethod
-    def set_mtime(path: Path, mtime: float) -> None:
+    def set_mtime(path: str, mtime: float) -> None:
         with contextlib.suppress(OSError, OverflowError, ValueError):
             os.utime(path, (mtime, mtime), follow_symlinks=False)
 
     def finish(self) -> str:
         if self.top is None:
-            raise InputError(f"refusing to unpack {self.archive}: the archive is empty",
-                             hint=_UNPACK_HINT)
-        root = os.path.realpath(self.work / self.top)
+            raise _empty(self.archive)
+        root = os.path.realpath(os.path.join(self.work, self.top))
         for name, link in self.links:
             resolved = os.path.realpath(link)
             if not tree.within(resolved, root):
-                target = str(link.readlink())
+                target = os.readlink(link)
                 raise self.refuse(name, f"is a symlink to {target!r} that resolves outside "
                                         f"{self.top!r}")
         for path, mtime in reversed(self.dir_times):
@@ -444,18 +413,19 @@ class _Extractor:
         return self.top
 
 
-def _read_member(src: IO[bytes], size: int) -> bytes:
+def _next(reader: TarReader) -> Entry | None:
     try:
-        return src.read(size)
-    except (tarfile.TarError, EOFError, ValueError) as exc:
+        return reader.next()
+    except TooLarge as exc:
+        raise _Corrupt(str(exc)) from exc
+    except TarError as exc:
         raise _corrupt(exc) from exc
 
 
-def _next(tf: tarfile.TarFile) -> tarfile.TarInfo | None:
-    try:
-        return tf.next()
-    except (tarfile.TarError, EOFError, ValueError, UnicodeError, OverflowError) as exc:
-        raise _corrupt(exc) from exc
+def _refusal(archive: Path, exc: _Corrupt | TarError) -> InputError:
+    reason = exc if isinstance(exc, _Corrupt) else _corrupt(exc)
+    return InputError(f"refusing to unpack {archive}: {reason}",
+                      hint="fetch or build the archive again")
 
 
 def _check_sidecar(archive: Path) -> None:
@@ -481,27 +451,20 @@ def _check_sidecar(archive: Path) -> None:
 
 
 @contextlib.contextmanager
-def _tar_stream(archive: Path, fmt: str, max_total_bytes: int) -> Iterator[tarfile.TarFile]:
-    """The archive's tar stream, decompressed; corruption becomes ``_Corrupt``. Leaving
-    the block normally reads the compressed stream to its end (its checksum or CRC)."""
+def _tar(archive: Path, fmt: str, max_total_bytes: int
+         ) -> Iterator[tuple[TarReader, _LimitedReader]]:
+    """The reader of the archive's tar stream, decompressed, and the stream under it (to
+    ``drain`` after the last entry: that reads the compressed stream to its end and so
+    checks its checksum or CRC)."""
     with open(archive, "rb") as raw:
-        inner: _Readable = (_ZstdReader(raw) if fmt == "tar.zst"
-                            else gzip.GzipFile(fileobj=raw, mode="rb"))
+        inner: Readable = (_ZstdReader(raw) if fmt == "tar.zst"
+                           else gzip.GzipFile(fileobj=raw, mode="rb"))
         stream = _LimitedReader(inner, max_total_bytes + _HEADER_ALLOWANCE)
-        if stream.first_block_is_blank():
-            stream.drain()  # still verify the checksum: corrupt beats empty
-            raise InputError(f"refusing to unpack {archive}: the archive is empty",
-                             hint=_UNPACK_HINT)
-        try:
-            tf = tarfile.open(  # noqa: SIM115 - closed by the `with tf` below
-                fileobj=cast(IO[bytes], stream), mode="r|", tarinfo=_GuardedTarInfo,
-                encoding="utf-8", errors="surrogateescape", bufsize=_TAR_BUFSIZE)
-        except (tarfile.TarError, EOFError, ValueError, UnicodeError,
-                OverflowError) as exc:
-            raise _corrupt(exc) from exc
-        with tf:
-            yield tf
-        stream.drain()  # reach the end: verifies the zstd checksum / gzip CRC
+        yield TarReader(stream, max_meta=_MAX_META_BYTES), stream
+
+
+def _empty(archive: Path) -> InputError:
+    return InputError(f"refusing to unpack {archive}: the archive is empty", hint=_UNPACK_HINT)
 
 
 def read_members(archive: Path, *, max_entry_bytes: int = 4 << 30,
@@ -518,12 +481,12 @@ def read_members(archive: Path, *, max_entry_bytes: int = 4 << 30,
     fmt = detect_format(archive)
     ex = _Extractor(archive, None, Path(), _Limits(max_entry_bytes, max_total_bytes))
     try:
-        with _tar_stream(archive, fmt, max_total_bytes) as tf:
-            while (member := _next(tf)) is not None:
-                yield ex.record(tf, member)
-    except _Corrupt as exc:
-        raise InputError(f"refusing to unpack {archive}: {exc}",
-                         hint="fetch or build the archive again") from exc
+        with _tar(archive, fmt, max_total_bytes) as (reader, stream):
+            while (entry := _next(reader)) is not None:
+                yield ex.record(reader, entry)
+            stream.drain()  # corrupt beats empty
+    except (_Corrupt, TarError) as exc:  # TarError: an entry's data is cut short
+        raise _refusal(archive, exc) from exc
     except _NotStreamable as exc:
         raise NotStreamable(f"{archive} cannot be read as a stream: {exc}",
                             hint="unpack it to verify it") from exc
@@ -543,17 +506,17 @@ def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
     try:
         ex = _Extractor(archive, dest, work, _Limits(max_entry_bytes, max_total_bytes))
         try:
-            with _tar_stream(archive, fmt, max_total_bytes) as tf:
-                while (member := _next(tf)) is not None:
+            with _tar(archive, fmt, max_total_bytes) as (reader, stream):
+                while (entry := _next(reader)) is not None:
                     try:
-                        ex.extract(tf, member)
+                        ex.extract(reader, entry)
                     except OSError as exc:
-                        raise ex.refuse(member.name, f"cannot be written: {exc.strerror}",
+                        raise ex.refuse(entry.name, f"cannot be written: {exc.strerror}",
                                         hint="check free space and the unpack directory"
                                         ) from exc
-        except _Corrupt as exc:
-            raise InputError(f"refusing to unpack {archive}: {exc}",
-                             hint="fetch or build the archive again") from exc
+                stream.drain()  # corrupt beats empty
+        except (_Corrupt, TarError) as exc:  # TarError: an entry's data is cut short
+            raise _refusal(archive, exc) from exc
         top = ex.finish()
         final = dest / top
         if os.path.lexists(final):
