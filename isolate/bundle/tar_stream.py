@@ -45,6 +45,7 @@ _GNU_TYPES = frozenset((LONGNAME, LONGLINK, SPARSE))
 # the types whose size counts data blocks after the header (tarfile's rule: regular
 # files, and types it does not know); links, directories and devices have none
 _NO_DATA = frozenset((DIR, SYMLINK, HARDLINK, CHR, BLK, FIFO))
+_ENDS = (0, 0x20)
 _PAX_RECORD = re.compile(rb"(\d+) ([^=]+)=")
 
 
@@ -109,6 +110,15 @@ def _text(field: bytes) -> str:
 
 def _number(field: bytes) -> int:
     """An octal or GNU base-256 number field."""
+    if field[-1] in _ENDS and field[0] < 0x80:  # the usual form: digits, then NUL or space
+        try:
+            return int(field[:-1], 8)  # (as lenient as tarfile: spaces, "_", a sign)
+        except ValueError:
+            pass
+    return _unusual_number(field)
+
+
+def _unusual_number(field: bytes) -> int:
     if field[0] & 0x80:
         if field[0] not in (0x80, 0xFF):
             raise TarError(f"a header has a bad number field {field!r}")
