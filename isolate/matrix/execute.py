@@ -24,7 +24,6 @@ import io
 import json
 import re
 import shutil
-import tarfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -33,6 +32,7 @@ from typing import Any
 
 from isolate import hostile_env
 from isolate.bundle import archive_format
+from isolate.bundle.tar_stream import TarError, TarReader
 from isolate.bundle.unpack import detect_format
 from isolate.errors import InputError, IsolateError
 from isolate.hostfacts import host_library
@@ -347,19 +347,18 @@ def _peek_manifest(archive: Path) -> tuple[str, bytes]:
             stream: io.BufferedIOBase | zstandard.ZstdDecompressionReader = (
                 zstandard.ZstdDecompressor().stream_reader(raw) if fmt == "tar.zst"
                 else gzip.GzipFile(fileobj=raw, mode="rb"))
-            with stream, tarfile.open(fileobj=stream, mode="r|") as tf:
-                for count, member in enumerate(tf):
-                    top, _, rest = member.name.partition("/")
-                    if rest == MANIFEST_NAME and member.isfile():
-                        if member.size > _PEEK_BYTES:
+            with stream:
+                reader = TarReader(stream, max_meta=1 << 20)
+                count = 0
+                while (entry := reader.next()) is not None and count < _PEEK_MEMBERS:
+                    top, _, rest = entry.name.partition("/")
+                    if rest == MANIFEST_NAME and entry.isreg():
+                        if entry.size > _PEEK_BYTES:
                             raise InputError(f"{bad}: its {MANIFEST_NAME} is "
-                                             f"{member.size} bytes")
-                        f = tf.extractfile(member)
-                        assert f is not None
-                        return top, f.read()
-                    if count >= _PEEK_MEMBERS:
-                        break
-    except (OSError, EOFError, tarfile.TarError, zstandard.ZstdError) as exc:
+                                             f"{entry.size} bytes")
+                        return top, reader.read(entry)
+                    count += 1
+    except (OSError, EOFError, TarError, zstandard.ZstdError) as exc:
         raise InputError(f"{bad}: {exc}",
                          hint="rebuild it with `isolate bundle`, or fetch it again") from exc
     raise InputError(f"{bad}: no {MANIFEST_NAME} among its first entries",
