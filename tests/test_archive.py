@@ -383,6 +383,40 @@ def test_zstd_level_is_the_callers(tmp_path: Path) -> None:
     assert not (tmp_path / "bad.tar.zst").exists()
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_bytes_do_not_depend_on_how_the_stream_is_cut(tmp_path: Path, fmt: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Threads read the tar stream in segments that go to the compressor in order; the
+    segment size (small ones cut headers, long-name records and files anywhere) changes
+    no byte."""
+    src = make_tree(tmp_path / "src", variant=0)
+    digests = set()
+    for size in (arc._SEGMENT, 4096, 1000, 513):
+        monkeypatch.setattr(arc, "_SEGMENT", size)
+        digests.add(write_archive(src, tmp_path / str(size) / archive_name("b", fmt), fmt=fmt,
+                                  root_name="b"))
+    assert len(digests) == 1
+
+
+@pytest.mark.parametrize("segment", [4096, 1 << 22])
+def test_a_file_that_shrinks_while_it_is_archived_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, segment: int) -> None:
+    src = make_tree(tmp_path / "src", variant=0)
+    collect = arc._collect
+
+    def collect_then_shrink(top: Path, root_name: str, mtime: int) -> list[arc._Entry]:
+        entries = collect(top, root_name, mtime)
+        (top / "python/lib/python3.12/data.bin").write_bytes(b"short")
+        return entries
+
+    monkeypatch.setattr(arc, "_collect", collect_then_shrink)
+    monkeypatch.setattr(arc, "_SEGMENT", segment)
+    out = tmp_path / "dist" / "b.tar.zst"
+    with pytest.raises(InputError, match=r"data\.bin shrank while it was being archived"):
+        write_archive(src, out, fmt="tar.zst", root_name="b")
+    assert os.listdir(out.parent) == []
+
+
 _names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0/"),
                 min_size=1, max_size=60)
 

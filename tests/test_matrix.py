@@ -4,8 +4,11 @@ shared copy of the bundle, cells by cost, and `isolate provision`."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from isolate.matrix import costs
 from isolate.matrix.execute import open_bundle
 from isolate.matrix.plan import PlannedCell, predict
 from isolate.matrix.run import run_matrix
-from isolate.matrix.shared import SPACE_DIR
+from isolate.matrix.shared import SPACE_DIR, make_shared_copy
 from isolate.model.manifest import MANIFEST_NAME, Manifest
 from isolate.model.profiles import HostProfile, Libc, Provision
 from isolate.model.results import Prediction, Results
@@ -242,6 +245,105 @@ def test_what_a_local_cell_writes_stays_in_its_own_copy(built: Path, tmp_path: P
     assert not (matrix_dir / "shared" / SPACE_DIR / b.name / "python" /
                 "written-by-a-cell").exists()
     assert not (b / "python" / "written-by-a-cell").exists()  # the input was never touched
+
+
+def test_a_local_cell_that_writes_into_a_linked_file_in_place_is_an_error(
+        built: Path, tmp_path: Path) -> None:
+    """A private copy's files are hard links to the shared copy's: a write into one in
+    place (not a new file) changes the shared copy, and the cells are not trusted."""
+    b = tmp_path / "b" / bundle_dir(built).name
+    shutil.copytree(bundle_dir(built), b, symlinks=True)
+    overlay = shutil.copytree(built / f"{b.name}.tests", b.parent / f"{b.name}.tests",
+                              symlinks=True)
+    (overlay / "site-packages" / "zz-writer.pth").write_text(
+        "import os; f = open(os.__file__, 'a'); f.write('\\n'); f.close()\n")
+    (os_py,) = (b / "python" / "lib").glob("python3.*/os.py")
+    original = os_py.read_bytes()
+    hosts = _local_hosts(local_ids())
+    work = tmp_path / "work"
+    work.mkdir()
+    results = run_matrix(open_bundle(b), hosts, runner=Runner(), work_dir=work, keep=True,
+                         cost_book=tmp_path / "costs.json")
+    assert [c.observed.status for c in results.cells] == ["error", "error"]
+    rel = os_py.relative_to(b.parent)
+    for c in results.cells:
+        reason = c.observed.reason or ""
+        assert "wrote into the bundle copy that every cell runs" in reason, reason
+        assert f"{SPACE_DIR}/{rel}" in reason, reason
+    (matrix_dir,) = work.iterdir()
+    shared_os_py = matrix_dir / "shared" / SPACE_DIR / rel
+    assert shared_os_py.read_bytes().startswith(original + b"\n")  # written through a link
+    assert os_py.read_bytes() == original  # the input was never touched
+
+
+def _tree(top: Path) -> dict[str, os.stat_result]:
+    return {str(p.relative_to(top)): p.lstat() for p in sorted(top.rglob("*"))}
+
+
+def test_a_private_copy_links_the_shared_files_and_has_its_own_directories(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "in" / "rt-1.0"
+    site = bundle / "python" / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "mod.py").write_text("x = 1\n")
+    (bundle / "bin").mkdir()
+    (bundle / "bin" / "tool").write_text("#!/bin/sh\n")
+    (bundle / "bin" / "tool").chmod(0o755)
+    (bundle / "bin" / "python3").symlink_to("../python/lib/site-packages/mod.py")
+    overlay = tmp_path / "in" / "rt-1.0.tests"
+    (overlay / "site-packages").mkdir(parents=True)
+    (overlay / "site-packages" / "test_mod.py").write_text("def test(): pass\n")
+    shared = make_shared_copy(bundle, overlay, site_packages="python/lib/site-packages",
+                              work=tmp_path / "work")
+    top, copy_overlay = shared.private_copy(tmp_path / "cell" / "copy")
+    assert top == tmp_path / "cell" / "copy" / SPACE_DIR / "rt-1.0"
+    assert copy_overlay == tmp_path / "cell" / "copy" / "overlay"
+    mine, theirs = _tree(tmp_path / "cell" / "copy"), _tree(shared.root)
+    assert mine.keys() == theirs.keys()
+    kinds = {stat.S_IFMT(st.st_mode) for st in theirs.values()}
+    assert kinds == {stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK}
+    for rel, st in theirs.items():
+        if stat.S_ISREG(st.st_mode):  # the same file, under two names
+            assert (mine[rel].st_ino, mine[rel].st_dev) == (st.st_ino, st.st_dev), rel
+        else:  # a directory or symlink of its own
+            assert mine[rel].st_ino != st.st_ino, rel
+            assert stat.S_IFMT(mine[rel].st_mode) == stat.S_IFMT(st.st_mode), rel
+    assert (top / "bin" / "python3").readlink() == Path("../python/lib/site-packages/mod.py")
+    assert shared.changes() == []
+    # what a cell creates, byte code by rename included, stays in its copy
+    (top / "python" / "lib" / "site-packages" / "__pycache__").mkdir()
+    (top / "python" / "lib" / "site-packages" / "new.py").write_text("")
+    tmp = top / "bin" / "tool.tmp"
+    tmp.write_text("#!/bin/sh\nexit 1\n")
+    tmp.replace(top / "bin" / "tool")
+    assert shared.changes() == []
+    assert (shared.top / "bin" / "tool").read_text() == "#!/bin/sh\n"
+    # a write in place, through the link, is a write into the shared copy: it is seen
+    with open(top / "python" / "lib" / "site-packages" / "mod.py", "r+") as f:
+        f.write("y")
+    with open(copy_overlay / "site-packages" / "test_mod.py", "a") as f:
+        f.write("\n")
+    assert shared.changes() == [f"{SPACE_DIR}/rt-1.0/python/lib/site-packages/mod.py",
+                                "overlay/site-packages/test_mod.py"]
+
+    # where the file system cannot link, the files are copied, one by one
+    def cannot_link(src: str, dst: str, **kw: object) -> None:
+        if src.endswith("mod.py"):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_link(src, dst, **kw)
+
+    real_link = os.link
+    monkeypatch.setattr(os, "link", cannot_link)
+    top2, _ = shared.private_copy(tmp_path / "cell2" / "copy")
+    copied, linked = (top2 / "python/lib/site-packages/mod.py").stat(), (top2 / "bin/tool").stat()
+    assert copied.st_ino != (shared.top / "python/lib/site-packages/mod.py").stat().st_ino
+    assert (top2 / "python/lib/site-packages/mod.py").read_text() == "y = 1\n"
+    assert linked.st_ino == (shared.top / "bin/tool").stat().st_ino
+    # any other failure is not hidden by a copy
+    monkeypatch.setattr(os, "link", lambda *a, **kw: (_ for _ in ()).throw(
+        OSError(errno.EIO, "Input/output error")))
+    with pytest.raises(OSError, match="Input/output error"):
+        shared.private_copy(tmp_path / "cell3" / "copy")
 
 
 def test_the_costliest_cell_starts_first_and_costs_are_recorded(built: Path,

@@ -8,7 +8,10 @@ when any execute bit is set and 0644 otherwise, symlinks 0777 with their relativ
 target). Hard links are stored as regular files; FIFOs, devices and sockets are refused.
 GNU headers never carry pax records, so no access or change times leak in.
 
-The tar stream is compressed on the fly (nothing is held in memory):
+The tree is listed first (the zstd frame header states the stream's size), then the tar
+stream is compressed on the fly, in segments of 4 MiB that a few threads fill ahead of
+the compressor, file contents read straight into them (at most nine segments are held in
+memory; zstd's and zlib's output does not depend on how their input is cut):
 
 * ``tar.gz``: ``gzip`` level 6, header mtime 0, no file name in the header.
 * ``tar.zst``: ``zstandard`` level 3 (``--zstd-level``: 1 to 19) with a checksum and the
@@ -31,17 +34,22 @@ Unpacking is ``isolate.bundle.unpack``; the names and formats both sides agree o
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
+import itertools
 import os
 import stat
+import struct
 import tarfile
 import tempfile
+import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol, cast
+from typing import IO, BinaryIO, NamedTuple, Protocol, cast
 
 import zstandard
 
@@ -62,19 +70,19 @@ GZIP_LEVEL = 6
 
 _BLOCK = tarfile.BLOCKSIZE  # 512
 _RECORD = tarfile.RECORDSIZE  # 10240: tar output is padded to whole records
-_CHUNK = 1 << 20
-_AHEAD = 64  # small files read ahead of the writer
+_SEGMENT = 4 << 20  # tar bytes per write into the compressor
+_READERS = 4  # threads filling segments
+_AHEAD = 8  # segments filled ahead of the compressor
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
+class _Entry(NamedTuple):  # a tuple: 24,000 of them are made at once, and cheaply
     header: bytes
     source: str | None  # regular file whose content follows the header
     size: int
 
 
 class _Sink(Protocol):
-    def write(self, data: bytes, /) -> int: ...
+    def write(self, data: bytes | bytearray, /) -> int: ...
 
 
 class _HashingFile:
@@ -114,31 +122,35 @@ def _header(ti: tarfile.TarInfo) -> bytes:
 
 
 _FIELD_MAX = 8**11  # the largest size or mtime an 11-digit octal field holds, plus one
+# name, mode, uid+gid, size, mtime, checksum, type, link target, magic, the rest (zeros)
+_LAYOUT = struct.Struct("100s8s16s12s12s8sc100s8s247s")
+_IDS = b"0000000\0" * 2  # uid 0, gid 0
+
+
+def _byte_sum(block: bytes) -> int:
+    """The sum of a header block's bytes. The low 16 bits of Adler-32 are one plus the sum
+    of the bytes modulo 65521; 256 bytes sum to at most 65280, so each half is exact."""
+    view = memoryview(block)
+    return (zlib.adler32(view[:256]) & 0xFFFF) + (zlib.adler32(view[256:]) & 0xFFFF) - 2
 
 
 def _block(raw: bytes, kind: bytes, mode: int, mtime: int, size: int, link: bytes) -> bytes:
     """One GNU header block; ``raw`` and ``link`` are cut to their 100-byte fields."""
-    buf = bytearray(_BLOCK)
-    name = raw[:tarfile.LENGTH_NAME]
-    buf[0:len(name)] = name
-    buf[100:108] = b"%07o\0" % (mode & 0o7777)
-    buf[108:124] = b"0000000\0" * 2  # uid, gid
-    buf[124:136] = b"%011o\0" % size
-    buf[136:148] = b"%011o\0" % mtime
-    buf[148:156] = b"        "  # the checksum counts its own field as spaces
-    buf[156:157] = kind
-    target = link[:tarfile.LENGTH_LINK]
-    buf[157:157 + len(target)] = target
-    buf[257:265] = tarfile.GNU_MAGIC
-    buf[148:155] = b"%06o\0" % sum(buf)
-    return bytes(buf)
+    buf = _LAYOUT.pack(raw, b"%07o" % (mode & 0o7777), _IDS, b"%011o" % size, b"%011o" % mtime,
+                       b"        ", kind, link, tarfile.GNU_MAGIC, b"")
+    # the checksum counts its own field as spaces
+    return b"%s%06o\0 %s" % (buf[:148], _byte_sum(buf), buf[156:])
+
+
+@functools.lru_cache(maxsize=512)
+def _long_block(size: int, kind: bytes) -> bytes:
+    return _block(b"././@LongLink", kind, 0, 0, size, b"")
 
 
 def _long(value: bytes, kind: bytes) -> bytes:
     """A GNU ``././@LongLink`` record carrying a name or link target over 100 bytes."""
-    payload = value + b"\0"
-    return (_block(b"././@LongLink", kind, 0, 0, len(payload), b"")
-            + payload + b"\0" * _padding(len(payload), _BLOCK))
+    size = len(value) + 1
+    return b"%s%s%s" % (_long_block(size, kind), value, bytes(1 + _padding(size, _BLOCK)))
 
 
 def _fast_header(name: str, kind: bytes, mode: int, mtime: int, size: int = 0,
@@ -153,12 +165,12 @@ def _fast_header(name: str, kind: bytes, mode: int, mtime: int, size: int = 0,
         return _header(_info(name, kind, mode, mtime, size, linkname))
     raw = name.encode("utf-8", "surrogateescape")
     link = linkname.encode("utf-8", "surrogateescape")
-    head = b""
-    if len(link) > tarfile.LENGTH_LINK:
-        head += _long(link, tarfile.GNUTYPE_LONGLINK)
+    block = _block(raw, kind, mode, mtime, size, link)
     if len(raw) > tarfile.LENGTH_NAME:
-        head += _long(raw, tarfile.GNUTYPE_LONGNAME)
-    return head + _block(raw, kind, mode, mtime, size, link)
+        block = _long(raw, tarfile.GNUTYPE_LONGNAME) + block
+    if len(link) > tarfile.LENGTH_LINK:
+        block = _long(link, tarfile.GNUTYPE_LONGLINK) + block
+    return block
 
 
 def _sorted_children(path: str | Path) -> list[os.DirEntry[str]]:
@@ -171,45 +183,62 @@ def _sorted_children(path: str | Path) -> list[os.DirEntry[str]]:
 
 
 def _collect(src: Path, root_name: str, mtime: int) -> list[_Entry]:
+    """The tree's entries in archive order: depth first, each directory's children in
+    bytewise name order."""
     real_src = os.path.realpath(src)
     entries = [_Entry(_fast_header(root_name, tarfile.DIRTYPE, tree.DIR_MODE, mtime), None, 0)]
-    stack: list[tuple[tuple[str, ...], Iterator[os.DirEntry[str]]]] = [
-        ((), iter(_sorted_children(src)))]
+    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [
+        (root_name, iter(_sorted_children(src)))]
     while stack:
-        rel_dir, children = stack[-1]
-        entry = next(children, None)
-        if entry is None:
-            stack.pop()
-            continue
-        path = entry.path
-        rel = (*rel_dir, entry.name)
-        arcname = "/".join((root_name, *rel))
-        try:
-            st = entry.stat(follow_symlinks=False)
-            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror}",
-                             hint="make the bundle directory readable") from exc
-        if stat.S_ISDIR(st.st_mode):
-            entries.append(_Entry(_fast_header(arcname, tarfile.DIRTYPE, tree.DIR_MODE, mtime),
-                                  None, 0))
-            stack.append((rel, iter(_sorted_children(path))))
-        elif stat.S_ISREG(st.st_mode):
-            entries.append(_Entry(_fast_header(arcname, tarfile.REGTYPE,
-                                               tree.normal_mode(st.st_mode), mtime,
-                                               size=st.st_size), path, st.st_size))
-        elif stat.S_ISLNK(st.st_mode):
-            if (not target or target.startswith("/") or tree.link_escapes(rel_dir, target)
-                    or not tree.resolves_within(path, real_src)):
-                raise InputError(
-                    f"cannot archive symlink {path} -> {target}: it points outside {src}",
-                    hint="bundles are relocatable: make the link relative and inside the bundle")
-            entries.append(_Entry(_fast_header(arcname, tarfile.SYMTYPE, tree.LINK_MODE, mtime,
-                                               linkname=target), None, 0))
+        arc_dir, children = stack[-1]
+        for entry in children:
+            path = entry.path
+            arcname = f"{arc_dir}/{entry.name}"
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                raise InputError(f"cannot read {path}: {exc.strerror}",
+                                 hint="make the bundle directory readable") from exc
+            mode = st.st_mode
+            if stat.S_ISREG(mode):
+                size = st.st_size
+                entries.append(_Entry(_fast_header(arcname, tarfile.REGTYPE,
+                                                   tree.normal_mode(mode), mtime, size),
+                                      path, size))
+            elif stat.S_ISDIR(mode):
+                entries.append(_Entry(_fast_header(arcname, tarfile.DIRTYPE, tree.DIR_MODE,
+                                                   mtime), None, 0))
+                stack.append((arcname, iter(_sorted_children(path))))
+                break  # its children come next; this directory's others after them
+            elif stat.S_ISLNK(mode):
+                entries.append(_Entry(_fast_header(arcname, tarfile.SYMTYPE, tree.LINK_MODE,
+                                                   mtime, linkname=_link_target(src, real_src,
+                                                                                arc_dir, path)),
+                                      None, 0))
+            else:
+                raise InputError(f"cannot archive {path}: it is a {tree.special_kind(mode)}",
+                                 hint="remove it; a bundle holds only files, directories and "
+                                      "symlinks")
         else:
-            raise InputError(f"cannot archive {path}: it is a {tree.special_kind(st.st_mode)}",
-                             hint="remove it; a bundle holds only files, directories and symlinks")
+            stack.pop()
     return entries
+
+
+def _link_target(src: Path, real_src: str, arc_dir: str, path: str) -> str:
+    """The target of the symlink ``path`` in the directory ``arc_dir`` (an archive name),
+    refused unless it is relative and stays inside ``src``."""
+    try:
+        target = os.readlink(path)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}",
+                         hint="make the bundle directory readable") from exc
+    rel_dir = arc_dir.split("/")[1:]
+    if (not target or target.startswith("/") or tree.link_escapes(rel_dir, target)
+            or not tree.resolves_within(path, real_src)):
+        raise InputError(
+            f"cannot archive symlink {path} -> {target}: it points outside {src}",
+            hint="bundles are relocatable: make the link relative and inside the bundle")
+    return target
 
 
 def _padding(size: int, unit: int) -> int:
@@ -221,120 +250,112 @@ def _tar_size(entries: Sequence[_Entry]) -> int:
     return body + _padding(body, _RECORD)
 
 
-class _Batched:
-    """Gathers small writes into blocks of ``_CHUNK`` bytes: one call into the compressor
-    per block instead of one per tar header."""
+class _Part(NamedTuple):
+    """A stretch of the tar stream that is not zeros: a header, or a file's content."""
 
-    def __init__(self, out: _Sink) -> None:
-        self._out = out
-        self._buf = bytearray()
-
-    def write(self, data: bytes, /) -> int:
-        if len(data) >= _CHUNK:
-            self.flush()
-            self._out.write(data)
-        else:
-            self._buf += data
-            if len(self._buf) >= _CHUNK:
-                self.flush()
-        return len(data)
-
-    def flush(self) -> None:
-        if self._buf:
-            self._out.write(bytes(self._buf))
-            self._buf.clear()
+    offset: int  # in the tar stream
+    size: int
+    header: bytes | None
+    source: str | None
 
 
-def _read_small(e: _Entry) -> bytes:
-    assert e.source is not None
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """The tar stream's bytes ``start`` to ``end``: zeros but where ``parts`` cover it."""
+
+    start: int
+    end: int
+    parts: tuple[_Part, ...]
+
+
+def _parts(entries: Sequence[_Entry]) -> Iterator[_Part]:
+    offset = 0
+    for header, source, size in entries:
+        yield _Part(offset, len(header), header, None)
+        offset += len(header)
+        if size:
+            yield _Part(offset, size, None, source)
+            offset += size + _padding(size, _BLOCK)
+
+
+def _segments(entries: Sequence[_Entry], total: int) -> Iterator[_Segment]:
+    """The tar stream cut into ``_SEGMENT``-byte pieces (a large file spans several;
+    padding and the end-of-archive blocks are the zeros between and after the parts)."""
+    parts = _parts(entries)
+    part = next(parts, None)
+    for start in range(0, total, _SEGMENT):
+        end = min(start + _SEGMENT, total)
+        inside: list[_Part] = []
+        while part is not None and part.offset < end:
+            inside.append(part)
+            if part.offset + part.size > end:
+                break  # it goes on in the next segment
+            part = next(parts, None)
+        yield _Segment(start, end, tuple(inside))
+
+
+def _read_into(path: str, view: memoryview, offset: int) -> None:
+    """Fill ``view`` with the bytes of the file ``path`` from ``offset`` on."""
     try:
-        with open(e.source, "rb") as f:
-            data = f.read(e.size)
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
-        raise InputError(f"cannot read {e.source}: {exc.strerror}",
+        raise InputError(f"cannot read {path}: {exc.strerror}",
                          hint="make the bundle directory readable") from exc
-    if len(data) < e.size:
-        raise InputError(f"{e.source} shrank while it was being archived",
-                         hint="do not change the bundle while archiving it")
-    return data
+    try:
+        while view:
+            try:
+                n = os.preadv(fd, [view], offset)
+            except OSError as exc:
+                raise InputError(f"cannot read {path}: {exc.strerror}",
+                                 hint="make the bundle directory readable") from exc
+            if not n:
+                raise InputError(f"{path} shrank while it was being archived",
+                                 hint="do not change the bundle while archiving it")
+            view = view[n:]
+            offset += n
+    finally:
+        os.close(fd)
 
 
-class _ReadAhead:
-    """The contents of the small files (up to ``_CHUNK``), read ``_AHEAD`` files ahead of
-    the writer by two threads (reads release the GIL), in the entries' order."""
-
-    def __init__(self, pool: ThreadPoolExecutor, entries: Sequence[_Entry]) -> None:
-        self._pool = pool
-        self._todo = iter(i for i, e in enumerate(entries)
-                          if e.source is not None and 0 < e.size <= _CHUNK)
-        self._entries = entries
-        self._pending: dict[int, Future[bytes]] = {}
-        self._fill()
-
-    def _fill(self) -> None:
-        while len(self._pending) < _AHEAD:
-            i = next(self._todo, None)
-            if i is None:
-                return
-            self._pending[i] = self._pool.submit(_read_small, self._entries[i])
-
-    def take(self, i: int) -> bytes:
-        data = self._pending.pop(i).result()
-        self._fill()
-        return data
+def _fill(segment: _Segment) -> bytearray:
+    """The bytes of ``segment``: headers copied, file contents read in place."""
+    start = segment.start
+    buf = bytearray(segment.end - start)
+    view = memoryview(buf)
+    for p in segment.parts:
+        lo = max(p.offset, start)
+        hi = min(p.offset + p.size, segment.end)
+        if p.header is not None:
+            buf[lo - start:hi - start] = p.header[lo - p.offset:hi - p.offset]
+        else:
+            assert p.source is not None
+            _read_into(p.source, view[lo - start:hi - start], lo - p.offset)
+    return buf
 
 
 def _emit(sink: _Sink, entries: Sequence[_Entry], total: int,
           progress: Callable[[int, int], None] | None) -> None:
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        _emit_entries(sink, entries, total, progress, _ReadAhead(pool, entries))
-
-
-def _emit_entries(sink: _Sink, entries: Sequence[_Entry], total: int,
-                  progress: Callable[[int, int], None] | None, ahead: _ReadAhead) -> None:
-    out = _Batched(sink)
-    done = 0
-    for i, e in enumerate(entries):
-        out.write(e.header)
-        done += len(e.header)
-        if e.source is not None and 0 < e.size <= _CHUNK:
-            out.write(ahead.take(i))
-            done += e.size
-            pad = _padding(e.size, _BLOCK)
-            out.write(b"\0" * pad)
-            done += pad
-        elif e.source is not None and e.size:
-            remaining = e.size
-            try:
-                f = open(e.source, "rb")  # noqa: SIM115 - read errors and write errors differ
-            except OSError as exc:
-                raise InputError(f"cannot read {e.source}: {exc.strerror}",
-                                 hint="make the bundle directory readable") from exc
-            with f:
-                while remaining:
-                    try:
-                        chunk = f.read(min(_CHUNK, remaining))
-                    except OSError as exc:
-                        raise InputError(f"cannot read {e.source}: {exc.strerror}",
-                                         hint="make the bundle directory readable") from exc
-                    if not chunk:
-                        raise InputError(f"{e.source} shrank while it was being archived",
-                                         hint="do not change the bundle while archiving it")
-                    out.write(chunk)
-                    remaining -= len(chunk)
-                    done += len(chunk)
-                    if progress is not None and remaining:
-                        progress(done, total)
-            pad = _padding(e.size, _BLOCK)
-            out.write(b"\0" * pad)
-            done += pad
-        if progress is not None:
-            progress(done, total)
-    tail = total - done
-    out.write(b"\0" * tail)
-    out.flush()
-    if progress is not None:
-        progress(total, total)
+    """Write the tar stream of ``entries`` to ``sink`` in order, ``_SEGMENT`` bytes at a
+    time, while ``_READERS`` threads fill the next ``_AHEAD`` segments (reads and the
+    compressor release the GIL, so reading overlaps compressing)."""
+    pool = ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="isolate-archive")
+    try:
+        pending: deque[Future[bytearray]] = deque()
+        todo = _segments(entries, total)
+        for segment in itertools.islice(todo, _AHEAD):
+            pending.append(pool.submit(_fill, segment))
+        done = 0
+        while pending:
+            data = pending.popleft().result()
+            following = next(todo, None)
+            if following is not None:
+                pending.append(pool.submit(_fill, following))
+            sink.write(data)
+            done += len(data)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_archive(src: Path, dest: Path, *, fmt: str, root_name: str, mtime: int | None = None,

@@ -187,8 +187,10 @@ class CellRunner:
 
         ``private``: a copy of the shared runtime and overlay for this cell alone, for a
         local cell, which has no sandbox to keep the shared copy read-only while its
-        test runner writes (pytest's byte code of rewritten test modules, for one).
-        Root-filesystem cells bind the shared copy read-only.
+        test runner creates files (pytest's byte code of rewritten test modules, for
+        one): its own directories, its files hard links to the shared ones
+        (``SharedCopy.private_copy``). Root-filesystem cells bind the shared copy
+        read-only.
 
         The test overlay is on the path of every process the runtime starts, as test
         requirements installed next to the app would be (the workers of stestr and
@@ -200,10 +202,7 @@ class CellRunner:
         cell_dir.mkdir(parents=True)
         if not private:
             return cell_dir, shared.top, shared.overlay
-        copy = cell_dir / "copy"
-        shutil.copytree(shared.root, copy, symlinks=True)
-        top = copy / shared.top.relative_to(shared.root)
-        overlay = copy / shared.overlay.relative_to(shared.root) if shared.overlay else None
+        top, overlay = shared.private_copy(cell_dir / "copy")
         return cell_dir, top, overlay
 
     def _command(self, python: str, probe: str, bundle: str, overlay: str | None,

@@ -80,8 +80,9 @@ def run_matrix(bundle: BundleInput, hosts: Sequence[HostProfile], *, runner: Run
 
 def _untrusted_if_written(shared: SharedCopy, cells: list[Cell]) -> list[Cell]:
     """``cells``, with every observed local cell turned into an error if the shared copy
-    of the runtime changed while they ran: local cells have no sandbox to keep it
-    read-only, and a cell must not see what another one wrote."""
+    of the runtime or of its test overlay changed while they ran: local cells have no
+    sandbox to keep it read-only (their private copies' files are hard links to it), and
+    a cell must not see what another one wrote."""
     local = {c.host for c in cells if c.executor == "local" and c.observed.status != "not-run"}
     if not local:
         return cells
@@ -89,7 +90,8 @@ def _untrusted_if_written(shared: SharedCopy, cells: list[Cell]) -> list[Cell]:
     if not changed:
         return cells
     shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    reason = (f"a local cell wrote into the bundle copy that every cell runs ({shown}); "
+    reason = (f"a local cell wrote into the bundle copy that every cell runs ({shown}, "
+              "below the matrix's shared directory); "
               "local cells have no sandbox to keep it read-only, so their results cannot "
               "be told apart: find what writes below the runtime's prefix")
     return [replace(c, observed=Observation(status="error", reason=reason,
