@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +75,19 @@ class ElfCache:
         with self._lock:
             return Counts(cached=self._cached, parsed=self._parsed, ignored=self._ignored)
 
-    def read(self, path: Path, sha256: str, data: bytes | None = None) -> ElfFile:
+    def add(self, counts: Counts) -> None:
+        """Count facts found by another ``ElfCache`` over the same directory (a worker
+        process's) as if found here."""
+        with self._lock:
+            self._cached += counts.cached
+            self._parsed += counts.parsed
+            self._ignored = self._ignored or counts.ignored
+
+    def read(self, path: Path, sha256: str, data: bytes | memoryview | None = None
+             ) -> ElfFile:
         """The facts of the ELF file at ``path`` whose content has ``sha256`` (``data``:
-        that content, when already read); ``InputError`` as ``read_elf`` raises it."""
+        that content, when already read, parsed only when the cache has no entry);
+        ``InputError`` as ``read_elf`` raises it."""
         fd = self._directory()
         if fd is not None:
             facts = self._load(fd, path, sha256)
@@ -86,7 +95,7 @@ class ElfCache:
                 with self._lock:
                     self._cached += 1
                 return facts
-        facts = read_elf(path, data)
+        facts = read_elf(path, bytes(data) if isinstance(data, memoryview) else data)
         with self._lock:
             self._parsed += 1
         if fd is not None:
@@ -166,6 +175,8 @@ class ElfCache:
         then ignored and written again."""
         text = json.dumps({"schema": SCHEMA, "sha256": sha256, "facts": facts.facts_dict()},
                           sort_keys=True)
+        import tempfile  # only when an entry is written: verify starts sooner without it
+
         assert self._dir is not None
         try:
             fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=f".{sha256}.", suffix=".tmp")

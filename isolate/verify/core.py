@@ -1,9 +1,10 @@
 """``verify``: run every check on a bundle directory or archive and report all findings.
 
-A directory: the three checks that start the bundled interpreter (isolation, children,
-import smoke) start first, in their own threads, and run while the tree is scanned
-(every file read once: sha256, mode, build-path search, ELF facts) and the static checks
-judge the scan.
+A directory: the tree is scanned (every file read once: sha256, mode, build-path search,
+ELF facts) in worker processes, started first so that they can be forked before this
+process runs any other thread (see ``isolate.verify.scan.start_scan``); the three checks
+that start the bundled interpreter (isolation, children, import smoke) start next, in
+their own threads, and run while the scan goes on and the static checks judge it.
 
 An archive whose probes the cache may answer (an entry is stored for its manifest) is
 read as a stream (``isolate.bundle.unpack.read_members``: the same checks as unpacking,
@@ -43,7 +44,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from isolate.bundle.elf import load_allowlist
 from isolate.bundle.elf_cache import ElfCache
-from isolate.bundle.unpack import Member, NotStreamable, read_members, unpack
 from isolate.errors import InputError, IsolateError
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
 from isolate.model.tree import BUILD_MARKER
@@ -67,9 +67,10 @@ from isolate.verify.report import (
     Finding,
     VerifyReport,
 )
-from isolate.verify.scan import Tree, scan_members, scan_tree
+from isolate.verify.scan import Tree, scan_members, start_scan
 
 if TYPE_CHECKING:
+    from isolate.bundle.unpack import Member
     from isolate.model.profiles import HostProfile
 
 T = TypeVar("T")
@@ -175,6 +176,8 @@ def verify(path: Path, *, host: HostProfile | None, runner: Runner,
     if apath.is_dir():
         return _verify_dir(path, apath, apath, given, host, runner, cache, start, {},
                            elf_cache=elf_cache)
+    # imported for archives only: a directory's verify starts sooner without them
+    from isolate.bundle.unpack import NotStreamable, unpack
     if not apath.exists():
         raise InputError(f"{apath}: no such file or directory",
                          hint="give a bundle directory or a bundle archive (.tar.zst, .tar.gz)")
@@ -199,15 +202,19 @@ def _verify_dir(shown: Path, path: Path, root: Path, given: str | None,
     lookup = probe_cache.Lookup()
     if cache is not None and msha is not None:
         lookup = cache.lookup(cache.key("", msha, where))
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="isolate-probe") as pool:
+    sizes = {e.path: e.size for e in manifest.files} if manifest else None
+    needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
+    scan_start = time.monotonic()
+    # The scan's worker processes start first: while this process runs no other thread,
+    # they can be forked (see isolate.proc.process_pool).
+    with start_scan(root, [n.text for n in needles], skip=[MANIFEST_NAME], size_hint=sizes,
+                    elf_cache=elf_cache) as scanning, \
+            ThreadPoolExecutor(max_workers=3, thread_name_prefix="isolate-probe") as pool:
         started = _Probes(pool, runner, manifest)
         if layout is not None and lookup.checks is None:  # nothing stored: start now
             started.start(root, layout, PROBES)
-        sizes = {e.path: e.size for e in manifest.files} if manifest else None
-        needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
-        tree, seconds = _timed(lambda: scan_tree(root, [n.text for n in needles],
-                                                 skip=[MANIFEST_NAME], size_hint=sizes,
-                                                 elf_cache=elf_cache))
+        tree = scanning.result()
+        seconds = round(time.monotonic() - scan_start, 3)
         findings += _static(tree, seconds, needles, manifest, layout, host, runs,
                             facts=elf_cache)
         findings += _finish_probes(root, layout, tree, msha, where, lookup, started, cache,
@@ -221,6 +228,8 @@ _PENDING_LIMIT = 256 << 20  # bytes of entries held while the stream has not rea
 def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfile | None,
                     runner: Runner, cache: ProbeCache | None, start: float,
                     elf_cache: ElfCache | None) -> VerifyReport:
+    from isolate.bundle.unpack import NotStreamable, read_members, unpack
+
     t0 = time.monotonic()
     members = read_members(path)
     pending: list[Member] = []
