@@ -172,6 +172,24 @@ def test_a_file_read_in_pieces_is_described_as_one_read_whole(tmp_path: Path,
         "/opt/host-python": 39, "/opt/host-pythonX": 37, NEEDLE: 1}
 
 
+def test_what_a_file_before_left_in_the_buffer_is_not_read_as_the_next(tmp_path: Path) -> None:
+    """An empty file after an ELF file is no ELF file; one byte after a script no script."""
+    source = Path(sys.executable).resolve()
+    (tmp_path / "elf").write_bytes(source.read_bytes()[:4096])
+    (tmp_path / "script").write_bytes(b"#!/bin/sh\n")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "hash").write_bytes(b"#")
+    for name in ("empty", "hash"):
+        (tmp_path / name).chmod(0o644)
+    buffer = _Buffer()
+    needles = Needles(NEEDLES)
+    rows = {name: _scan_file(name, os.fspath(tmp_path / name), needles, buffer, None)
+            for name in ("elf", "empty", "script", "hash")}
+    assert rows["empty"] == ("empty", 0o644, 0, hashlib.sha256().hexdigest(), -1)
+    assert rows["hash"] == ("hash", 0o644, 1, hashlib.sha256(b"#").hexdigest(), -1)
+    assert rows["script"][-1] == len(b"#!/bin/sh")
+
+
 def test_a_tampered_file_read_by_a_worker_process_is_reported(built: Path,
                                                               tmp_path: Path) -> None:
     original = bundle_dir(built)

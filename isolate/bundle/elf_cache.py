@@ -83,21 +83,28 @@ class ElfCache:
             self._parsed += counts.parsed
             self._ignored = self._ignored or counts.ignored
 
-    def read(self, path: Path, sha256: str, data: bytes | memoryview | None = None
-             ) -> ElfFile:
+    def read(self, path: Path, sha256: str, data: bytes | None = None) -> ElfFile:
         """The facts of the ELF file at ``path`` whose content has ``sha256`` (``data``:
-        that content, when already read, parsed only when the cache has no entry);
-        ``InputError`` as ``read_elf`` raises it."""
+        that content, when already read); ``InputError`` as ``read_elf`` raises it."""
+        facts = self.cached(path, sha256)
+        return facts if facts is not None else self.parse(path, sha256, data)
+
+    def cached(self, path: Path, sha256: str) -> ElfFile | None:
+        """The facts stored for content ``sha256`` (of the file at ``path``), or None."""
         fd = self._directory()
-        if fd is not None:
-            facts = self._load(fd, path, sha256)
-            if facts is not None:
-                with self._lock:
-                    self._cached += 1
-                return facts
-        facts = read_elf(path, bytes(data) if isinstance(data, memoryview) else data)
+        facts = self._load(fd, path, sha256) if fd is not None else None
+        if facts is not None:
+            with self._lock:
+                self._cached += 1
+        return facts
+
+    def parse(self, path: Path, sha256: str, data: bytes | None = None) -> ElfFile:
+        """Parse the facts of the ELF file at ``path`` whose content has ``sha256``
+        (from ``data``, that content, when given) and store them."""
+        facts = read_elf(path, data)
         with self._lock:
             self._parsed += 1
+        fd = self._directory()
         if fd is not None:
             self._store(fd, sha256, facts)
         return facts
