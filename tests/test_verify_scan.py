@@ -234,3 +234,28 @@ def test_verify_forks_its_scan_before_starting_the_probes(built: Path,
     result = invoke(["verify", bundle_dir(built), "--no-cache"])
     assert result.code == 0, result.out + result.err
     assert pools == [single]  # True, unless something (a plugin) runs threads already
+
+
+@pytest.mark.parametrize("manifest", [
+    # JSON that names a build marker, but no manifest (the schema is wrong): the scan
+    # started on the JSON's needles is read again on the default marker's
+    '{"schema": "other", "build_marker": "/custom-marker", "source_prefixes": ["/opt/p"]}',
+    "not JSON",  # nothing to guess from: the default marker from the start
+])
+def test_an_unreadable_manifest_is_searched_for_the_default_marker_only(
+        tmp_path: Path, manifest: str) -> None:
+    from isolate.proc import Runner
+    from isolate.verify import verify
+    from isolate.verify.report import RELOCATION
+
+    root = tmp_path / "bundle"
+    (root / "lib").mkdir(parents=True)
+    (root / MANIFEST_NAME).write_text(manifest)
+    (root / "lib" / "custom.txt").write_text("/custom-marker/lib and /opt/p/lib\n")
+    (root / "lib" / "default.txt").write_text("/tmp/x.isolate-build-1/lib\n")
+    for i in range(20):
+        (root / "lib" / f"m{i}.py").write_text("x = 1\n")
+    report = verify(root, host=None, runner=Runner(), cache=None, elf_cache=None)
+    assert {f.path for f in report.findings if f.check == RELOCATION} == {"lib/default.txt"}
+    assert any(f.check == "manifest" and "cannot be read" in f.message
+               for f in report.findings)

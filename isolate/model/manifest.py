@@ -391,15 +391,21 @@ class Manifest:
     def loads(cls, text: str | bytes) -> Manifest:
         """The manifest in ``text`` (JSON; bytes are UTF-8); ``ManifestError`` naming the
         key path of the first problem."""
-        try:
-            data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
-        except UnicodeDecodeError as exc:
-            raise ManifestError(f"not UTF-8 text: {exc.reason}") from exc
-        except (ValueError, RecursionError) as exc:
-            raise ManifestError(f"not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ManifestError("not a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(load_json(text))
+
+
+def load_json(text: str | bytes) -> dict[str, Any]:
+    """The JSON object in ``text`` (bytes are UTF-8), not yet read as a manifest (see
+    ``Manifest.from_dict``); ``ManifestError`` when it is not one."""
+    try:
+        data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"not UTF-8 text: {exc.reason}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise ManifestError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ManifestError("not a JSON object")
+    return data
 
 
 def _tests(r: Reader) -> tuple[tuple[str, ...], dict[str, str], float, str | None]:
