@@ -153,12 +153,13 @@ def _needles_guess(doc: object) -> tuple[checks.Needle, ...]:
 
 
 def _sizes_guess(doc: object) -> dict[str, int] | None:
-    """The file sizes the manifest's JSON object ``doc`` lists (hints for the scan)."""
-    files = doc.get("files") if isinstance(doc, dict) else None
-    if not isinstance(files, list):
+    """The file sizes the manifest's JSON object ``doc`` lists (hints for the scan), or
+    None unless every entry has a path and a size that is an int."""
+    try:
+        sizes = {f["path"]: f["size"] for f in doc["files"]}  # type: ignore[index]
+    except (TypeError, KeyError):
         return None
-    return {f["path"]: f["size"] for f in files if type(f) is dict
-            and type(f.get("path")) is str and type(f.get("size")) is int}
+    return sizes if all(type(v) is int for v in sizes.values()) else None
 
 
 def _probe(check: str, fn: Callable[[], tuple[list[Finding], str]]
