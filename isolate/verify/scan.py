@@ -46,7 +46,6 @@ MAX_PROCESSES = 8
 # A smaller tree is read in threads: starting processes would cost more than they save.
 MIN_FILES_FOR_PROCESSES = 1000  # when they can be forked (a few milliseconds)
 MIN_FILES_FOR_FORKSERVER = 8000  # when a fork server must start (about 0.2 s)
-_TASKS_PER_WORKER = 4  # work items per worker: the last, small ones even the workers out
 _FILE_COST = 16 << 10  # a file costs about as much as reading and hashing this many bytes
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _PATHISH = frozenset(range(0x21, 0x7F)) - frozenset(b"\"'`<>|;,()[]{}")
