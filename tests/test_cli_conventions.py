@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from isolate.cli import App, build_parser, paint, use_color
+from isolate.cli import COMMANDS, App, _subparsers, build_parser, paint, use_color
 from isolate.cli.completion_cmd import commands
 from isolate.cli.lock_cmd import index_options
 from isolate.cli.verify_cmd import _grouped, _render
@@ -227,3 +227,13 @@ def test_verify_groups_repeated_notes_and_lists_them_under_v(capsys):
 @pytest.mark.parametrize("argv", [["profiles", "-q"], ["-q", "profiles"]])
 def test_quiet_is_accepted_by_every_command_position(run_isolate, argv):
     assert run_isolate(*argv).code == 0
+
+
+def test_a_command_line_that_starts_with_its_command_gets_the_same_parser_alone():
+    """main() builds only the command's own parser for `isolate COMMAND ...`: every
+    command's parsers (and their actions') read and explain the same as with all."""
+    every = {p.prog: p.format_help() for p in _subparsers(build_parser())}
+    for name in COMMANDS:
+        alone = {p.prog: p.format_help() for p in _subparsers(build_parser(name))}
+        assert alone and alone == {prog: text for prog, text in every.items()
+                                   if prog.split()[1] == name}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 
 import pytest
 
 from isolate.errors import CommandFailed
-from isolate.proc import Runner
+from isolate.proc import Runner, forks, process_pool
 
 
 def test_streaming_runner_echoes_each_line_and_captures_both_streams():
@@ -28,3 +30,30 @@ def test_streaming_runner_feeds_input_and_times_out():
             [sys.executable, "-c", "import time; print('started', flush=True); "
              "time.sleep(30)"], timeout=1, what="sleeper")
     assert "  started" in echoed
+
+
+def test_a_process_pool_is_forked_while_one_thread_runs() -> None:
+    if not forks():
+        pytest.skip("this test process runs other threads (a plugin's)")
+    pool = process_pool(2)
+    try:
+        assert pool.submit(os.getppid).result() == os.getpid()
+    finally:
+        pool.shutdown()
+
+
+def test_with_another_thread_running_a_process_pool_comes_from_a_fork_server() -> None:
+    """A thread may hold a lock that a forked child would inherit held: no fork then."""
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not forks()
+        pool = process_pool(2, preload=["isolate.verify.scan"])
+        try:
+            assert pool.submit(os.getppid).result() != os.getpid()  # the fork server's child
+        finally:
+            pool.shutdown()
+    finally:
+        stop.set()
+        other.join()

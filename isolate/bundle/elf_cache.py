@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,19 +75,36 @@ class ElfCache:
         with self._lock:
             return Counts(cached=self._cached, parsed=self._parsed, ignored=self._ignored)
 
+    def add(self, counts: Counts) -> None:
+        """Count facts found by another ``ElfCache`` over the same directory (a worker
+        process's) as if found here."""
+        with self._lock:
+            self._cached += counts.cached
+            self._parsed += counts.parsed
+            self._ignored = self._ignored or counts.ignored
+
     def read(self, path: Path, sha256: str, data: bytes | None = None) -> ElfFile:
         """The facts of the ELF file at ``path`` whose content has ``sha256`` (``data``:
         that content, when already read); ``InputError`` as ``read_elf`` raises it."""
+        facts = self.cached(path, sha256)
+        return facts if facts is not None else self.parse(path, sha256, data)
+
+    def cached(self, path: Path, sha256: str) -> ElfFile | None:
+        """The facts stored for content ``sha256`` (of the file at ``path``), or None."""
         fd = self._directory()
-        if fd is not None:
-            facts = self._load(fd, path, sha256)
-            if facts is not None:
-                with self._lock:
-                    self._cached += 1
-                return facts
+        facts = self._load(fd, path, sha256) if fd is not None else None
+        if facts is not None:
+            with self._lock:
+                self._cached += 1
+        return facts
+
+    def parse(self, path: Path, sha256: str, data: bytes | None = None) -> ElfFile:
+        """Parse the facts of the ELF file at ``path`` whose content has ``sha256``
+        (from ``data``, that content, when given) and store them."""
         facts = read_elf(path, data)
         with self._lock:
             self._parsed += 1
+        fd = self._directory()
         if fd is not None:
             self._store(fd, sha256, facts)
         return facts
@@ -166,6 +182,8 @@ class ElfCache:
         then ignored and written again."""
         text = json.dumps({"schema": SCHEMA, "sha256": sha256, "facts": facts.facts_dict()},
                           sort_keys=True)
+        import tempfile  # only when an entry is written: verify starts sooner without it
+
         assert self._dir is not None
         try:
             fd, tmp = tempfile.mkstemp(dir=self._dir, prefix=f".{sha256}.", suffix=".tmp")

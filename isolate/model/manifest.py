@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -351,6 +350,8 @@ class Manifest:
         files = d.get("files")
         if not isinstance(files, list) or not files:
             return json.dumps(d, indent=1, sort_keys=False) + "\n"
+        import uuid  # here: readers of manifests (verify) start sooner without it
+
         marker = f"files-{uuid.uuid4().hex}"
         d["files"] = marker
         text = json.dumps(d, indent=1, sort_keys=False)
@@ -391,15 +392,21 @@ class Manifest:
     def loads(cls, text: str | bytes) -> Manifest:
         """The manifest in ``text`` (JSON; bytes are UTF-8); ``ManifestError`` naming the
         key path of the first problem."""
-        try:
-            data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
-        except UnicodeDecodeError as exc:
-            raise ManifestError(f"not UTF-8 text: {exc.reason}") from exc
-        except (ValueError, RecursionError) as exc:
-            raise ManifestError(f"not JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ManifestError("not a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(load_json(text))
+
+
+def load_json(text: str | bytes) -> dict[str, Any]:
+    """The JSON object in ``text`` (bytes are UTF-8), not yet read as a manifest (see
+    ``Manifest.from_dict``); ``ManifestError`` when it is not one."""
+    try:
+        data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"not UTF-8 text: {exc.reason}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise ManifestError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ManifestError("not a JSON object")
+    return data
 
 
 def _tests(r: Reader) -> tuple[tuple[str, ...], dict[str, str], float, str | None]:

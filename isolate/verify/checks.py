@@ -119,10 +119,16 @@ class Needle:
 
 
 def needles_of(manifest: Manifest | None, default_marker: str) -> tuple[Needle, ...]:
-    marker = manifest.build_marker if manifest is not None else default_marker
+    if manifest is None:
+        return needles_for(default_marker, ())
+    return needles_for(manifest.build_marker, manifest.source_prefixes)
+
+
+def needles_for(marker: str, source_prefixes: Iterable[str]) -> tuple[Needle, ...]:
+    """The build marker, then each source prefix that is more than '/'."""
     out = [Needle(text=marker, what=f"the build directory (marker {marker!r})",
                   source_prefix=False)]
-    for prefix in manifest.source_prefixes if manifest is not None else ():
+    for prefix in source_prefixes:
         if prefix.strip("/"):
             out.append(Needle(text=prefix, what=f"the build host's interpreter prefix {prefix}",
                               source_prefix=True))

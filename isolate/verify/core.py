@@ -1,9 +1,10 @@
 """``verify``: run every check on a bundle directory or archive and report all findings.
 
-A directory: the three checks that start the bundled interpreter (isolation, children,
-import smoke) start first, in their own threads, and run while the tree is scanned
-(every file read once: sha256, mode, build-path search, ELF facts) and the static checks
-judge the scan.
+A directory: the tree is scanned (every file read once: sha256, mode, build-path search,
+ELF facts) in worker processes, started first so that they can be forked before this
+process runs any other thread (see ``isolate.verify.scan.start_scan``); the three checks
+that start the bundled interpreter (isolation, children, import smoke) start next, in
+their own threads, and run while the scan goes on and the static checks judge it.
 
 An archive whose probes the cache may answer (an entry is stored for its manifest) is
 read as a stream (``isolate.bundle.unpack.read_members``: the same checks as unpacking,
@@ -39,15 +40,14 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from isolate.bundle.elf import load_allowlist
 from isolate.bundle.elf_cache import ElfCache
-from isolate.bundle.unpack import Member, NotStreamable, read_members, unpack
 from isolate.errors import InputError, IsolateError
-from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError
+from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError, load_json
 from isolate.model.tree import BUILD_MARKER
-from isolate.proc import Runner
+from isolate.proc import Runner, forks
 from isolate.verify import checks, manifest_hash, probe_cache
 from isolate.verify.layout import Layout, layout_of
 from isolate.verify.probe_cache import ProbeCache
@@ -67,9 +67,10 @@ from isolate.verify.report import (
     Finding,
     VerifyReport,
 )
-from isolate.verify.scan import Tree, scan_members, scan_tree
+from isolate.verify.scan import Tree, scan_members, scan_tree, start_scan, worker_pool
 
 if TYPE_CHECKING:
+    from isolate.bundle.unpack import Member
     from isolate.model.profiles import HostProfile
 
 T = TypeVar("T")
@@ -91,6 +92,18 @@ def _manifest(root: Path, path: Path, given_sha256: str | None, data: bytes | No
     """The manifest, its findings (unreadable, changed after the build), a summary and
     the sha256 of its bytes (None when it cannot be read). ``data``: the manifest's bytes
     read from an archive stream, when ``root`` is not on disk."""
+    return _judged(_read_manifest(root, path, given_sha256, data))
+
+
+# The manifest as first read: its bytes (None when they cannot be read), its hash check's
+# findings and summary, and its JSON object, or why there is none.
+_Read = tuple[bytes | None, list[Finding], str, dict[str, Any] | OSError | ManifestError]
+
+
+def _read_manifest(root: Path, path: Path, given_sha256: str | None,
+                   data: bytes | None = None) -> _Read:
+    """The manifest's bytes, hash check and JSON object (see ``_manifest``), not yet
+    read as a manifest (``_judged`` does)."""
     mpath = root / MANIFEST_NAME
     if data is None and not mpath.is_file() and not mpath.is_symlink():
         raise InputError(f"{root} is not an isolate bundle: it has no {MANIFEST_NAME}",
@@ -103,14 +116,50 @@ def _manifest(root: Path, path: Path, given_sha256: str | None, data: bytes | No
         if data is None:
             data = mpath.read_bytes()
         found, detail = manifest_hash.check(data, expected)
-        return Manifest.loads(data), found, detail, hashlib.sha256(data).hexdigest()
+        return data, found, detail, load_json(data)
     except (OSError, ManifestError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        changed = "".join(f"; {f.message}" for f in found if f.severity == ERROR)
-        return None, [Finding(severity=ERROR, check=MANIFEST, path=MANIFEST_NAME,
-                              message=f"cannot be read: {why}; integrity cannot be checked "
-                                      "and the relocation audit looks for the build marker "
-                                      f"only{changed}")], detail, None
+        return data, found, detail, exc
+
+
+def _judged(read: _Read) -> tuple[Manifest | None, list[Finding], str, str | None]:
+    """``_manifest``'s answer from what ``_read_manifest`` read."""
+    data, found, detail, doc = read
+    exc: OSError | ManifestError
+    if isinstance(doc, dict):
+        assert data is not None  # the JSON object came from it
+        try:
+            return Manifest.from_dict(doc), found, detail, hashlib.sha256(data).hexdigest()
+        except ManifestError as error:
+            exc = error
+    else:
+        exc = doc
+    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    changed = "".join(f"; {f.message}" for f in found if f.severity == ERROR)
+    return None, [Finding(severity=ERROR, check=MANIFEST, path=MANIFEST_NAME,
+                          message=f"cannot be read: {why}; integrity cannot be checked "
+                                  "and the relocation audit looks for the build marker "
+                                  f"only{changed}")], detail, None
+
+
+def _needles_guess(doc: object) -> tuple[checks.Needle, ...]:
+    """The needles of the manifest whose JSON object is ``doc``, as far as the JSON tells:
+    the scan starts on them while the manifest is read (the manifest's own decide)."""
+    if isinstance(doc, dict):
+        marker, prefixes = doc.get("build_marker"), doc.get("source_prefixes", [])
+        if isinstance(marker, str) and isinstance(prefixes, list) and all(
+                isinstance(p, str) for p in prefixes):
+            return checks.needles_for(marker, prefixes)
+    return checks.needles_of(None, DEFAULT_BUILD_MARKER)
+
+
+def _sizes_guess(doc: object) -> dict[str, int] | None:
+    """The file sizes the manifest's JSON object ``doc`` lists (hints for the scan), or
+    None unless every entry has a path and a size that is an int."""
+    try:
+        sizes = {f["path"]: f["size"] for f in doc["files"]}  # type: ignore[index]
+    except (TypeError, KeyError):
+        return None
+    return sizes if all(type(v) is int for v in sizes.values()) else None
 
 
 def _probe(check: str, fn: Callable[[], tuple[list[Finding], str]]
@@ -175,6 +224,8 @@ def verify(path: Path, *, host: HostProfile | None, runner: Runner,
     if apath.is_dir():
         return _verify_dir(path, apath, apath, given, host, runner, cache, start, {},
                            elf_cache=elf_cache)
+    # imported for archives only: a directory's verify starts sooner without them
+    from isolate.bundle.unpack import NotStreamable, unpack
     if not apath.exists():
         raise InputError(f"{apath}: no such file or directory",
                          hint="give a bundle directory or a bundle archive (.tar.zst, .tar.gz)")
@@ -192,24 +243,47 @@ def _verify_dir(shown: Path, path: Path, root: Path, given: str | None,
                 host: HostProfile | None, runner: Runner, cache: ProbeCache | None,
                 start: float, timings: dict[str, float], location: str | None = None,
                 elf_cache: ElfCache | None = None) -> VerifyReport:
-    (manifest, findings, detail, msha), seconds = _timed(lambda: _manifest(root, path, given))
-    runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
-    layout = layout_of(root, manifest)
-    where = location or os.path.realpath(root)
-    lookup = probe_cache.Lookup()
-    if cache is not None and msha is not None:
-        lookup = cache.lookup(cache.key("", msha, where))
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="isolate-probe") as pool:
+    with contextlib.ExitStack() as stack:
+        # The scan's worker processes start first: forked while this process runs no
+        # other thread (see isolate.proc.process_pool), and before it holds the manifest
+        # (see scan.worker_pool). They read, on the needles and sizes the manifest's JSON
+        # gives, while the manifest is judged and the probes start.
+        workers, fork_seconds = _timed(lambda: worker_pool() if forks() else None)
+        if workers is not None:
+            stack.callback(workers.shutdown, cancel_futures=True)
+        read, read_seconds = _timed(lambda: _read_manifest(root, path, given))
+        guess = _needles_guess(read[3])
+        scan_start = time.monotonic() - fork_seconds
+        scanning = stack.enter_context(start_scan(
+            root, [n.text for n in guess], skip=[MANIFEST_NAME],
+            size_hint=_sizes_guess(read[3]), elf_cache=elf_cache, pool=workers))
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=3,
+                                                      thread_name_prefix="isolate-probe"))
+        (manifest, findings, detail, msha), seconds = _timed(lambda: _judged(read))
+        runs = [CheckRun(name=MANIFEST, seconds=round(read_seconds + seconds, 3),
+                         detail=detail)]
+        layout = layout_of(root, manifest)
+        where = location or os.path.realpath(root)
+        lookup = probe_cache.Lookup()
+        if cache is not None and msha is not None:
+            lookup = cache.lookup(cache.key("", msha, where))
         started = _Probes(pool, runner, manifest)
         if layout is not None and lookup.checks is None:  # nothing stored: start now
             started.start(root, layout, PROBES)
-        sizes = {e.path: e.size for e in manifest.files} if manifest else None
         needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
-        tree, seconds = _timed(lambda: scan_tree(root, [n.text for n in needles],
-                                                 skip=[MANIFEST_NAME], size_hint=sizes,
-                                                 elf_cache=elf_cache))
+        tree = scanning.result()
+        facts = elf_cache
+        if [n.text for n in needles] != [n.text for n in guess]:
+            # The JSON said more than the manifest, which cannot be read, or said it
+            # otherwise (a marker that is no string): read again for the manifest's own.
+            facts = ElfCache(elf_cache.directory) if elf_cache is not None else None
+            if facts is not None:
+                stack.callback(facts.close)
+            tree = scan_tree(root, [n.text for n in needles], skip=[MANIFEST_NAME],
+                             elf_cache=facts)
+        seconds = round(time.monotonic() - scan_start, 3)
         findings += _static(tree, seconds, needles, manifest, layout, host, runs,
-                            facts=elf_cache)
+                            facts=facts)
         findings += _finish_probes(root, layout, tree, msha, where, lookup, started, cache,
                                    runs)
     return _report(shown, manifest, host, findings, runs, start, timings)
@@ -221,6 +295,8 @@ _PENDING_LIMIT = 256 << 20  # bytes of entries held while the stream has not rea
 def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfile | None,
                     runner: Runner, cache: ProbeCache | None, start: float,
                     elf_cache: ElfCache | None) -> VerifyReport:
+    from isolate.bundle.unpack import NotStreamable, read_members, unpack
+
     t0 = time.monotonic()
     members = read_members(path)
     pending: list[Member] = []

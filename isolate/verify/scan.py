@@ -1,11 +1,13 @@
 """One pass over a bundle tree: every file read once, hashed and searched at the same time.
 
-``scan_tree`` walks the tree (symlinks are recorded, never followed), then reads every
-regular file in worker threads: each chunk read feeds sha256 and a search for each
-needle (the build marker, the build host's prefixes). hashlib and file reads release the
-GIL, so two threads overlap on two cores. ELF files are also described
-(``isolate.bundle.elf.read_elf``, which reads only their headers) by the same worker,
-and when a needle occurs in one, its section table is kept to tell where.
+``start_scan`` walks the tree (symlinks are recorded, never followed), then reads every
+regular file in worker processes (``isolate.proc.process_pool``): each chunk read feeds
+sha256 and a search for each needle (the build marker, the build host's prefixes). ELF
+files are also described (``isolate.bundle.elf.read_elf``, which reads only their
+headers) by the same worker, and when a needle occurs in one, its section table is kept
+to tell where. The per-file work is mostly Python, which holds the GIL: threads do not
+spread it over cores, processes do. A small tree, one core, or processes that cannot
+start or die: the same work in threads, with the same result.
 
 The result is plain data for the checks: no check reads a file's content again.
 """
@@ -17,22 +19,35 @@ import io
 import os
 import stat
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from isolate.bundle.elf import ELF_MAGIC, ElfFile, read_elf
-from isolate.bundle.elf_cache import ElfCache
-from isolate.bundle.unpack import Member
+from isolate.bundle.elf_cache import Counts, ElfCache
 from isolate.errors import InputError
 from isolate.model import tree
+from isolate.proc import forks, process_pool
 
-CHUNK = 8 << 20  # bytes read at a time; files larger than this are read in pieces
+if TYPE_CHECKING:
+    from isolate.bundle.unpack import Member
+
+# Bytes read at a time; a larger file is read in pieces. The buffer stays in the CPU's
+# cache while each piece is hashed and searched: on Nova, 128 KiB costs a quarter less CPU
+# than 8 MiB (the copies from the page cache, then hashing and searching, ran at the
+# speed of memory).
+CHUNK = 128 << 10
 OFFSETS_KEPT = 1024  # offsets remembered per needle and file (each is located in ELF files)
 SAMPLE_CHARS = 160  # characters of context kept around the first occurrence
-_BATCH = 48  # files per work item: fewer futures, less scheduling
-DEFAULT_JOBS = 2
+DEFAULT_THREADS = 2  # more threads only fight over the GIL (see start_scan)
+MAX_PROCESSES = 8
+# A smaller tree is read in threads: starting processes would cost more than they save.
+MIN_FILES_FOR_PROCESSES = 1000  # when they can be forked (a few milliseconds)
+MIN_FILES_FOR_FORKSERVER = 8000  # when a fork server must start (about 0.2 s)
+_FILE_COST = 16 << 10  # a file costs about as much as reading and hashing this many bytes
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _PATHISH = frozenset(range(0x21, 0x7F)) - frozenset(b"\"'`<>|;,()[]{}")
 
 
@@ -77,13 +92,25 @@ class Tree:
         return tuple(f for f in self.files.values() if f.is_elf)
 
 
-def _walk(root: Path, skip: frozenset[str]
-          ) -> tuple[list[tuple[str, str, bool]], set[str], list[tuple[str, str]]]:
-    """(relative path, absolute path, is a symlink) of every non-directory, the directories,
-    and (relative path, why) of the directories that cannot be listed."""
-    entries: list[tuple[str, str, bool]] = []
-    dirs: set[str] = set()
-    unlisted: list[tuple[str, str]] = []
+# What a worker returns for one file: a regular file that is not ELF and holds no needle
+# (nearly all of them) as (path, mode, size, sha256, shebang_end), which is quick to
+# pickle and to send; any other as its ``ScannedFile``.
+Row = tuple[str, int, int, str, int] | ScannedFile
+
+
+def _file_of(row: Row) -> ScannedFile:
+    if isinstance(row, ScannedFile):
+        return row
+    path, mode, size, sha256, shebang_end = row
+    return ScannedFile(path=path, kind="file", mode=mode, size=size, sha256=sha256,
+                       shebang_end=shebang_end)
+
+
+def _walk(root: Path, skip: frozenset[str], dirs: set[str], unlisted: list[tuple[str, str]]
+          ) -> Iterator[list[tuple[str, bool]]]:
+    """(relative path, is a symlink) of every non-directory, a directory's at a time; the
+    directories are added to ``dirs``, (relative path, why) of those that cannot be
+    listed to ``unlisted``."""
     stack = [("", os.fspath(root))]
     while stack:
         rel_dir, abs_dir = stack.pop()
@@ -95,6 +122,7 @@ def _walk(root: Path, skip: frozenset[str]
                                  hint="check the bundle's permissions") from exc
             unlisted.append((rel_dir.rstrip("/"), f"cannot be listed: {exc.strerror}"))
             continue
+        entries: list[tuple[str, bool]] = []
         for entry in listing:
             rel = f"{rel_dir}{entry.name}"
             if rel in skip:
@@ -108,18 +136,19 @@ def _walk(root: Path, skip: frozenset[str]
                 dirs.add(rel)
                 stack.append((rel + "/", entry.path))
             else:
-                entries.append((rel, entry.path, is_link))
-    return entries, dirs, unlisted
+                entries.append((rel, is_link))
+        yield entries
 
 
-def _sample(buf: bytes, at: int, length: int) -> str:
-    """The path-like run of printable bytes around ``buf[at:at+length]``."""
+def _sample(buf: bytes | bytearray, at: int, length: int, limit: int | None = None) -> str:
+    """The path-like run of printable bytes around ``buf[at:at+length]``, within
+    ``buf[:limit]``."""
     start = at
     floor = max(0, at - SAMPLE_CHARS)
     while start > floor and buf[start - 1] in _PATHISH:
         start -= 1
     end = at + length
-    ceiling = min(len(buf), end + SAMPLE_CHARS)
+    ceiling = min(len(buf) if limit is None else limit, end + SAMPLE_CHARS)
     while end < ceiling and buf[end] in _PATHISH:
         end += 1
     return buf[start:end].decode("ascii", "replace")
@@ -146,20 +175,25 @@ class _Search:
     def feed(self, chunk: bytes, base: int) -> None:
         """Search ``chunk``, which starts at file offset ``base``."""
         buf = self._tail + chunk if self._tail else chunk
-        start = base - len(self._tail)
+        self.search(buf, len(self._tail), len(buf), base - len(self._tail))
+        self._tail = buf[-self.keep:] if self.keep else b""  # what a needle could straddle
+
+    def search(self, buf: bytes | bytearray, new: int, end: int, start: int) -> None:
+        """Search ``buf[:end]``, whose offset 0 is file offset ``start``: ``buf[new:end]``
+        follows the tail of what was searched before, ``buf[:new]`` (at most ``keep``
+        bytes), so that a needle across the two is found."""
         for i, needle in enumerate(self.needles):
             # a match that ends inside the tail was counted with the previous chunk
-            at = buf.find(needle, max(0, len(self._tail) - len(needle) + 1))
+            at = buf.find(needle, max(0, new - len(needle) + 1), end)
             if at >= 0 and not self.found:
                 self._first()
             while at >= 0:
                 if self.counts[i] == 0:
-                    self.samples[i] = _sample(buf, at, len(needle))
+                    self.samples[i] = _sample(buf, at, len(needle), end)
                 if len(self.offsets[i]) < OFFSETS_KEPT:
                     self.offsets[i].append(start + at)
                 self.counts[i] += 1
-                at = buf.find(needle, at + len(needle))
-        self._tail = buf[-self.keep:] if self.keep else b""  # what a needle could straddle
+                at = buf.find(needle, at + len(needle), end)
 
     def hits(self, names: Sequence[str]) -> tuple[Hit, ...]:
         return tuple(
@@ -183,20 +217,34 @@ def _scan_link(rel: str, path: str) -> ScannedFile:
 class Needles:
     """The needles searched for in every file, with a cheap first test.
 
-    ``common`` is the longest substring (4 bytes or more) every needle contains: a file
-    without it holds no needle, which one ``in`` test tells; most files end there."""
+    ``tests`` are what a file without needles is told by, one search each; most files
+    end there. ``common`` is the longest substring (4 bytes or more) every needle
+    contains: a file without it holds no needle. A search skips ahead by about the
+    length of what it looks for, so one search for a short ``common`` can cost more than
+    one for each needle ('isolate' against '.isolate-build-' and an 89-byte prefix):
+    the cheaper is chosen, counting 1 / length per search."""
 
     def __init__(self, texts: Iterable[str]) -> None:
         self.names = tuple(dict.fromkeys(n for n in texts if n))
         self.raw = tuple(n.encode("utf-8", "surrogateescape") for n in self.names)
         self.common = _common_substring(self.raw)
+        each = sum(1 / len(n) for n in self.raw)
+        self.tests = (self.common,) if self.common and 1 / len(self.common) <= each \
+            else self.raw
+
+    def maybe(self, buf: bytes | bytearray, end: int) -> bool:
+        """Whether ``buf[:end]`` may hold a needle (False: it holds none)."""
+        for test in self.tests:  # noqa: SIM110 (any() costs a microsecond more per file)
+            if buf.find(test, 0, end) >= 0:
+                return True
+        return False
 
     def hits(self, data: bytes) -> tuple[Hit, ...]:
         """Where each needle occurs in ``data``, a whole file."""
-        if not self.raw or (self.common and self.common not in data):
+        if not self.maybe(data, len(data)):
             return ()
         search = _Search(self.raw)
-        search.feed(data, 0)
+        search.search(data, 0, len(data), 0)
         return search.hits(self.names) if search.found else ()
 
 
@@ -221,10 +269,12 @@ def _shebang_end(head: bytes | bytearray) -> int:
 
 
 def _scanned(rel: str, mode: int, size: int, sha256: str, head: bytes | bytearray,
-             hits: tuple[Hit, ...], where: str, data: bytes | None,
+             hits: tuple[Hit, ...], where: str, data: bytes | memoryview | None,
              facts: ElfCache | None) -> ScannedFile:
-    """The file's description from what was read; ELF facts from ``data`` (the whole
-    content) when given, else from the file at ``where``; ``facts`` keeps them by content."""
+    """The file's description from what was read: ``sha256`` of its content, ``data``
+    (that content, when read whole; not kept: it may be a view of a buffer that is read
+    into again). ELF facts come from ``facts``, the cache by content, else are parsed from
+    that content (a file read in pieces is read again, and must have the same sha256)."""
     shebang_end = _shebang_end(head)
     is_elf = head[:4] == ELF_MAGIC
     elf: ElfFile | None = None
@@ -233,14 +283,37 @@ def _scanned(rel: str, mode: int, size: int, sha256: str, head: bytes | bytearra
     if is_elf:
         path = Path(where)
         try:
-            elf = facts.read(path, sha256, data) if facts is not None else read_elf(path, data)
+            elf = facts.cached(path, sha256) if facts is not None else None
+            if elf is None:
+                content = bytes(data) if data is not None else _content(where, sha256)
+                elf = facts.parse(path, sha256, content) if facts is not None else read_elf(
+                    path, content)
         except InputError as exc:
             problem = exc.message
         if hits:
-            sections = _sections(data or b"", where)
+            sections = _sections(bytes(data) if data is not None else b"", where)
     return ScannedFile(path=rel, kind="file", mode=mode, size=size, sha256=sha256,
                        shebang_end=shebang_end, hits=hits, is_elf=is_elf, elf=elf,
                        sections=sections, problem=problem)
+
+
+def _content(path: str, sha256: str) -> bytes:
+    """The content of the file at ``path``, read again whole; ``InputError`` when it
+    cannot be read or its sha256 is no longer ``sha256`` (it changed while read)."""
+    try:
+        fd = os.open(path, _OPEN)
+        try:
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read()
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise InputError(f"cannot read ELF file {path}: {exc.strerror or exc}",
+                         hint=f"check that {path} exists and is readable") from exc
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise InputError(f"{path} changed while it was read",
+                         hint="verify a bundle that nothing writes to")
+    return data
 
 
 def scan_data(rel: str, data: bytes, mode: int, needles: Needles, where: str | Path,
@@ -252,31 +325,50 @@ def scan_data(rel: str, data: bytes, mode: int, needles: Needles, where: str | P
 
 class _Buffer:
     """One thread's reusable read buffer: a file of up to ``CHUNK`` bytes is read into it
-    with one system call, hashed and searched in place, and copied only when it is an ELF
-    file or holds a needle (fresh ``bytes`` per file would cost a page fault per 4 KiB)."""
+    with one system call, hashed and searched in place, and copied only when it holds a
+    needle (fresh ``bytes`` per file would cost a page fault per 4 KiB). A larger file
+    passes through it in pieces."""
 
-    def __init__(self) -> None:
-        self.buf = bytearray(CHUNK + 1)  # one byte more than a small file: EOF in one read
+    def __init__(self, size: int = CHUNK) -> None:
+        self.size = size  # the largest file read whole
+        self.buf = bytearray(size + 1)  # one byte more than a file: EOF in one read
         self.view = memoryview(self.buf)
 
-    def fill(self, fd: int, size: int) -> int:
-        """Read the file from ``fd`` whose size was ``size``; the bytes read, or -1 when
-        it does not fit (it grew past ``CHUNK``)."""
-        n = 0
+    def fill(self, fd: int, size: int, n: int = 0) -> int:
+        """Read on the file from ``fd`` whose size was ``size`` (``n`` bytes are in the
+        buffer already); the bytes read, or -1 when it does not fit (it grew past
+        ``self.size``).
+
+        A read asks for one byte more than ``size`` (not for the whole buffer, which costs
+        the kernel more on small files): when it gets ``size``, that was all."""
+        view = self.view
+        limit = size + 1
         while True:
-            got = os.readv(fd, [self.view[n:]])
+            if n == limit:  # it grew since fstat
+                if limit > self.size:
+                    return -1
+                limit = self.size + 1
+            got = os.readv(fd, [view[n:limit]])
             n += got
             if not got or n == size:  # EOF; or as large as fstat said, and since the
-                break  # read had room for more, that was all (a second read would say so)
-            if n > CHUNK:
-                return -1
-        return n
+                return n  # read had room for more, that was all (a second read would say so)
+
+
+# One buffer per thread; a worker process's keeps its own from one work item to the next.
+_BUFFERS = threading.local()
+
+
+def _buffer() -> _Buffer:
+    buffer: _Buffer | None = getattr(_BUFFERS, "buffer", None)
+    if buffer is None:
+        buffer = _BUFFERS.buffer = _Buffer()
+    return buffer
 
 
 def _scan_file(rel: str, path: str, needles: Needles, buffer: _Buffer,
-               facts: ElfCache | None) -> ScannedFile:
+               facts: ElfCache | None) -> Row:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, _OPEN)
     except OSError as exc:
         if os.path.islink(path):  # replaced while we looked
             return _scan_link(rel, path)
@@ -284,45 +376,60 @@ def _scan_file(rel: str, path: str, needles: Needles, buffer: _Buffer,
                            problem=f"cannot be read: {exc.strerror}")
     try:
         st = os.fstat(fd)
-        mode = stat.S_IMODE(st.st_mode)
-        if not stat.S_ISREG(st.st_mode):
+        mode = st.st_mode & 0o7777  # stat.S_IMODE and S_ISREG, without a call per file
+        if st.st_mode & 0o170000 != stat.S_IFREG:
             return ScannedFile(path=rel, kind="special", mode=mode, size=0, sha256="",
                                special=tree.special_kind(st.st_mode))
-        n = buffer.fill(fd, st.st_size) if st.st_size <= CHUNK else -1
-        if n >= 0:  # the common case: one read, hashed and searched in the buffer
-            return _small(rel, mode, n, buffer, needles, path, facts)
-        os.lseek(fd, 0, os.SEEK_SET)
-        digest = hashlib.sha256()
-        search = _Search(needles.raw)
-        size, head = 0, b""
-        while chunk := os.read(fd, CHUNK):
-            if not size:
-                head = chunk[:4096]
-            digest.update(chunk)
-            search.feed(chunk, size)
-            size += len(chunk)
+        size = st.st_size
+        if size > buffer.size:
+            return _large(rel, mode, fd, path, needles, buffer, facts)
+        view = buffer.view
+        n = os.readv(fd, [view[:size + 1]])  # as in _Buffer.fill, whose loop is rarely needed
+        if n != size:
+            n = buffer.fill(fd, size, n)
+            if n < 0:
+                return _large(rel, mode, fd, path, needles, buffer, facts)
     except OSError as exc:
         return ScannedFile(path=rel, kind="file", mode=0, size=0, sha256="",
                            problem=f"cannot be read: {exc.strerror}")
     finally:
         os.close(fd)
+    # the common case: read whole with one call, hashed and searched in the buffer
+    buf = buffer.buf
+    sha256 = hashlib.sha256(view[:n]).hexdigest()
+    if needles.maybe(buf, n):
+        data = bytes(view[:n])
+        return _scanned(rel, mode, n, sha256, data, needles.hits(data), path, data, facts)
+    # (bounded: past n, the buffer holds what an earlier file left there)
+    if buf.startswith(ELF_MAGIC, 0, n):  # not copied: the facts cache mostly has them
+        return _scanned(rel, mode, n, sha256, bytes(view[:4]), (), path, view[:n], facts)
+    if buf.startswith(b"#!", 0, n):
+        return (rel, mode, n, sha256, _shebang_end(bytes(view[:min(n, 4096)])))
+    return (rel, mode, n, sha256, -1)
+
+
+def _large(rel: str, mode: int, fd: int, path: str, needles: Needles, buffer: _Buffer,
+           facts: ElfCache | None) -> Row:
+    """A file larger than the buffer, read through it in pieces from the start: each
+    piece follows the tail of the one before, which a needle could straddle."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    search = _Search(needles.raw)
+    if buffer.size < 2 * search.keep:  # room for the tail and as much again
+        buffer = _Buffer(2 * search.keep)
+    buf, view = buffer.buf, buffer.view
+    digest = hashlib.sha256()
+    size, tail, head = 0, 0, b""
+    while got := os.readv(fd, [view[tail:]]):
+        end = tail + got
+        if not size:
+            head = bytes(view[:min(end, 4096)])
+        digest.update(view[tail:end])
+        search.search(buf, tail, end, size - tail)
+        size += got
+        tail = min(search.keep, end)
+        buf[:tail] = buf[end - tail:end]
     hits = search.hits(needles.names) if search.found else ()
     return _scanned(rel, mode, size, digest.hexdigest(), head, hits, path, None, facts)
-
-
-def _small(rel: str, mode: int, n: int, buffer: _Buffer, needles: Needles, path: str,
-           facts: ElfCache | None) -> ScannedFile:
-    """A file read whole into ``buffer`` (``n`` bytes)."""
-    buf = buffer.buf
-    sha256 = hashlib.sha256(buffer.view[:n]).hexdigest()
-    maybe = bool(needles.raw) and (not needles.common or buf.find(needles.common, 0, n) >= 0)
-    if maybe or buf.startswith(ELF_MAGIC):
-        data = bytes(buffer.view[:n])
-        return _scanned(rel, mode, n, sha256, data, needles.hits(data) if maybe else (),
-                        path, data, facts)
-    head = bytes(buffer.view[:min(n, 4096)]) if buf.startswith(b"#!") else b""
-    return ScannedFile(path=rel, kind="file", mode=mode, size=n, sha256=sha256,
-                       shebang_end=_shebang_end(head))
 
 
 def _sections(data: bytes, path: str) -> tuple[tuple[str, int, int], ...]:
@@ -340,39 +447,237 @@ def _sections(data: bytes, path: str) -> tuple[tuple[str, int, int], ...]:
         return ()
 
 
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the CPUs this process may run on
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _batches(listings: Iterable[list[tuple[str, bool]]], sizes: Mapping[str, int],
+             workers: int, total: int) -> Iterator[list[tuple[str, bool]]]:
+    """Work items of the entries in ``listings``, as they come: each of about 1 / (2 *
+    ``workers``) of the cost left, and at first at most 1 / (4 * ``workers``) of ``total``
+    (so that every worker soon has one), so that the items shrink towards the end and the
+    workers finish together. A file's cost: ``_FILE_COST`` plus its size as ``sizes``
+    says; ``total``: what they all are expected to cost."""
+    floor = 256 * _FILE_COST
+    cap = max(floor, total // (4 * workers))
+    left = total
+    batch: list[tuple[str, bool]] = []
+    acc = 0
+    target = max(floor, min(cap, left // (2 * workers)))
+    for listing in listings:
+        for entry in listing:
+            batch.append(entry)
+            acc += _FILE_COST + sizes.get(entry[0], 0)
+            if acc >= target:
+                yield batch
+                left -= acc
+                batch, acc = [], 0
+                target = max(floor, min(cap, left // (2 * workers)))
+    if batch:
+        yield batch
+
+
+def _cost(sizes: Mapping[str, int]) -> int:
+    """What scanning the files of ``sizes`` is expected to cost (see ``_batches``)."""
+    return len(sizes) * _FILE_COST + sum(sizes.values())
+
+
+def _scan_rows(root: str, batch: Iterable[tuple[str, bool]], needles: Needles,
+               buffer: _Buffer, facts: ElfCache | None) -> list[Row]:
+    prefix = root if root.endswith("/") else root + "/"
+    return [_scan_link(rel, prefix + rel) if link else
+            _scan_file(rel, prefix + rel, needles, buffer, facts)
+            for rel, link in batch]
+
+
+def _scan_batch(root: str, batch: Sequence[tuple[str, bool]], needles: Sequence[str],
+                elf_dir: str | None) -> tuple[list[Row], Counts | None]:
+    """A worker process's work item: the rows of ``batch`` (relative path, is a symlink)
+    under ``root``, and how its ELF facts were found (its cache is its own, over the
+    caller's directory ``elf_dir``)."""
+    facts = ElfCache(Path(elf_dir)) if elf_dir is not None else None
+    try:
+        rows = _scan_rows(root, batch, Needles(needles), _buffer(), facts)
+        return rows, facts.counts if facts is not None else None
+    finally:
+        if facts is not None:
+            facts.close()
+
+
+class Scan:
+    """A scan under way (see ``start_scan``); ``result`` waits for its ``Tree``. Leaving
+    it as a context manager stops its worker processes, if any are left."""
+
+    def __init__(self, root: Path, needles: tuple[str, ...], facts: ElfCache | None,
+                 threads: int, pool: Executor | None) -> None:
+        self.root = root
+        self.dirs: set[str] = set()
+        self.unlisted: list[tuple[str, str]] = []
+        self.in_processes = pool is not None  # started in worker processes
+        self.items_in_threads = 0  # work items read in threads (all without processes)
+        self._needles = needles
+        self._facts = facts
+        self._threads = threads
+        self._pool = pool
+        self._batches: list[list[tuple[str, bool]]] = []
+        self._futures: dict[Future[tuple[list[Row], Counts | None]], int] = {}
+        self._elf_dir = os.fspath(facts.directory) if facts is not None else None
+
+    def add(self, batch: list[tuple[str, bool]]) -> None:
+        """A work item: sent to a worker process at once, if there are any."""
+        self._batches.append(batch)
+        if self._pool is not None:
+            try:
+                future = self._pool.submit(_scan_batch, os.fspath(self.root), batch,
+                                           self._needles, self._elf_dir)
+            except Exception:  # the pool is broken: what was not sent is read in threads
+                self.close()
+                return
+            self._futures[future] = len(self._batches) - 1
+
+    def result(self) -> Tree:
+        """The ``Tree``: from the worker processes; any work item they did not return
+        (a process died or could not start) is read again in threads."""
+        done: list[list[Row] | None] = [None] * len(self._batches)
+        scanned: list[ScannedFile] = []
+        try:
+            for future in as_completed(self._futures):
+                rows, counts = future.result()
+                done[self._futures[future]] = rows
+                if counts is not None and self._facts is not None:
+                    self._facts.add(counts)
+                scanned += map(_file_of, rows)
+        except Exception:  # a process died or could not start: see below
+            pass
+        finally:
+            self.close()
+        left = [batch for batch, rows in zip(self._batches, done, strict=True)
+                if rows is None]
+        self.items_in_threads = len(left)
+        if left:
+            for rows in _in_threads(os.fspath(self.root), left, Needles(self._needles),
+                                    self._facts, self._threads):
+                scanned += map(_file_of, rows)
+        return tree_of(self.root, scanned, self.dirs, self.unlisted)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Scan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _in_threads(root: str, batches: Sequence[list[tuple[str, bool]]], needles: Needles,
+                facts: ElfCache | None, threads: int) -> list[list[Row]]:
+    def work(batch: list[tuple[str, bool]]) -> list[Row]:
+        return _scan_rows(root, batch, needles, _buffer(), facts)
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="isolate-scan") as pool:
+        return list(pool.map(work, batches))
+
+
+def start_scan(root: Path, needles: Iterable[str], *, skip: Iterable[str] = (),
+               size_hint: Mapping[str, int] | None = None, jobs: int | None = None,
+               elf_cache: ElfCache | None = None, processes: bool | None = None,
+               method: str | None = None, pool: Executor | None = None) -> Scan:
+    """Walk ``root`` and start reading every file once: sha256, mode, needle hits, ELF
+    facts; ``Scan.result()`` gives the ``Tree``.
+
+    ``skip`` names bundle-relative paths left out (the manifest). ``size_hint`` (the
+    manifest's sizes) sizes the work items, and tells how many files to expect: then the
+    worker processes start first, and read while the tree is walked. ``elf_cache`` holds
+    ELF facts parsed before, by content (see ``isolate.bundle.elf_cache``); without one
+    every ELF file is parsed.
+
+    The files are read by ``jobs`` worker processes (default: one per CPU, at most
+    ``MAX_PROCESSES``), started here: before the caller starts threads of its own, they
+    can be forked (see ``isolate.proc.process_pool``, which ``method`` is passed to).
+    ``processes``: False reads in threads, True in processes even for a small tree; by
+    default a tree of fewer than ``MIN_FILES_FOR_PROCESSES`` files (when they can be
+    forked, else ``MIN_FILES_FOR_FORKSERVER``) is read in threads. ``pool``: worker
+    processes started before (``worker_pool``), used whatever the tree; the scan shuts
+    them down.
+    Threads are ``jobs`` or ``DEFAULT_THREADS``: one hashes or reads (no GIL) while the
+    other searches and parses (GIL); on the Nova bundle, 4 threads cost twice the CPU of
+    2 for no gain in wall time.
+    """
+    wanted = Needles(needles).names
+    skipped = frozenset(skip)
+    sizes = size_hint or {}
+    cpus = _cpus()
+    workers = jobs or min(cpus, MAX_PROCESSES)
+    threads = jobs or min(DEFAULT_THREADS, cpus)
+    least = MIN_FILES_FOR_PROCESSES if forks() else MIN_FILES_FOR_FORKSERVER
+    listings: Iterable[list[tuple[str, bool]]]
+    if pool is not None:
+        processes = True
+    if sizes:  # the manifest says how many files, how large: the walk feeds the workers
+        if processes is None:
+            processes = len(sizes) >= least
+        scan = _start(root, wanted, elf_cache, processes, workers, threads, method, pool)
+        listings = _walk(root, skipped, scan.dirs, scan.unlisted)
+        total = _cost(sizes)
+    else:  # walked first, and counted
+        dirs: set[str] = set()
+        unlisted: list[tuple[str, str]] = []
+        listings = list(_walk(root, skipped, dirs, unlisted))
+        count = sum(map(len, listings))
+        if processes is None:
+            processes = count >= least
+        scan = _start(root, wanted, elf_cache, processes, workers, threads, method, pool)
+        scan.dirs, scan.unlisted = dirs, unlisted
+        total = count * _FILE_COST
+    try:
+        for batch in _batches(listings, sizes, workers if scan.in_processes else threads,
+                              total):
+            scan.add(batch)
+    except BaseException:
+        scan.close()
+        raise
+    return scan
+
+
+def _start(root: Path, needles: tuple[str, ...], facts: ElfCache | None, processes: bool,
+           workers: int, threads: int, method: str | None, pool: Executor | None) -> Scan:
+    if pool is None and processes:
+        pool = worker_pool(workers, method)
+    return Scan(root, needles, facts, threads, pool)
+
+
+def worker_pool(jobs: int | None = None, method: str | None = None) -> Executor | None:
+    """Worker processes for ``start_scan``, started now; None on one CPU or where they
+    cannot start (the scan then reads in threads). ``jobs``: how many (default: one per
+    CPU, at most ``MAX_PROCESSES``); ``method``: see ``isolate.proc.process_pool``.
+
+    Started before large data is built, they cost less: a forked process shares this
+    one's memory, and every page of it that this process writes while they live is
+    copied first (on Nova, building the manifest from its JSON after the fork took 3,400
+    more page faults and 0.015 to 0.05 s more CPU)."""
+    workers = jobs or min(_cpus(), MAX_PROCESSES)
+    if workers < 2:
+        return None
+    try:
+        return process_pool(workers, preload=[__name__], method=method)
+    except Exception:  # no processes here (no /dev/shm, a limit): threads then
+        return None
+
+
 def scan_tree(root: Path, needles: Iterable[str], *, skip: Iterable[str] = (),
               size_hint: Mapping[str, int] | None = None, jobs: int | None = None,
-              elf_cache: ElfCache | None = None) -> Tree:
-    """Read every file under ``root`` once: sha256, mode, needle hits, ELF facts.
-
-    ``skip`` names bundle-relative paths left out (the manifest); ``size_hint`` (the
-    manifest's sizes) lets the largest files start first, which evens out the threads.
-    ``elf_cache`` holds ELF facts parsed before, by content (see
-    ``isolate.bundle.elf_cache``); without one every ELF file is parsed.
-    """
-    wanted = Needles(needles)
-    entries, dirs, unlisted = _walk(root, frozenset(skip))
-    sizes = size_hint or {}
-    entries.sort(key=lambda e: -sizes.get(e[0], 0))
-    batches = [entries[i:i + _BATCH] for i in range(0, len(entries), _BATCH)]
-
-    local = threading.local()
-
-    def work(batch: list[tuple[str, str, bool]]) -> list[ScannedFile]:
-        buffer = getattr(local, "buffer", None)
-        if buffer is None:
-            buffer = local.buffer = _Buffer()
-        return [_scan_link(rel, path) if link else
-                _scan_file(rel, path, wanted, buffer, elf_cache)
-                for rel, path, link in batch]
-
-    # Two threads: one hashes (no GIL) while the other searches and parses ELF headers
-    # (GIL). More threads only fight over the GIL: on the Nova bundle, 4 threads cost
-    # twice the CPU of 2 for no gain in wall time.
-    workers = jobs or min(DEFAULT_JOBS, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="isolate-scan") as pool:
-        scanned = [f for batch in pool.map(work, batches) for f in batch]
-    return tree_of(root, scanned, dirs, unlisted)
+              elf_cache: ElfCache | None = None, processes: bool | None = None,
+              method: str | None = None) -> Tree:
+    """Read every file under ``root`` once (see ``start_scan``) and return the ``Tree``."""
+    with start_scan(root, needles, skip=skip, size_hint=size_hint, jobs=jobs,
+                    elf_cache=elf_cache, processes=processes, method=method) as scan:
+        return scan.result()
 
 
 def tree_of(root: Path, scanned: Iterable[ScannedFile], dirs: Iterable[str],
