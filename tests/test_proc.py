@@ -32,14 +32,24 @@ def test_streaming_runner_feeds_input_and_times_out():
     assert "  started" in echoed
 
 
+_FORKED_CHILD = """
+import os
+from isolate.proc import forks, process_pool
+assert forks(), "a fresh interpreter runs one thread"
+pool = process_pool(2)
+try:
+    print(pool.submit(os.getppid).result() == os.getpid())
+finally:
+    pool.shutdown()
+"""
+
+
 def test_a_process_pool_is_forked_while_one_thread_runs() -> None:
-    if not forks():
-        pytest.skip("this test process runs other threads (a plugin's)")
-    pool = process_pool(2)
-    try:
-        assert pool.submit(os.getppid).result() == os.getpid()
-    finally:
-        pool.shutdown()
+    """In a fresh interpreter (this test process may run threads: pytest-xdist's), the
+    pool's processes are this process's own children: forked."""
+    done = Runner().run([sys.executable, "-c", _FORKED_CHILD], check=False)
+    assert done.ok, done.stdout + done.stderr
+    assert done.stdout.strip() == "True"
 
 
 def test_with_another_thread_running_a_process_pool_comes_from_a_fork_server() -> None:
