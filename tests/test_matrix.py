@@ -223,22 +223,35 @@ def test_the_bundle_is_unpacked_once_and_local_cells_run_private_copies(
         assert (site / pth).resolve() == (root / "overlay" / "site-packages").resolve()
 
 
-def test_what_a_local_cell_writes_stays_in_its_own_copy(built: Path, tmp_path: Path) -> None:
+def _copy_with_pth(built: Path, tmp_path: Path, pth: str) -> Path:
+    """A copy of the built bundle and its test overlay; the overlay gets a .pth file
+    whose line ``pth`` runs in every process of a cell."""
     b = tmp_path / "b" / bundle_dir(built).name
     shutil.copytree(bundle_dir(built), b, symlinks=True)
     overlay = shutil.copytree(built / f"{b.name}.tests", b.parent / f"{b.name}.tests",
                               symlinks=True)
-    # a .pth file of the test overlay runs in every process of the cell: it writes into
-    # the runtime's prefix
-    (overlay / "site-packages" / "zz-writer.pth").write_text(
-        "import os, sys; open(os.path.join(sys.prefix, 'written-by-a-cell'), 'w').close()\n")
+    (overlay / "site-packages" / "zz-writer.pth").write_text(pth)
+    return b
+
+
+def _run_local(b: Path, tmp_path: Path) -> tuple[list[HostProfile], Path, Results]:
+    """The bundle's local cells, kept in ``tmp_path/work``: (hosts, the matrix's work
+    directory, results)."""
     hosts = _local_hosts(local_ids())
     work = tmp_path / "work"
     work.mkdir()
     results = run_matrix(open_bundle(b), hosts, runner=Runner(), work_dir=work, keep=True,
                          cost_book=tmp_path / "costs.json")
-    assert [c.observed.status for c in results.cells] == ["passed", "passed"]
     (matrix_dir,) = work.iterdir()
+    return hosts, matrix_dir, results
+
+
+def test_what_a_local_cell_writes_stays_in_its_own_copy(built: Path, tmp_path: Path) -> None:
+    # the .pth line writes into the runtime's prefix
+    b = _copy_with_pth(built, tmp_path, "import os, sys; open(os.path.join(sys.prefix, "
+                       "'written-by-a-cell'), 'w').close()\n")
+    hosts, matrix_dir, results = _run_local(b, tmp_path)
+    assert [c.observed.status for c in results.cells] == ["passed", "passed"]
     for h in hosts:
         assert (matrix_dir / h.id / "copy" / SPACE_DIR / b.name / "python" /
                 "written-by-a-cell").exists()
@@ -251,26 +264,17 @@ def test_a_local_cell_that_writes_into_a_linked_file_in_place_is_an_error(
         built: Path, tmp_path: Path) -> None:
     """A private copy's files are hard links to the shared copy's: a write into one in
     place (not a new file) changes the shared copy, and the cells are not trusted."""
-    b = tmp_path / "b" / bundle_dir(built).name
-    shutil.copytree(bundle_dir(built), b, symlinks=True)
-    overlay = shutil.copytree(built / f"{b.name}.tests", b.parent / f"{b.name}.tests",
-                              symlinks=True)
-    (overlay / "site-packages" / "zz-writer.pth").write_text(
-        "import os; f = open(os.__file__, 'a'); f.write('\\n'); f.close()\n")
+    b = _copy_with_pth(built, tmp_path,
+                       "import os; f = open(os.__file__, 'a'); f.write('\\n'); f.close()\n")
     (os_py,) = (b / "python" / "lib").glob("python3.*/os.py")
     original = os_py.read_bytes()
-    hosts = _local_hosts(local_ids())
-    work = tmp_path / "work"
-    work.mkdir()
-    results = run_matrix(open_bundle(b), hosts, runner=Runner(), work_dir=work, keep=True,
-                         cost_book=tmp_path / "costs.json")
+    _, matrix_dir, results = _run_local(b, tmp_path)
     assert [c.observed.status for c in results.cells] == ["error", "error"]
     rel = os_py.relative_to(b.parent)
     for c in results.cells:
         reason = c.observed.reason or ""
         assert "wrote into the bundle copy that every cell runs" in reason, reason
         assert f"{SPACE_DIR}/{rel}" in reason, reason
-    (matrix_dir,) = work.iterdir()
     shared_os_py = matrix_dir / "shared" / SPACE_DIR / rel
     assert shared_os_py.read_bytes().startswith(original + b"\n")  # written through a link
     assert os_py.read_bytes() == original  # the input was never touched
