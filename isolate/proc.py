@@ -26,6 +26,8 @@ from isolate.errors import CommandFailed, EnvironmentProblem
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 TAIL_LINES = 40
 
@@ -247,6 +249,46 @@ def process_pool(workers: int, *, preload: Sequence[str] = (), method: str | Non
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     return pool
+
+
+def child_process(target: Callable[..., None], *args: object, preload: Sequence[str] = (),
+                  method: str | None = None) -> tuple[BaseProcess, Connection]:
+    """``target(conn, *args)`` started in a child process, and the receiving end of the
+    one-way pipe whose sending end is ``conn``: a producer on another core.
+
+    Started as ``process_pool`` starts its processes: forked while this process runs one
+    thread, else from the fork server (which imports ``preload`` once); ``method`` forces
+    one. The child is a daemon and cannot outlive this process; a child that sends into
+    the pipe after ``stop_child`` closed it gets ``BrokenPipeError``. Raises ``OSError``
+    (or another error of ``multiprocessing``) when it cannot be started.
+    """
+    import multiprocessing
+
+    if method is None:
+        method = FORK if forks() else FORKSERVER
+    ctx = multiprocessing.get_context(method)
+    if method == FORKSERVER:
+        ctx.set_forkserver_preload(list(preload))
+    receiving, sending = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=target, args=(sending, *args), daemon=True)  # type: ignore[attr-defined]
+    try:
+        child.start()
+    except BaseException:
+        receiving.close()
+        raise
+    finally:
+        sending.close()  # the child holds its own copy
+    return child, receiving
+
+
+def stop_child(child: BaseProcess, conn: Connection, *, timeout: float = 5.0) -> None:
+    """Close the pipe from ``child`` (it stops at its next send) and reap it; a child that
+    does not end within ``timeout`` seconds is killed."""
+    conn.close()
+    child.join(timeout)
+    if child.is_alive():
+        child.kill()
+        child.join()
 
 
 def forks() -> bool:

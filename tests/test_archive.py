@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import os
+import random
 import re
 import socket
 import stat
@@ -587,16 +588,73 @@ def hostile_archive(tmp_path: Path, case_id: str, fmt: str) -> tuple[Hostile, Pa
     return case, archive
 
 
+@dataclass
+class StreamReader:
+    """Where ``read_members`` reads the tar stream: ``here`` (this process) or ``child``
+    (a child process; ``started`` holds what ``_start_child`` gave, ``fallbacks`` an
+    entry for each time this process read on itself after the child stopped short)."""
+
+    where: str
+    started: list[object] = field(default_factory=list)
+    fallbacks: list[int] = field(default_factory=list)
+
+    def assert_child_did_it(self) -> None:
+        assert self.started and all(s is not None for s in self.started), self.started
+        assert self.fallbacks == []
+
+
+@pytest.fixture(params=["here", "child"])
+def stream_reader(request: pytest.FixtureRequest,
+                  monkeypatch: pytest.MonkeyPatch) -> StreamReader:
+    if request.param == "here":
+        monkeypatch.setattr(unpack_mod, "_CHILD_MIN_BYTES", 1 << 62)
+        return StreamReader("here")
+    return child_reader(monkeypatch)
+
+
+def child_reader(monkeypatch: pytest.MonkeyPatch) -> StreamReader:
+    """Every archive read by ``read_members`` from now on is read by a child, watched."""
+    reader = StreamReader("child")
+    monkeypatch.setattr(unpack_mod, "_CHILD_MIN_BYTES", 0)
+    monkeypatch.setattr(unpack_mod, "_BATCH_ENTRIES", 2)  # several batches, even here
+    start, here = unpack_mod._start_child, unpack_mod._members_here
+
+    def spy_start(*args: object) -> object:
+        started = start(*args)  # type: ignore[arg-type]
+        reader.started.append(started)
+        return started
+
+    def spy_here(archive: Path, fmt: str, limits: object) -> object:
+        reader.fallbacks.append(os.getpid())  # the child runs it too (forked: this spy)
+        return here(archive, fmt, limits)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(unpack_mod, "_start_child", spy_start)
+    monkeypatch.setattr(unpack_mod, "_members_here", spy_here)
+    return reader
+
+
+def stream_outcome(archive: Path, **limits: int) -> list[unpack_mod.Member] | str:
+    """What ``read_members`` gives for ``archive``: its members, or its error's text."""
+    try:
+        return list(read_members(archive, **limits))
+    except InputError as exc:
+        return f"{type(exc).__name__}: {exc.message} ({exc.hint})"
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("case_id", HOSTILE_IDS)
 def test_hostile_archive_refused_when_read_as_a_stream(tmp_path: Path, fmt: str,
-                                                       case_id: str) -> None:
-    """``read_members`` (verify's stream) refuses what ``unpack`` refuses, writing nothing."""
+                                                       case_id: str,
+                                                       stream_reader: StreamReader) -> None:
+    """``read_members`` (verify's stream) refuses what ``unpack`` refuses, writing nothing,
+    whether this process or a child reads the stream."""
     case, archive = hostile_archive(tmp_path, case_id, fmt)
     with pytest.raises(InputError) as info:
         list(read_members(archive, **case.limits))
     assert re.search(case.match, info.value.message), info.value.message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    if stream_reader.where == "child" and stream_reader.started:
+        stream_reader.assert_child_did_it()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -704,6 +762,81 @@ FORMAT_CASES: dict[str, FormatCase] = {
 def test_bad_archive_file_refused(tmp_path: Path, fmt: str, case_id: str) -> None:
     archive, match = FORMAT_CASES[case_id](tmp_path, fmt)
     refused(tmp_path, archive, match)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("case_id", list(FORMAT_CASES))
+def test_bad_archive_file_refused_when_read_as_a_stream(tmp_path: Path, fmt: str, case_id: str,
+                                                        stream_reader: StreamReader) -> None:
+    archive, match = FORMAT_CASES[case_id](tmp_path, fmt)
+    with pytest.raises(InputError) as info:
+        list(read_members(archive))
+    assert str(archive) in info.value.message
+    assert re.search(match, info.value.message), info.value.message
+    if stream_reader.where == "child" and stream_reader.started:
+        stream_reader.assert_child_did_it()
+
+
+def big_tree(root: Path, files: int = 300) -> Path:
+    """A tree of ``files`` files of 1-40 KB, incompressible, in 10 directories."""
+    rng = random.Random(7)
+    for i in range(files):
+        p = root / f"d{i % 10}" / f"file-{i:04d}.bin"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(rng.randbytes(rng.randint(1_000, 40_000)))
+    (root / "d0" / "link").symlink_to("file-0000.bin")
+    return root
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_child_reads_the_stream_as_this_process_does(
+        tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same members, in the same order, from an archive of many batches."""
+    out = tmp_path / archive_name("big", fmt)
+    write_archive(big_tree(tmp_path / "src"), out, fmt=fmt, root_name="big")
+    monkeypatch.setattr(unpack_mod, "_CHILD_MIN_BYTES", 1 << 62)
+    here = list(read_members(out))
+    monkeypatch.setattr(unpack_mod, "_CHILD_MIN_BYTES", 0)
+    started: list[object] = []
+    start = unpack_mod._start_child
+
+    def spy(*args: object) -> object:
+        started.append(start(*args))  # type: ignore[arg-type]
+        return started[-1]
+
+    monkeypatch.setattr(unpack_mod, "_start_child", spy)
+    assert list(read_members(out)) == here
+    assert len(here) == 300 + 12 and started[0] is not None
+
+
+def test_this_process_reads_on_when_the_child_dies(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    stream_reader = child_reader(monkeypatch)
+    out = tmp_path / "big.tar.zst"
+    write_archive(big_tree(tmp_path / "src"), out, fmt="tar.zst", root_name="big")
+    members = read_members(out)
+    got = [next(members)]
+    child = stream_reader.started[0][0]  # type: ignore[index]
+    child.kill()  # it is blocked on the full pipe: the archive is larger than the pipe
+    got += list(members)
+    assert stream_reader.fallbacks
+    stream_reader.fallbacks.clear()
+    assert got == stream_outcome(out)  # and the second read's child was not killed
+    stream_reader.assert_child_did_it()
+
+
+def test_the_child_stops_when_the_reader_does(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    stream_reader = child_reader(monkeypatch)
+    out = tmp_path / "big.tar.zst"
+    write_archive(big_tree(tmp_path / "src"), out, fmt="tar.zst", root_name="big")
+    members = read_members(out)
+    next(members)
+    child = stream_reader.started[0][0]  # type: ignore[index]
+    assert child.is_alive()
+    members.close()
+    assert not child.is_alive() and child.exitcode is not None
+    stream_reader.assert_child_did_it()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -869,6 +1002,32 @@ def mutated(draw: st.DrawFn) -> tuple[str, bytes]:
             fix_checksums(data, headers)
         return fmt, compress(bytes(data), fmt)
     return fmt, bytes(data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_fuzzed_archives_read_the_same_in_a_child(case: tuple[str, bytes]) -> None:
+    """Whatever the archive, a child gives what this process gives: the same members or
+    the same refusal, word for word."""
+    fmt, data = case
+    with tempfile.TemporaryDirectory() as d, pytest.MonkeyPatch.context() as mp:
+        archive = Path(d) / f"fuzz.{fmt}"
+        archive.write_bytes(data)
+        limits = {"max_entry_bytes": 1 << 20, "max_total_bytes": 4 << 20}
+        mp.setattr(unpack_mod, "_CHILD_MIN_BYTES", 1 << 62)
+        here = stream_outcome(archive, **limits)
+        mp.setattr(unpack_mod, "_CHILD_MIN_BYTES", 0)
+        mp.setattr(unpack_mod, "_BATCH_ENTRIES", 1)
+        fallbacks: list[object] = []
+        real = unpack_mod._members_here
+
+        def spy(*args: object, **kwargs: object) -> object:
+            fallbacks.append(args)
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        mp.setattr(unpack_mod, "_members_here", spy)
+        assert stream_outcome(archive, **limits) == here
+        assert fallbacks == []
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -32,6 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Protocol
+from zlib import adler32
 
 BLOCK = 512
 _ZERO = bytes(BLOCK)
@@ -45,7 +46,6 @@ _GNU_TYPES = frozenset((LONGNAME, LONGLINK, SPARSE))
 # the types whose size counts data blocks after the header (tarfile's rule: regular
 # files, and types it does not know); links, directories and devices have none
 _NO_DATA = frozenset((DIR, SYMLINK, HARDLINK, CHR, BLK, FIFO))
-_ENDS = (0, 0x20)
 _PAX_RECORD = re.compile(rb"(\d+) ([^=]+)=")
 
 
@@ -110,10 +110,10 @@ def _text(field: bytes) -> str:
 
 def _number(field: bytes) -> int:
     """An octal or GNU base-256 number field."""
-    if field[-1] in _ENDS and field[0] < 0x80:  # the usual form: digits, then NUL or space
+    if field[0] < 0x80:  # the usual form: digits, then NUL or space (checksums: both)
         try:
-            return int(field[:-1], 8)  # (as lenient as tarfile: spaces, "_", a sign)
-        except ValueError:
+            return int(field.partition(b"\0")[0], 8)  # (as lenient as tarfile: spaces,
+        except ValueError:  # "_", a sign)
             pass
     return _unusual_number(field)
 
@@ -132,12 +132,19 @@ def _unusual_number(field: bytes) -> int:
     raise TarError(f"a header has a bad number field {field!r}")
 
 
+def _byte_sum(block: bytes) -> int:
+    """The sum of a 512-byte block's bytes. The low 16 bits of Adler-32 are one plus the
+    sum of the bytes modulo 65521; 256 bytes sum to at most 65280, so each half is exact."""
+    view = memoryview(block)
+    return (adler32(view[:256]) & 0xFFFF) + (adler32(view[256:]) & 0xFFFF) - 2
+
+
 def _checksum_ok(block: bytes) -> bool:
     try:
         stored = _number(block[148:156])
     except TarError:
         return False
-    unsigned = sum(block) - sum(block[148:156]) + 256  # the field counts as 8 spaces
+    unsigned = _byte_sum(block) - sum(block[148:156]) + 256  # the field counts as 8 spaces
     if stored == unsigned:
         return True
     # old writers summed signed chars: each byte over 127 counts 256 less

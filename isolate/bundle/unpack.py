@@ -28,23 +28,35 @@ Writing is ``isolate.bundle.archive``; the names and formats both sides agree on
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import functools
 import gzip
+import itertools
 import os
+import pickle
 import shutil
+import signal
+import struct
 import tempfile
 import zlib
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import zstandard
 
+from isolate import proc
+from isolate.bundle import tar_stream
 from isolate.bundle.archive_format import FORMATS, MAGIC, claimed_format
 from isolate.bundle.tar_stream import Entry, Readable, TarError, TarReader, TooLarge
 from isolate.errors import InputError
 from isolate.fsutil import ensure_writable_dir, sha256_file
 from isolate.model import tree
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 _CHUNK = 1 << 20
 # compressed bytes per decompress call: bounds one call's output to ~128 MiB (a zstd block
@@ -53,6 +65,7 @@ _CHUNK = 1 << 20
 _ZSTD_FEED = 4096
 _MAX_META_BYTES = 1 << 20  # pax / GNU long-name headers larger than this are refused
 _HEADER_ALLOWANCE = 256 << 20  # decompressed bytes allowed beyond max_total_bytes (headers)
+_FILE_TYPES = tar_stream.REGULAR | {tar_stream.SPARSE}  # ``Entry.isreg``
 _UNPACK_HINT = "the archive is not a bundle isolate can unpack safely; rebuild it with `isolate`"
 
 
@@ -196,6 +209,8 @@ class _Extractor:
         self.links: list[tuple[str, str]] = []
         self.dir_times: list[tuple[str, float]] = []
         self.link_targets: dict[str, str] = {}  # record mode: path below top -> target
+        self.sound: set[tuple[str, ...]] = set()  # parents no entry may lie below (checked)
+        self.filled: set[tuple[str, ...]] = set()  # record mode: parents made directories
         self.total = 0
 
     def refuse(self, name: str, why: str, hint: str = _UNPACK_HINT) -> InputError:
@@ -230,15 +245,17 @@ class _Extractor:
         elif parts[0] != self.top:
             raise self.refuse(name, f"is outside the top-level directory {self.top!r}: "
                                     "an archive must hold exactly one top-level directory")
-        is_reg, is_dir, is_sym, is_lnk = (member.isreg(), member.isdir(), member.issym(),
-                                          member.islnk())
+        kind = member.type
+        is_reg, is_dir, is_sym, is_lnk = (kind in _FILE_TYPES, kind == tar_stream.DIR,
+                                          kind == tar_stream.SYMLINK,
+                                          kind == tar_stream.HARDLINK)
         if is_lnk:
             self.hardlink_source(member)  # refuses every hard link but the harmless kind
-        if member.ischr() or member.isblk():
+        if kind == tar_stream.CHR or kind == tar_stream.BLK:
             raise self.refuse(name, "is a device node")
-        if member.isfifo():
+        if kind == tar_stream.FIFO:
             raise self.refuse(name, "is a FIFO")
-        if member.issparse():
+        if member.sparse:
             raise self.refuse(name, "is a sparse file")
         if not (is_reg or is_dir or is_sym or is_lnk):
             raise self.refuse(name, f"has an unsupported type {member.type.decode('latin-1')!r}")
@@ -255,11 +272,17 @@ class _Extractor:
         kinds = self.kinds
         if rel in kinds and not (is_dir and kinds[rel] == "dir"):
             raise self.refuse(name, "clashes with a directory earlier entries imply")
-        for i in range(len(rel)):
-            kind = kinds.get(rel[:i])
-            if kind == "symlink" or kind == "file":
-                below = "/".join((parts[0], *rel[:i]))
-                raise self.refuse(name, f"lies below the {kind} {below!r}")
+        parent = rel[:-1]
+        if parent not in self.sound:
+            for i in range(len(rel)):
+                above = kinds.get(rel[:i])
+                if above == "symlink" or above == "file":
+                    below = "/".join((parts[0], *rel[:i]))
+                    raise self.refuse(name, f"lies below the {above} {below!r}")
+            # the caller makes each of them a directory if it is not one yet, and a later
+            # entry that would make one something else is refused above: no need to look
+            # again for this parent's other entries
+            self.sound.add(parent)
         if is_reg or is_lnk:
             size = self.sizes[self.hardlink_source(member)] if is_lnk else member.size
             if size > self.limits.entry:
@@ -325,26 +348,31 @@ class _Extractor:
             self.set_mtime(path, member.mtime)
         self.explicit.add(rel)
 
-    def record(self, reader: TarReader, member: Entry) -> Member:
-        """Check ``member`` as ``extract`` does and return it, its data read, writing
-        nothing; ``_NotStreamable`` for a hard link (its source's data is gone)."""
+    def record(self, member: Entry, data_of: Callable[[], bytes]) -> Member:
+        """Check ``member`` as ``extract`` does and return it with its data (read by
+        ``data_of`` after the checks), writing nothing; ``_NotStreamable`` for a hard
+        link (its source's data is gone)."""
         parts = self.check(member)
         rel = tuple(parts[1:])
-        for i in range(len(rel)):
-            self.kinds.setdefault(rel[:i], "dir")
+        parent = rel[:-1]
+        if parent not in self.filled:
+            for i in range(len(rel)):
+                self.kinds.setdefault(rel[:i], "dir")
+            self.filled.add(parent)
         name = "/".join(rel)
-        if member.islnk():
+        kind = member.type
+        if kind == tar_stream.HARDLINK:
             raise _NotStreamable(f"entry {member.name!r} is a hard link")
         self.explicit.add(rel)
-        if member.isdir():
+        if kind == tar_stream.DIR:
             self.kinds[rel] = "dir"
             return Member(top=parts[0], path=name, kind="dir", mode=tree.DIR_MODE)
-        if member.issym():
+        if kind == tar_stream.SYMLINK:
             self.kinds[rel] = "symlink"
             self.link_targets[name] = member.linkname
             return Member(top=parts[0], path=name, kind="symlink", mode=tree.LINK_MODE,
                           target=member.linkname)
-        data = reader.read(member)
+        data = data_of()
         self.kinds[rel] = "file"
         self.sizes[rel] = member.size
         return Member(top=parts[0], path=name, kind="file",
@@ -467,23 +495,15 @@ def _empty(archive: Path) -> InputError:
     return InputError(f"refusing to unpack {archive}: the archive is empty", hint=_UNPACK_HINT)
 
 
-def read_members(archive: Path, *, max_entry_bytes: int = 4 << 30,
-                 max_total_bytes: int = 32 << 30) -> Generator[Member, None, None]:
-    """Every entry of ``archive`` in order, each checked as ``unpack`` checks it (the same
-    refusals, as ``InputError``), with its data, writing nothing. The archive's
-    ``.sha256`` is checked first, the compressed stream's checksum after the last entry,
-    symlinks that resolve outside at the end: consume the whole iterator before
-    trusting what it gave. ``NotStreamable`` when the archive holds a hard link."""
-    if not archive.is_file():
-        raise InputError(f"archive {archive} does not exist or is not a file",
-                         hint="check the path")
-    _check_sidecar(archive)
-    fmt = detect_format(archive)
-    ex = _Extractor(archive, None, Path(), _Limits(max_entry_bytes, max_total_bytes))
+def _members_here(archive: Path, fmt: str, limits: _Limits
+                  ) -> Generator[Member, None, None]:
+    """``read_members``'s members, read in this process (the archive's format and
+    sidecar are checked already)."""
+    ex = _Extractor(archive, None, Path(), limits)
     try:
-        with _tar(archive, fmt, max_total_bytes) as (reader, stream):
+        with _tar(archive, fmt, limits.total) as (reader, stream):
             while (entry := _next(reader)) is not None:
-                yield ex.record(reader, entry)
+                yield ex.record(entry, functools.partial(reader.read, entry))
             stream.drain()  # corrupt beats empty
     except (_Corrupt, TarError) as exc:  # TarError: an entry's data is cut short
         raise _refusal(archive, exc) from exc
@@ -491,6 +511,152 @@ def read_members(archive: Path, *, max_entry_bytes: int = 4 << 30,
         raise NotStreamable(f"{archive} cannot be read as a stream: {exc}",
                             hint="unpack it to verify it") from exc
     ex.finish_record()
+
+
+# A large archive is read as a stream by a child process (the producer) while this one
+# consumes the members (verify hashes and scans them), so that the work spreads over two
+# cores. The child runs ``_members_here``, every check included, and writes batches into
+# a pipe: the length of the batch's list, the list (pickled: each member's fields and the
+# length of its data; last, how the reading ended), then the members' data, raw. The
+# pipe holds about a batch, so the child runs at most that far ahead.
+_CHILD_MIN_BYTES = 8 << 20  # smaller archives are read in this process: no start-up cost
+_BATCH_BYTES = 1 << 20
+_BATCH_ENTRIES = 256
+_PIPE_BYTES = 1 << 20  # the pipe's buffer, where the system allows it (Linux: 64 KiB)
+_LENGTH = struct.Struct("<Q")
+# A member is sent as (top, path, kind, mode, target, length of its data); the end as
+# ``None`` (every member was read and passed) or as the refusal: (whether it is
+# ``NotStreamable``, message, hint).
+
+
+def _widen(fd: int) -> None:
+    with contextlib.suppress(OSError, AttributeError):  # F_SETPIPE_SZ: Linux 2.6.35+
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+def _send_members(conn: Connection, archive: str, fmt: str, max_entry: int,
+                  max_total: int, batch_bytes: int, batch_entries: int) -> None:
+    """In the child: ``_members_here``'s members and how the reading ended, written to
+    ``conn``'s pipe in batches of ``batch_entries`` members or ``batch_bytes`` of data
+    (see above)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
+    _widen(conn.fileno())
+    out = open(conn.fileno(), "wb", buffering=_PIPE_BYTES, closefd=False)  # noqa: SIM115
+    batch: list[object] = []
+    blobs: list[bytes] = []
+    held = 0
+
+    def send() -> None:
+        meta = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(_LENGTH.pack(len(meta)))
+        out.write(meta)
+        for blob in blobs:
+            out.write(blob)
+        out.flush()
+
+    try:
+        try:
+            for m in _members_here(Path(archive), fmt, _Limits(max_entry, max_total)):
+                batch.append((m.top, m.path, m.kind, m.mode, m.target, len(m.data)))
+                if m.data:
+                    blobs.append(m.data)
+                    held += len(m.data)
+                if held >= batch_bytes or len(batch) >= batch_entries:
+                    send()
+                    batch, blobs, held = [], [], 0
+            batch.append(None)
+        except InputError as exc:
+            batch.append((isinstance(exc, NotStreamable), exc.message, exc.hint))
+        send()
+    except Exception:  # the parent stopped reading (a broken pipe), or something went
+        pass  # wrong here: then the parent reads on itself and meets it
+    finally:
+        with contextlib.suppress(OSError):
+            out.close()
+        conn.close()
+
+
+def _start_child(archive: Path, fmt: str, limits: _Limits
+                 ) -> tuple[BaseProcess, Connection] | None:
+    """The child process that reads ``archive`` (``_send_members``); None when it
+    cannot be started (then this process reads it)."""
+    try:
+        return proc.child_process(_send_members, os.fspath(archive), fmt, limits.entry,
+                                  limits.total, _BATCH_BYTES, _BATCH_ENTRIES,
+                                  preload=[__name__])
+    except (OSError, ValueError, RuntimeError):  # e.g. no process slots, no /dev/shm
+        return None
+
+
+def _members_from_child(archive: Path, fmt: str, limits: _Limits,
+                        started: tuple[BaseProcess, Connection] | None
+                        ) -> Generator[Member, None, None]:
+    """``_members_here``'s members, as the child ``started`` sends them. If there is no
+    child, or it dies, this process reads on from where the child stopped."""
+    given = 0
+    if started is not None:
+        child, conn = started
+        inp = open(conn.fileno(), "rb", buffering=_PIPE_BYTES, closefd=False)  # noqa: SIM115
+        try:
+            while True:
+                head = inp.read(_LENGTH.size)
+                if len(head) < _LENGTH.size:
+                    break  # the child died before the end: read on here
+                (n,) = _LENGTH.unpack(head)
+                meta = inp.read(n)
+                if len(meta) < n:
+                    break
+                for item in pickle.loads(meta):
+                    if item is None:
+                        return
+                    if len(item) == 3:
+                        streamable, message, hint = item
+                        raise (NotStreamable if streamable else InputError)(message, hint=hint)
+                    top, path, kind, mode, target, length = item
+                    data = inp.read(length) if length else b""
+                    if len(data) < length:
+                        break
+                    given += 1
+                    yield Member(top=top, path=path, kind=kind, mode=mode, data=data,
+                                 target=target)
+                else:
+                    continue
+                break
+        finally:
+            inp.close()
+            proc.stop_child(child, conn)
+    yield from itertools.islice(_members_here(archive, fmt, limits), given, None)
+
+
+def read_members(archive: Path, *, max_entry_bytes: int = 4 << 30,
+                 max_total_bytes: int = 32 << 30) -> Generator[Member, None, None]:
+    """Every entry of ``archive`` in order, each checked as ``unpack`` checks it (the same
+    refusals, as ``InputError``), with its data, writing nothing. The archive's
+    ``.sha256`` is checked first, the compressed stream's checksum after the last entry,
+    symlinks that resolve outside at the end: consume the whole iterator before
+    trusting what it gave. ``NotStreamable`` when the archive holds a hard link.
+
+    An archive of ``_CHILD_MIN_BYTES`` or more is read, checked and all, by a child
+    process while the caller consumes its members."""
+    if not archive.is_file():
+        raise InputError(f"archive {archive} does not exist or is not a file",
+                         hint="check the path")
+    fmt = detect_format(archive)
+    limits = _Limits(max_entry_bytes, max_total_bytes)
+    if archive.stat().st_size < _CHILD_MIN_BYTES:
+        _check_sidecar(archive)
+        members = _members_here(archive, fmt, limits)
+    else:
+        started = _start_child(archive, fmt, limits)  # it reads while the sidecar is checked
+        try:
+            _check_sidecar(archive)
+        except BaseException:
+            if started is not None:
+                proc.stop_child(*started)
+            raise
+        members = _members_from_child(archive, fmt, limits, started)
+    with contextlib.closing(members):
+        yield from members
 
 
 def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
