@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from isolate.bundle.elf import read_elf
 from isolate.model.manifest import MANIFEST_NAME, Manifest
 from tests.conftest import (
     CHILDREN_PROBE,
+    MACHINE_GLIBC,
     Result,
     app_profile,
     assert_children_isolated,
@@ -145,6 +148,99 @@ def test_two_builds_give_identical_archives(built: Path, app_ws: Path, app_wheel
         assert a.read_bytes() == c.read_bytes(), fmt
         assert (a.parent / f"{a.name}.sha256").read_text().split()[0] == \
             (c.parent / f"{c.name}.sha256").read_text().split()[0]
+
+
+def _tree_digest(root: Path) -> dict[str, tuple[str, int]]:
+    """Every file's bytes (a symlink's target) and mode below ``root``."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        if p.is_symlink():
+            out[p.relative_to(root).as_posix()] = (os.readlink(p), st.st_mode)
+        elif p.is_file():
+            data = hashlib.sha256(p.read_bytes()).hexdigest()
+            out[p.relative_to(root).as_posix()] = (data, st.st_mode)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_a_warm_build_parses_no_elf_file_and_a_damaged_cache_changes_nothing(
+        run_isolate: Callable[..., Result], tmp_path: Path, target_python: str,
+        wheelhouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ELF closure's facts come from the ELF cache by content, the sha256 of the files
+    placed from the store taken from the store; a damaged entry is parsed again."""
+    from isolate.bundle import build, elf, elf_closure
+    from isolate.bundle.elf_cache import ElfCache
+
+    so = tmp_path / "_speed.so"
+    src = tmp_path / "speed.c"
+    src.write_text("#include <string.h>\nsize_t speed(const char *s) { return strlen(s); }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
+    wh = tmp_path / "wh"
+    shutil.copytree(wheelhouse, wh)
+    build_wheel(wh, "native", "1.0", extra={"native/_speed.so": so.read_bytes()})
+    ws = tmp_path / "ws"
+    (ws / "profiles" / "runtimes").mkdir(parents=True)
+    (ws / "profiles" / "runtimes" / "nat.toml").write_text(
+        f'name = "nat"\npython = "{target_python}"\nrequirements = ["native"]\n'
+        f'[target]\nglibc = "{MACHINE_GLIBC}"\n')
+    r = run_isolate("--root", ws, "lock", "nat", *index(wh))
+    assert r.code == 0, r.output
+
+    elf_dir = tmp_path / "elf"  # this test's own: the shared test cache is left alone
+    monkeypatch.setattr(build, "ElfCache", lambda _directory: ElfCache(elf_dir))
+    parsed: list[Path] = []
+    real_parse = elf._parse
+
+    def counting(path: Path, obj: object) -> elf.ElfFile:
+        parsed.append(path)
+        return real_parse(path, obj)
+
+    monkeypatch.setattr(elf, "_parse", counting)
+    hashed: list[str] = []
+    real_sha256 = elf_closure.hashlib.sha256
+
+    class Spy:
+        @staticmethod
+        def sha256(data: bytes) -> Any:
+            hashed.append(real_sha256(data).hexdigest())
+            return real_sha256(data)
+
+    monkeypatch.setattr(elf_closure, "hashlib", Spy)
+
+    def bundle(name: str) -> tuple[Path, list[str], str]:
+        parsed.clear()
+        r = run_isolate("--root", ws, "bundle", "nat", "-o", tmp_path / name, "--format", "dir",
+                        *index(wh))
+        assert r.code == 0, r.output
+        out = tmp_path / name  # built in out/.isolate-build-PID/bundle, then published
+        return bundle_dir(out), [Path(*p.relative_to(out).parts[2:]).as_posix()
+                                 for p in parsed if p.is_relative_to(out)], r.output
+
+    cold, cold_parsed, _ = bundle("cold")
+    (speed,) = cold.glob("python/lib/*/site-packages/native/_speed.so")
+    speed_rel = speed.relative_to(cold).as_posix()
+    assert speed_rel in cold_parsed and "python/bin/python" + target_python in cold_parsed
+    # the store knows the wheel's file: the closure never hashed it
+    assert hashlib.sha256(speed.read_bytes()).hexdigest() not in hashed
+    assert hashed  # the interpreter's files, copied, not placed from the store
+
+    warm, warm_parsed, output = bundle("warm")
+    assert warm_parsed == []  # (the source interpreter is read before, outside the bundle)
+    # (the local interpreter's own libraries are vendored and patched here: libcrypt ...)
+    assert re.search(r"elf closure: \d+ ELF files, \d+ patched, \d+ vendored; ELF facts "
+                     r"[1-9]\d* from the cache, 0 parsed elf", " ".join(output.split()))
+    assert _tree_digest(warm) == _tree_digest(cold)
+
+    for entry in elf_dir.glob("*/*.json"):
+        data = json.loads(entry.read_text())
+        data["facts"].update(needed=["libforged.so.1"], rpath=["/forged"])
+        entry.write_text(json.dumps(data))
+    damaged, damaged_parsed, output = bundle("damaged")
+    assert sorted(damaged_parsed) == sorted(cold_parsed)
+    assert "does not match its checksum" in output
+    assert _tree_digest(damaged) == _tree_digest(cold)
 
 
 # -- bad input ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ RPATH, as a pyenv build's ``bin/python3.12`` finds its libpython).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -15,9 +16,11 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from isolate.bundle import elf, elf_closure
 from isolate.bundle.elf import (
     ElfFile,
     glibc_floor,
@@ -25,9 +28,12 @@ from isolate.bundle.elf import (
     iter_elf_files,
     load_allowlist,
     read_elf,
+    relative_path,
 )
+from isolate.bundle.elf_cache import ElfCache
 from isolate.bundle.elf_closure import (
     ClosureResult,
+    KnownSha256,
     Vendored,
     close_tree,
     find_patchelf,
@@ -441,3 +447,163 @@ def test_vendoring_onto_an_existing_non_library_is_input_error(tmp_path: Path) -
     with pytest.raises(InputError, match=r"libdep\.so\.1") as info:
         close(tree.root)
     assert info.value.hint and "lib/libdep.so.1" in info.value.hint
+
+
+# --------------------------------------------------------------------------- facts by content
+
+
+@dataclass
+class Pristine:
+    """A bundle tree before its closure: each run closes a fresh copy of it."""
+
+    tree: Tree
+    syslib: Path
+    runs: int = 0
+
+    def copy(self) -> Path:
+        self.runs += 1
+        dest = self.tree.root.parent / f"run-{self.runs}"
+        shutil.copytree(self.tree.root, dest, symlinks=True)
+        return dest
+
+
+def make_pristine(tmp: Path) -> Pristine:
+    """make_tree's bundle, where libdep (vendored from the build directory) needs libleaf
+    from a "system" directory: two vendored copies, one of them patched, and both of the
+    bundle's own files patched."""
+    tree = make_tree(tmp)
+    syslib = tmp / "syslib"
+    shared(syslib / "libleaf.so.2", "int leaf(void) { return 0; }\n", "libleaf.so.2")
+    shared(tree.build / "libdep.so.1",
+           "int leaf(void);\nint dep_value(void) { return 42 + leaf(); }\n", "libdep.so.1",
+           f"-L{syslib}", "-l:libleaf.so.2")
+    return Pristine(tree=tree, syslib=syslib)
+
+
+@dataclass
+class Closed:
+    root: Path
+    result: ClosureResult
+    parsed: list[str]  # the files parsed, bundle-relative (or absolute outside it), in order
+    cache: ElfCache | None
+
+
+def close_copy(pristine: Pristine, monkeypatch: pytest.MonkeyPatch, cache_dir: Path | None,
+               *, known: KnownSha256 | None = None) -> Closed:
+    """Close a fresh copy of ``pristine``, counting the ELF files parsed."""
+    root = pristine.copy()
+    parsed: list[str] = []
+    real_parse = elf._parse
+
+    def counting(path: Path, obj: object) -> ElfFile:
+        parsed.append(relative_path(path, root) if path.is_relative_to(root) else str(path))
+        return real_parse(path, obj)
+
+    monkeypatch.setattr(elf, "_parse", counting)
+    cache = ElfCache(cache_dir) if cache_dir is not None else None
+    try:
+        result = close_tree(root, lib_dir="lib", search_dirs=[pristine.syslib],
+                            allowlist=load_allowlist(), runner=Runner(), cache=cache,
+                            known_sha256=known)
+    finally:
+        monkeypatch.setattr(elf, "_parse", real_parse)
+        if cache is not None:
+            cache.close()
+    return Closed(root=root, result=result, parsed=parsed, cache=cache)
+
+
+def test_a_warm_closure_parses_no_elf_file_and_leaves_the_same_tree(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pristine = make_pristine(tmp_path)
+    without = close_copy(pristine, monkeypatch, None)
+    assert {v.soname for v in without.result.vendored} == {"libdep.so.1", "libleaf.so.2"}
+    assert without.result.patched == ("bin/app", "lib/libdep.so.1", "lib/libtop.so")
+    assert run_app(without.root / "bin" / "app") == "43"
+
+    cold = close_copy(pristine, monkeypatch, tmp_path / "elf")
+    # the bundle's files, the build host's candidates and the three patched files
+    assert sorted(cold.parsed) == sorted(without.parsed)
+    assert cold.cache is not None and cold.cache.counts.parsed == len(cold.parsed) > 5
+    warm = close_copy(pristine, monkeypatch, tmp_path / "elf")
+    assert warm.parsed == []
+    assert warm.cache is not None and warm.cache.counts.cached == len(cold.parsed)
+    for run in (cold, warm):
+        assert run.result == without.result
+        assert digest_tree(run.root) == digest_tree(without.root)
+        assert run_app(run.root / "bin" / "app") == "43"
+
+
+def test_a_changed_file_is_parsed_again(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pristine = make_pristine(tmp_path)
+    close_copy(pristine, monkeypatch, tmp_path / "elf")
+    build = pristine.tree.build
+    shared(pristine.tree.root / "lib" / "libtop.so", TOP_C % 2, "libtop.so",
+           f"-L{build}", "-l:libdep.so.1", dtags(False), f"-Wl,-rpath,{build}")
+    changed = close_copy(pristine, monkeypatch, tmp_path / "elf")
+    # as found, then as patched: both are new content; nothing else is parsed
+    assert changed.parsed == ["lib/libtop.so", "lib/libtop.so"]
+    without = close_copy(pristine, monkeypatch, None)
+    assert changed.result == without.result
+    assert digest_tree(changed.root) == digest_tree(without.root)
+    assert run_app(changed.root / "bin" / "app") == "44"
+
+
+def test_a_tampered_cache_entry_is_ignored_and_the_tree_is_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pristine = make_pristine(tmp_path)
+    without = close_copy(pristine, monkeypatch, None)
+    cold = close_copy(pristine, monkeypatch, tmp_path / "elf")
+    entries = sorted((tmp_path / "elf").glob("*/*.json"))
+    assert len(entries) == len(cold.parsed)
+    for entry in entries:  # as the user who owns the cache: the modes stay 0600
+        data = json.loads(entry.read_text())
+        # (facts that, used, would leave libforged unresolved and point the search away)
+        data["facts"].update(needed=["libforged.so.1"], rpath=["/forged"], runpath=[])
+        entry.write_text(json.dumps(data))
+    tampered = close_copy(pristine, monkeypatch, tmp_path / "elf")
+    assert sorted(tampered.parsed) == sorted(cold.parsed)
+    assert tampered.cache is not None and tampered.cache.counts.cached == 0
+    assert "does not match its checksum" in (tampered.cache.counts.ignored or "")
+    assert tampered.result == without.result
+    assert digest_tree(tampered.root) == digest_tree(without.root)
+    assert run_app(tampered.root / "bin" / "app") == "43"
+    # the entries were written again
+    assert close_copy(pristine, monkeypatch, tmp_path / "elf").parsed == []
+
+    shutil.rmtree(tmp_path / "elf")  # a deleted cache: the same again
+    gone = close_copy(pristine, monkeypatch, tmp_path / "elf")
+    assert gone.result == without.result
+    assert digest_tree(gone.root) == digest_tree(without.root)
+
+
+def test_the_hashes_known_already_are_not_computed_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store knows the sha256 of the files it placed: the closure takes it."""
+    pristine = make_pristine(tmp_path)
+    root = pristine.tree.root
+    shas = {relative_path(p, root): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in iter_elf_files(root)}
+    asked: list[str] = []
+
+    def known(rel: str, st: os.stat_result) -> str | None:
+        asked.append(rel)
+        return shas.get(rel)
+
+    hashed: list[str] = []
+
+    class Spy:
+        @staticmethod
+        def sha256(data: bytes) -> Any:
+            hashed.append(hashlib.sha256(data).hexdigest())
+            return hashlib.sha256(data)
+
+    monkeypatch.setattr(elf_closure, "hashlib", Spy)
+    cold = close_copy(pristine, monkeypatch, tmp_path / "elf", known=known)
+    assert sorted(asked) == sorted(shas) == ["bin/app", "lib/libtop.so"]
+    assert not set(hashed) & set(shas.values())
+    assert len(hashed) == 5  # the two host libraries and the three patched files
+    warm = close_copy(pristine, monkeypatch, tmp_path / "elf", known=known)
+    assert warm.parsed == []
+    assert warm.result == cold.result
+    assert digest_tree(warm.root) == digest_tree(cold.root)

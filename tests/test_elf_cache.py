@@ -70,6 +70,28 @@ def test_an_entry_others_can_write_is_ignored_and_the_file_parsed(
     assert "written by others" in (cache.counts.ignored or "")
 
 
+def test_an_entry_whose_facts_do_not_match_its_checksum_is_ignored_and_written_again(
+        tmp_path: Path, binary: tuple[Path, str]) -> None:
+    """Damaged, or edited by its owner without the checksum: the modes are right."""
+    path, sha = binary
+    with ElfCache(tmp_path / "elf") as cache:
+        real = cache.read(path, sha)
+    entry = _entry(tmp_path / "elf", sha)
+    _forge(entry, needed=["libforged.so.1"])
+    assert entry.stat().st_mode & 0o777 == 0o600
+    with ElfCache(tmp_path / "elf") as cache:
+        assert cache.read(path, sha) == real
+    assert (cache.counts.cached, cache.counts.parsed) == (0, 1)
+    assert "does not match its checksum" in (cache.counts.ignored or "")
+    entry.write_text(entry.read_text()[:-20])  # cut short
+    with ElfCache(tmp_path / "elf") as cache:
+        assert cache.read(path, sha) == real
+    assert cache.counts.parsed == 1 and cache.counts.ignored
+    with ElfCache(tmp_path / "elf") as cache:  # written again, whole
+        assert cache.read(path, sha) == real
+    assert (cache.counts.cached, cache.counts.parsed, cache.counts.ignored) == (1, 0, None)
+
+
 def test_a_directory_others_can_write_is_not_used(tmp_path: Path,
                                                   binary: tuple[Path, str]) -> None:
     path, sha = binary

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import hashlib
 import os
 import shutil
@@ -30,6 +31,7 @@ from isolate.bundle import archive_format, contract, elf
 from isolate.bundle.archive import write_archive
 from isolate.bundle.archive_format import ZSTD_LEVEL, ZSTD_LEVELS
 from isolate.bundle.bytecode import CompileStats, bytecode_tag, compile_tree
+from isolate.bundle.elf_cache import ElfCache
 from isolate.bundle.elf_closure import ClosureResult, close_tree, system_search_dirs
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
 from isolate.bundle.hostlib_copies import vendored_copies
@@ -44,7 +46,7 @@ from isolate.bundle.interpreter import (
 from isolate.bundle.isolated_main import BUILT_IN, make_isolated
 from isolate.bundle.launchers import python_launcher, script_launcher
 from isolate.bundle.native import NativeTarget, native_wheel
-from isolate.bundle.store import PLACED_MTIME_NS, Layout, PlaceResult, WheelStore
+from isolate.bundle.store import Layout, PlaceResult, WheelStore, placed_sha256
 from isolate.bundle.unpack import unpack
 from isolate.bundle.wheelhouse import wheel_from_sdist
 from isolate.cache import cache_root
@@ -336,14 +338,16 @@ class Builder:
                         f"of {s}" for f, s in copies),
                     hint="the host's library must be used: build that distribution from its "
                          "sdist ([native_builds]) or pin a wheel that does not vendor it")
-            with self._timed("elf closure"):
+            with self._timed("elf closure"), ElfCache(cache_root() / "elf") as facts:
                 closure = close_tree(
                     root, lib_dir=tree.VENDORED_LIB_DIR,
                     search_dirs=[src.libdir, *system_search_dirs()],
                     allowlist=elf.load_allowlist(),
                     host_provided=frozenset(h.soname for h in profile.host_libraries)
                     | _dev_provided(options),
-                    runner=self.runner)
+                    runner=self.runner, cache=facts,
+                    known_sha256=functools.partial(placed_sha256, placed.placed))
+            self._note_facts(closure, facts)
             _check_host_libraries(profile, options, closure)
             if closure.unresolved:
                 raise InputError(
@@ -461,6 +465,14 @@ class Builder:
         stats = compile_tree(interp.executable, root, dirs, cache=cache_root(),
                              runner=self.runner, exclude=exclude, tag=tag)
         self._note_compile(stats)
+
+    def _note_facts(self, closure: ClosureResult, facts: ElfCache) -> None:
+        counts = facts.counts
+        self.progress.note(
+            f"elf closure: {closure.elf_files} ELF files, {len(closure.patched)} patched, "
+            f"{len(closure.vendored)} vendored; ELF facts {counts.cached} from the cache, "
+            f"{counts.parsed} parsed"
+            + (f" (not from the cache: {counts.ignored})" if counts.ignored else ""))
 
     def _note_compile(self, stats: CompileStats) -> None:
         self.progress.note(f"byte code: {stats.files} files, {stats.cached} from the cache, "
@@ -710,8 +722,8 @@ def hash_tree(root: Path, placed: Mapping[str, tuple[str, int]] | None = None,
     """sha256 and mode of every file below ``root`` (the manifest itself excepted).
 
     ``placed``: the hashes of the files placed from the store, already computed on their
-    way; a file's hash is taken from there only while it still has the mtime placing gave
-    it (``store.PLACED_MTIME_NS``) and the same size, i.e. nothing wrote it since.
+    way; a file's hash is taken from there only while nothing wrote it since
+    (``store.placed_sha256``).
     """
     known = placed or {}
     rels: list[str] = []
@@ -734,9 +746,9 @@ def hash_tree(root: Path, placed: Mapping[str, tuple[str, int]] | None = None,
         mode = tree.normal_mode(st.st_mode)
         if stat.S_IMODE(st.st_mode) != mode:
             os.chmod(p, mode)  # normalise: no group/world write, no setuid
-        got = known.get(rel)
-        if got is not None and st.st_mtime_ns == PLACED_MTIME_NS and st.st_size == got[1]:
-            return FileEntry(path=rel, sha256=got[0], mode=mode, size=st.st_size)
+        sha = placed_sha256(known, rel, st)
+        if sha is not None:
+            return FileEntry(path=rel, sha256=sha, mode=mode, size=st.st_size)
         return FileEntry(path=rel, sha256=sha256_file(Path(p)), mode=mode, size=st.st_size)
 
     def batch(chunk: list[str]) -> list[FileEntry]:

@@ -13,9 +13,13 @@ trusted only when it is a regular file (opened without following a symlink, rela
 an open directory), and the directory and the entry belong to the user running isolate
 and nobody else can write them; ``cache_root()/elf`` and its subdirectories are created
 0700, entries 0600. Any other entry is ignored and the file parsed (``ignored`` says
-why). Someone who can write as that user can change isolate itself, so nothing
-stronger is claimed. The sha256 is the one this run computed from the bytes it read,
-never one the bundle or its manifest states.
+why). An entry also carries the sha256 of its facts: one whose facts do not match it
+(a damaged disk, a write cut short, an edit by hand) is ignored too, the file parsed and
+the entry written again. Someone who can write as that user can compute that checksum,
+and can change isolate itself, so nothing stronger is claimed. The content sha256 is one
+this run computed from the bytes it read, or one ``isolate.bundle.store`` computed while
+placing the file (see ``isolate.bundle.elf_closure``), never one the bundle or its
+manifest states.
 """
 
 from __future__ import annotations
@@ -34,8 +38,14 @@ from isolate.bundle import elf
 from isolate.bundle.elf import ElfFile, read_elf
 from isolate.cache import cache_root, untrusted
 
-SCHEMA = "isolate.elf-facts/1"
+SCHEMA = "isolate.elf-facts/2"  # /2: entries carry facts_sha256
 _ENTRY_LIMIT = 1 << 20  # bytes; the facts of one file are a few KiB
+
+
+def facts_sha256(facts: object) -> str:
+    """The checksum an entry keeps of its facts (their JSON data, keys sorted)."""
+    text = json.dumps(facts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def parser_sha256() -> str:
@@ -169,6 +179,10 @@ class ElfCache:
                     data.get("sha256") != sha256:
                 self._ignore(f"{self._dir}/{name} is not the facts of that content")
                 return None
+            if data.get("facts_sha256") != facts_sha256(data.get("facts")):
+                self._ignore(f"{self._dir}/{name} does not match its checksum (damaged or "
+                             "edited)")
+                return None
             return ElfFile.from_facts(path, data["facts"])
         except (OSError, ValueError, TypeError, KeyError) as exc:
             self._ignore(f"{self._dir}/{name} cannot be read: {exc}")
@@ -180,8 +194,9 @@ class ElfCache:
         """Keep ``facts`` (owner-only, through a rename); a cache that cannot be written is
         left alone. Not synced to disk: an entry a crash truncates does not parse, and is
         then ignored and written again."""
-        text = json.dumps({"schema": SCHEMA, "sha256": sha256, "facts": facts.facts_dict()},
-                          sort_keys=True)
+        data = facts.facts_dict()
+        text = json.dumps({"schema": SCHEMA, "sha256": sha256, "facts": data,
+                           "facts_sha256": facts_sha256(data)}, sort_keys=True)
         import tempfile  # only when an entry is written: verify starts sooner without it
 
         assert self._dir is not None

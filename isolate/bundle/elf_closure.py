@@ -15,18 +15,27 @@ The closure (``close_tree``) makes a bundle self-contained and relocatable:
   ``LD_LIBRARY_PATH`` cannot swap a bundled library for its own.
 
 Files whose search path would not change are left byte-identical.
+
+With an ``ElfCache`` the facts of each file read (the bundle's, the build host's
+candidates, the files patchelf rewrote) come from it by content sha256 when that content
+was parsed before (see ``isolate.bundle.elf_cache``): a warm build parses only files
+whose bytes are new. The sha256 of a file placed from the store of installed wheels is
+the store's (``known_sha256``); other files are read once, hashed and, when new, parsed
+from those bytes. Only the facts of a file's bytes are kept: the library search, what is
+vendored and every RPATH are decided again on each run, from this host.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import re
 import shutil
 import stat
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -41,6 +50,7 @@ from isolate.bundle.elf import (
     read_elf,
     relative_path,
 )
+from isolate.bundle.elf_cache import ElfCache
 from isolate.errors import EnvironmentProblem, InputError
 from isolate.model import tree
 from isolate.model.floors import Floor
@@ -48,6 +58,7 @@ from isolate.proc import Runner
 
 __all__ = [
     "ClosureResult",
+    "KnownSha256",
     "Vendored",
     "close_tree",
     "find_patchelf",
@@ -56,6 +67,10 @@ __all__ = [
 
 LD_SO_CONF = Path("/etc/ld.so.conf")
 _PATCHELF_BATCH = 200  # files per patchelf command line
+
+# (bundle-relative path, its lstat) -> the sha256 of its content when already known
+# (e.g. computed by the store while placing it, and nothing wrote it since), else None
+KnownSha256 = Callable[[str, os.stat_result], str | None]
 
 
 # --------------------------------------------------------------------------- search dirs
@@ -181,6 +196,32 @@ class _Copy:
     needed_by: set[str] = field(default_factory=set)
 
 
+class _Facts:
+    """How the closure reads ELF facts: ``read_elf``, or by content through ``cache``."""
+
+    def __init__(self, cache: ElfCache | None, known: KnownSha256 | None) -> None:
+        self.cache = cache
+        self.known = known
+
+    def read(self, path: Path, rel: str | None = None) -> ElfFile:
+        """The facts of the file at ``path``; ``rel``: its bundle-relative path, when its
+        content may be one ``known`` has the sha256 of."""
+        if self.cache is None:
+            return read_elf(path)
+        if rel is not None and self.known is not None:
+            try:
+                sha = self.known(rel, os.lstat(path))
+            except OSError:
+                sha = None
+            if sha is not None:
+                return self.cache.read(path, sha)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return read_elf(path)  # raises the InputError that names the file
+        return self.cache.read(path, hashlib.sha256(data).hexdigest(), data)
+
+
 def _expand(entry: str, origin_dir: Path) -> Path | None:
     """An RPATH entry as a directory: ``$ORIGIN`` expanded, other tokens unsupported."""
     expanded = tree.expand_origin(entry, os.fspath(origin_dir))
@@ -201,8 +242,10 @@ class _Closure:
         search_dirs: Sequence[Path],
         allowlist: AllowList,
         host_provided: frozenset[str],
+        facts: _Facts,
     ) -> None:
         self.root = root
+        self.facts = facts
         self.lib_dir = lib_dir
         self.search_dirs = list(search_dirs)
         self.allowlist = allowlist
@@ -293,7 +336,7 @@ class _Closure:
                 if is_elf(cand):
                     # a broken file on the build host: keep searching
                     with contextlib.suppress(InputError):
-                        self.external[cand] = read_elf(cand)
+                        self.external[cand] = self.facts.read(cand)
             found = self.external[cand]
             if found is not None and found.machine == elf.machine:
                 return Path(os.path.normpath(cand.absolute()))
@@ -305,7 +348,7 @@ class _Closure:
         source = self._search(soname, rel, elf)
         if source is None:
             return None
-        found = self.external[source] or read_elf(source)
+        found = self.external[source] or self.facts.read(source)
         dest_rel = f"{self.lib_dir}/{soname}"
         dest = self.root / dest_rel
         if os.path.lexists(dest):
@@ -407,10 +450,10 @@ def _patch(
 
 
 def _verify(rel: str, root: Path, entries: tuple[str, ...], runner: Runner,
-            patchelf: Path) -> ElfFile:
+            patchelf: Path, facts: _Facts) -> ElfFile:
     """Re-read a patched file; a DT_RUNPATH left next to the new DT_RPATH is removed."""
     path = root / rel
-    elf = read_elf(path)
+    elf = facts.read(path)  # new content: never a hash known from before patching
     if elf.rpath == entries and not elf.runpath:
         return elf
     mode = _make_writable(path)
@@ -422,7 +465,7 @@ def _verify(rel: str, root: Path, entries: tuple[str, ...], runner: Runner,
     finally:
         if mode is not None:
             path.chmod(mode)
-    elf = read_elf(path)
+    elf = facts.read(path)
     if elf.rpath != entries or elf.runpath:
         raise EnvironmentProblem(
             f"patchelf did not set the RPATH of {rel} to {':'.join(entries)!r} "
@@ -441,11 +484,15 @@ def close_tree(
     host_provided: frozenset[str] = frozenset(),
     runner: Runner,
     patchelf: Path | None = None,
+    cache: ElfCache | None = None,
+    known_sha256: KnownSha256 | None = None,
 ) -> ClosureResult:
     """Vendor every missing library into ``root/lib_dir`` and make RPATHs ``$ORIGIN``-relative.
 
     See the module docstring. Idempotent: a second run finds everything inside the
-    bundle and patches nothing.
+    bundle and patches nothing. ``cache``: ELF facts by content (without it every file is
+    parsed); ``known_sha256``: the content hashes known already (used with ``cache``).
+    The tree it leaves and the result are the same with a cache or without.
     """
     root = Path(os.path.normpath(Path(root).absolute()))
     lib = Path(lib_dir)
@@ -457,9 +504,11 @@ def close_tree(
     if not root.is_dir():
         raise InputError(f"bundle directory {root} does not exist",
                          hint="build the bundle tree before closing it")
-    closure = _Closure(root, lib.as_posix(), search_dirs, allowlist, host_provided)
+    facts = _Facts(cache, known_sha256)
+    closure = _Closure(root, lib.as_posix(), search_dirs, allowlist, host_provided, facts)
     for path in iter_elf_files(root):
-        closure.add(relative_path(path, root), read_elf(path), (path.parent,))
+        rel = relative_path(path, root)
+        closure.add(rel, facts.read(path, rel), (path.parent,))
     closure.run()
 
     wanted = closure.wanted_rpaths()
@@ -467,7 +516,7 @@ def close_tree(
         tool = patchelf or find_patchelf()
         _patch(wanted, root, runner, tool)
         for rel, entries in wanted.items():
-            closure.files[rel] = _verify(rel, root, entries, runner, tool)
+            closure.files[rel] = _verify(rel, root, entries, runner, tool, facts)
 
     vendored = tuple(
         Vendored(soname=c.soname, dest=dest, origin=c.origin, needed_by=tuple(sorted(c.needed_by)))

@@ -28,8 +28,8 @@ file edited together with its index line: the store alone vouches for those, as 
 cache writable by the building user does.
 
 Placed files get the fixed mtime ``PLACED_MTIME_NS``; a later write (patchelf, for one)
-gives a file the current time, which is how ``hash_tree`` knows which hashes of ``placed``
-are still the file's.
+gives a file the current time, which is how ``placed_sha256`` (for the manifest's hashes
+and the ELF closure's) knows which hashes of ``placed`` are still the file's.
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ import io
 import json
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,6 +108,18 @@ class PlaceResult:
     added: int  # wheels installed into new entries by this build
     repaired: int  # entries that failed a check and were made again
     compile: CompileStats | None  # byte code of the new entries
+
+
+def placed_sha256(placed: Mapping[str, tuple[str, int]], rel: str,
+                  st: os.stat_result) -> str | None:
+    """The sha256 placing computed for the file at bundle-relative ``rel`` (``placed``:
+    ``PlaceResult.placed``), while its status ``st`` shows that nothing wrote it since:
+    a regular file with the mtime placing gave it and the same size. Else None."""
+    got = placed.get(rel)
+    if got is None or not stat.S_ISREG(st.st_mode) or st.st_mtime_ns != PLACED_MTIME_NS \
+            or st.st_size != got[1]:
+        return None
+    return got[0]
 
 
 class _Corrupt(Exception):
