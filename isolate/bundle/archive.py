@@ -1,12 +1,16 @@
 """Write bundles as byte-reproducible archives (``write_archive``).
 
 The tree is walked in bytewise name order (``os.scandir``, one directory at a time) and
-written as a GNU tar stream whose headers carry only what matters: entry names under
+written as a tar stream whose headers carry only what matters: entry names under
 ``<root_name>/``, uid/gid 0 with empty owner names, one fixed mtime (``SOURCE_DATE_EPOCH``
 or 1980-01-01, see ``default_mtime``) and normalised modes (directories 0755, files 0755
 when any execute bit is set and 0644 otherwise, symlinks 0777 with their relative
 target). Hard links are stored as regular files; FIFOs, devices and sockets are refused.
-GNU headers never carry pax records, so no access or change times leak in.
+GNU headers never carry pax records, so no access or change times leak in. A name over
+100 bytes that POSIX ustar's 155-byte prefix field can hold gets a ustar header instead
+(one block where GNU writes a long-name record and the header: most of a Python
+runtime's names are that long, and a reader parses half the headers); a longer one, or
+one with a link target over 100 bytes, gets GNU long-name and long-link records.
 
 The tree is listed first (the zstd frame header states the stream's size), then the tar
 stream is compressed on the fly, in segments of 4 MiB that a few threads fill ahead of
@@ -122,8 +126,9 @@ def _header(ti: tarfile.TarInfo) -> bytes:
 
 
 _FIELD_MAX = 8**11  # the largest size or mtime an 11-digit octal field holds, plus one
-# name, mode, uid+gid, size, mtime, checksum, type, link target, magic, the rest (zeros)
-_LAYOUT = struct.Struct("100s8s16s12s12s8sc100s8s247s")
+# name, mode, uid+gid, size, mtime, checksum, type, link target, magic, owner names and
+# device numbers (zeros), ustar name prefix, padding
+_LAYOUT = struct.Struct("100s8s16s12s12s8sc100s8s80s155s12s")
 _IDS = b"0000000\0" * 2  # uid 0, gid 0
 
 
@@ -134,10 +139,13 @@ def _byte_sum(block: bytes) -> int:
     return (zlib.adler32(view[:256]) & 0xFFFF) + (zlib.adler32(view[256:]) & 0xFFFF) - 2
 
 
-def _block(raw: bytes, kind: bytes, mode: int, mtime: int, size: int, link: bytes) -> bytes:
-    """One GNU header block; ``raw`` and ``link`` are cut to their 100-byte fields."""
+def _block(raw: bytes, kind: bytes, mode: int, mtime: int, size: int, link: bytes,
+           prefix: bytes | None = None) -> bytes:
+    """One header block: GNU, or POSIX ustar with the name's ``prefix``; ``raw`` and
+    ``link`` are cut to their 100-byte fields."""
+    magic = tarfile.GNU_MAGIC if prefix is None else tarfile.POSIX_MAGIC
     buf = _LAYOUT.pack(raw, b"%07o" % (mode & 0o7777), _IDS, b"%011o" % size, b"%011o" % mtime,
-                       b"        ", kind, link, tarfile.GNU_MAGIC, b"")
+                       b"        ", kind, link, magic, b"", prefix or b"", b"")
     # the checksum counts its own field as spaces
     return b"%s%06o\0 %s" % (buf[:148], _byte_sum(buf), buf[156:])
 
@@ -153,18 +161,36 @@ def _long(value: bytes, kind: bytes) -> bytes:
     return b"%s%s%s" % (_long_block(size, kind), value, bytes(1 + _padding(size, _BLOCK)))
 
 
+def _ustar_split(raw: bytes) -> tuple[bytes, bytes] | None:
+    """A name over 100 bytes as ustar's prefix (at most 155 bytes) and name (at most 100),
+    cut at a "/" as tarfile cuts it (the shortest prefix that leaves a name that fits);
+    None when no cut fits."""
+    cut = raw.find(b"/", max(0, len(raw) - tarfile.LENGTH_NAME - 1))
+    while 0 < cut <= tarfile.LENGTH_PREFIX:
+        if len(raw) - cut - 1 <= tarfile.LENGTH_NAME:
+            return raw[:cut], raw[cut + 1:]
+        cut = raw.find(b"/", cut + 1)
+    return None
+
+
 def _fast_header(name: str, kind: bytes, mode: int, mtime: int, size: int = 0,
                  linkname: str = "") -> bytes:
-    """``_header(_info(...))`` without tarfile's per-call cost: the same GNU header blocks,
-    long-name and long-link records included. Sizes and times beyond the octal fields
-    (base-256 numbers) go through tarfile. ``test_archive`` checks both give the same
-    bytes."""
+    """``_header(_info(...))`` without tarfile's per-call cost: a name over 100 bytes that
+    ustar's prefix field can hold gets a POSIX ustar header (tarfile's ``USTAR_FORMAT``
+    bytes, one block instead of a long-name record and the header, half the headers a
+    reader parses), anything else tarfile's GNU header blocks, long-name and long-link
+    records included. Sizes and times beyond the octal fields (base-256 numbers) go
+    through tarfile. ``test_archive`` checks both give tarfile's bytes."""
     if kind == tarfile.DIRTYPE and not name.endswith("/"):
         name += "/"
     if not 0 <= size < _FIELD_MAX or not 0 <= mtime < _FIELD_MAX:
         return _header(_info(name, kind, mode, mtime, size, linkname))
     raw = name.encode("utf-8", "surrogateescape")
     link = linkname.encode("utf-8", "surrogateescape")
+    if len(raw) > tarfile.LENGTH_NAME and len(link) <= tarfile.LENGTH_LINK:
+        split = _ustar_split(raw)
+        if split is not None:
+            return _block(split[1], kind, mode, mtime, size, link, prefix=split[0])
     block = _block(raw, kind, mode, mtime, size, link)
     if len(raw) > tarfile.LENGTH_NAME:
         block = _long(raw, tarfile.GNUTYPE_LONGNAME) + block

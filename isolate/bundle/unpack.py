@@ -123,7 +123,9 @@ class _ZstdReader:
 
     Compressed input is fed 4 KiB at a time and only while the caller wants more, so a
     decompression bomb never holds more than ~128 MiB beyond the request in memory.
-    (``ZstdDecompressor.stream_reader`` would not notice a truncated frame.)
+    (``ZstdDecompressor.stream_reader`` would not notice a truncated frame.) ``read(n)``
+    gives whole decompressed pieces up to ``n`` bytes (fewer than ``n`` before the end,
+    at least one), so that they are copied once.
     """
 
     def __init__(self, raw: BinaryIO) -> None:
@@ -131,7 +133,8 @@ class _ZstdReader:
         self._dctx = zstandard.ZstdDecompressor()
         self._obj: zstandard.ZstdDecompressionObj | None = None
         self._pending = memoryview(b"")
-        self._buf = bytearray()
+        self._pieces: list[bytes] = []
+        self._have = 0  # bytes in _pieces
         self._eof = False
 
     def _more(self) -> None:
@@ -146,7 +149,10 @@ class _ZstdReader:
         if self._obj is None:
             self._obj = self._dctx.decompressobj()
         piece, self._pending = self._pending[:_ZSTD_FEED], self._pending[_ZSTD_FEED:]
-        self._buf += self._obj.decompress(piece)
+        out = self._obj.decompress(piece)
+        if out:
+            self._pieces.append(out)
+            self._have += len(out)
         if self._obj.eof:  # a frame ended: what follows is another frame
             rest = self._obj.unused_data
             self._obj = None
@@ -154,15 +160,24 @@ class _ZstdReader:
                 self._pending = memoryview(rest + self._pending.tobytes())
 
     def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size < 0 or len(self._buf) < size):
+        while not self._eof and (size < 0 or self._have < size):
             self._more()
-        if size < 0 or size >= len(self._buf):
-            out = bytes(self._buf)
-            self._buf.clear()
-            return out
-        out = bytes(memoryview(self._buf)[:size])
-        del self._buf[:size]
-        return out
+        pieces = self._pieces
+        if size < 0 or self._have <= size:
+            taken, self._pieces = pieces, []
+        else:
+            n = total = 0
+            while total + len(pieces[n]) <= size:
+                total += len(pieces[n])
+                n += 1
+            if n == 0:  # one piece larger than asked for: cut it
+                first = pieces[0]
+                pieces[0] = first[size:]
+                self._have -= size
+                return first[:size]
+            taken, self._pieces = pieces[:n], pieces[n:]
+        self._have -= sum(map(len, taken))
+        return taken[0] if len(taken) == 1 else b"".join(taken)
 
 
 class _LimitedReader:
@@ -524,6 +539,7 @@ _BATCH_BYTES = 1 << 20
 _BATCH_ENTRIES = 256
 _PIPE_BYTES = 1 << 20  # the pipe's buffer, where the system allows it (Linux: 64 KiB)
 _LENGTH = struct.Struct("<Q")
+_IOV_MAX = 1024  # buffers per writev (POSIX's minimum of IOV_MAX is 16; Linux has 1024)
 # A member is sent as (top, path, kind, mode, target, length of its data); the end as
 # ``None`` (every member was read and passed) or as the refusal: (whether it is
 # ``NotStreamable``, message, hint).
@@ -540,19 +556,15 @@ def _send_members(conn: Connection, archive: str, fmt: str, max_entry: int,
     ``conn``'s pipe in batches of ``batch_entries`` members or ``batch_bytes`` of data
     (see above)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles ^C and stops us
-    _widen(conn.fileno())
-    out = open(conn.fileno(), "wb", buffering=_PIPE_BYTES, closefd=False)  # noqa: SIM115
+    fd = conn.fileno()
+    _widen(fd)
     batch: list[object] = []
     blobs: list[bytes] = []
     held = 0
 
     def send() -> None:
         meta = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-        out.write(_LENGTH.pack(len(meta)))
-        out.write(meta)
-        for blob in blobs:
-            out.write(blob)
-        out.flush()
+        _write_all(fd, [_LENGTH.pack(len(meta)), meta, *blobs])
 
     try:
         try:
@@ -571,9 +583,19 @@ def _send_members(conn: Connection, archive: str, fmt: str, max_entry: int,
     except Exception:  # the parent stopped reading (a broken pipe), or something went
         pass  # wrong here: then the parent reads on itself and meets it
     finally:
-        with contextlib.suppress(OSError):
-            out.close()
         conn.close()
+
+
+def _write_all(fd: int, buffers: list[bytes]) -> None:
+    """Write ``buffers`` to ``fd`` in order, without copying them into one (``writev``)."""
+    views = [memoryview(b) for b in buffers if b]
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            del views[0]
+        if written:
+            views[0] = views[0][written:]
 
 
 def _start_child(archive: Path, fmt: str, limits: _Limits
