@@ -258,9 +258,10 @@ def child_process(target: Callable[..., None], *args: object, preload: Sequence[
 
     Started as ``process_pool`` starts its processes: forked while this process runs one
     thread, else from the fork server (which imports ``preload`` once); ``method`` forces
-    one. The child is a daemon and cannot outlive this process; a child that sends into
-    the pipe after ``stop_child`` closed it gets ``BrokenPipeError``. Raises ``OSError``
-    (or another error of ``multiprocessing``) when it cannot be started.
+    one. The child is a daemon (ended when this process exits normally); once the pipe's
+    reading end is closed (``stop_child``, or this process dying), its next write fails
+    with ``BrokenPipeError``. Raises ``OSError`` (or another error of ``multiprocessing``)
+    when it cannot be started.
     """
     import multiprocessing
 
