@@ -16,6 +16,7 @@ import random
 import re
 import socket
 import stat
+import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -822,6 +823,53 @@ def test_a_child_reads_the_stream_as_this_process_does(
     monkeypatch.setattr(unpack_mod, "_start_child", spy)
     assert list(read_members(out)) == here
     assert len(here) == 300 + 12 and started[0] is not None
+
+
+_READ_IN_A_FRESH_PROCESS = """
+import hashlib, sys
+from pathlib import Path
+from isolate import proc
+from isolate.bundle import unpack
+
+forked = []
+real = proc.child_process
+
+
+def spy(*args, **kwargs):
+    forked.append(proc.forks())
+    return real(*args, **kwargs)
+
+
+proc.child_process = spy
+
+
+def digest():
+    h = hashlib.sha256()
+    for m in unpack.read_members(Path(sys.argv[1])):
+        h.update(repr((m.top, m.path, m.kind, m.mode, m.target, len(m.data))).encode())
+        h.update(m.data)
+    return h.hexdigest()
+
+
+by_child = digest()
+unpack._CHILD_MIN_BYTES = 1 << 62
+print(forked, by_child == digest())
+"""
+
+
+def test_a_large_archive_is_read_by_a_forked_child(tmp_path: Path) -> None:
+    """As ``isolate verify`` reads one: in a process of one thread (not this one, which
+    pytest-xdist may give threads), with the default threshold: the child is forked and
+    gives what this process reads itself."""
+    from isolate.proc import Runner
+
+    out = tmp_path / "big.tar.zst"
+    write_archive(big_tree(tmp_path / "src", files=500), out, fmt="tar.zst", root_name="big")
+    assert out.stat().st_size >= unpack_mod._CHILD_MIN_BYTES
+    done = Runner().run([sys.executable, "-c", _READ_IN_A_FRESH_PROCESS, str(out)],
+                        check=False, timeout=300)
+    assert done.ok, done.stdout + done.stderr
+    assert done.stdout.strip() == "[True] True", done.stdout + done.stderr
 
 
 def test_this_process_reads_on_when_the_child_dies(tmp_path: Path,
