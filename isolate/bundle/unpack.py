@@ -3,7 +3,9 @@
 Every entry is checked before anything is written and the tree is written by this
 module. The tar stream is read by ``isolate.bundle.tar_stream`` (not ``tarfile``, which
 spent half the CPU of reading a bundle in header parsing); ``read_members`` gives the
-same checked entries without writing (verify's stream). Refused with ``InputError``: absolute names,
+same checked entries without writing (verify's stream; a large archive is read, checked
+and all, by a child process while the caller consumes the entries). Refused with
+``InputError``: absolute names,
 ``..`` components, entries below a symlink or a file, symlinks with absolute targets or
 targets that leave the top-level directory (checked lexically per entry, then with
 ``realpath`` over the finished tree), hard links except to a regular file extracted
