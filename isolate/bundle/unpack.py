@@ -5,8 +5,8 @@ module. The tar stream is read by ``isolate.bundle.tar_stream`` (not ``tarfile``
 spent half the CPU of reading a bundle in header parsing); ``read_members`` gives the
 same checked entries without writing (verify's stream; a large archive is read, checked
 and all, by a child process while the caller consumes the entries). Refused with
-``InputError``: absolute names,
-``..`` components, entries below a symlink or a file, symlinks with absolute targets or
+``InputError``: absolute names, ``..`` components, entries below a symlink or a file,
+symlinks with absolute targets or
 targets that leave the top-level directory (checked lexically per entry, then with
 ``realpath`` over the finished tree), hard links except to a regular file extracted
 earlier from the same top-level directory (those are written as copies, counted in the
