@@ -6,10 +6,10 @@ spent half the CPU of reading a bundle in header parsing); ``read_members`` give
 same checked entries without writing (verify's stream; a large archive is read, checked
 and all, by a child process while the caller consumes the entries). Refused with
 ``InputError``: absolute names, ``..`` components, entries below a symlink or a file,
-symlinks with absolute targets or
-targets that leave the top-level directory (checked lexically per entry, then with
-``realpath`` over the finished tree), hard links except to a regular file extracted
-earlier from the same top-level directory (those are written as copies, counted in the
+symlinks with absolute targets or targets that leave the top-level directory (checked
+lexically per entry, then with ``realpath`` over the finished tree), hard links except
+to a regular file extracted earlier from the same top-level directory (those are
+written as copies, counted in the
 size limits; isolate never writes hard links, other tools do), device nodes, FIFOs,
 unknown or sparse entry types, setuid/setgid/sticky bits, duplicate entries, more than
 one top-level directory or a top-level entry that is not a directory, oversize entries
