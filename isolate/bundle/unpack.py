@@ -8,16 +8,14 @@ and all, by a child process while the caller consumes the entries). Refused with
 ``InputError``: absolute names, ``..`` components, entries below a symlink or a file,
 symlinks with absolute targets or targets that leave the top-level directory (checked
 lexically per entry, then with ``realpath`` over the finished tree), hard links except
-to a regular file extracted earlier from the same top-level directory (those are
-written as copies, counted in the
-size limits; isolate never writes hard links, other tools do), device nodes, FIFOs,
-unknown or sparse entry types, setuid/setgid/sticky bits, duplicate entries, more than
-one top-level directory or a top-level entry that is not a directory, oversize entries
-or totals, oversize metadata headers, truncated or corrupt data (a tar header's
-checksum, the zstd checksum and the gzip CRC are checked, the last two by reading to the
-end), and a name whose suffix disagrees with
-the content. Owners are not restored; modes are normalised as on writing; mtimes are
-restored where possible.
+to a regular file extracted earlier from the same top-level directory (those are written
+as copies, counted in the size limits; isolate never writes hard links, other tools do),
+device nodes, FIFOs, unknown or sparse entry types, setuid/setgid/sticky bits, duplicate
+entries, more than one top-level directory or a top-level entry that is not a directory,
+oversize entries or totals, oversize metadata headers, truncated or corrupt data (a tar
+header's checksum, the zstd checksum and the gzip CRC are checked, the last two by
+reading to the end), and a name whose suffix disagrees with the content. Owners are not
+restored; modes are normalised as on writing; mtimes are restored where possible.
 
 The tree is extracted into a temporary directory inside ``dest`` and its top-level
 directory is renamed to ``dest/<top>`` only when everything passed.
