@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from isolate.credentials import redact_text
 from isolate.errors import CommandFailed, EnvironmentProblem
@@ -231,15 +231,9 @@ def process_pool(workers: int, *, preload: Sequence[str] = (), method: str | Non
     they cannot be started, and their futures ``BrokenProcessPool`` when they die; callers
     fall back to threads. Shut the pool down when done.
     """
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    if method is None:
-        method = FORK if forks() else FORKSERVER
-    ctx = multiprocessing.get_context(method)
-    if method == FORKSERVER:
-        ctx.set_forkserver_preload(list(preload))
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(method, preload))
     try:
         # A fork pool forks all its processes at the first submit, before its own manager
         # thread starts; a fork server's pool starts one per submit while none is idle.
@@ -263,15 +257,9 @@ def child_process(target: Callable[..., None], *args: object, preload: Sequence[
     with ``BrokenPipeError``. Raises ``OSError`` (or another error of ``multiprocessing``)
     when it cannot be started.
     """
-    import multiprocessing
-
-    if method is None:
-        method = FORK if forks() else FORKSERVER
-    ctx = multiprocessing.get_context(method)
-    if method == FORKSERVER:
-        ctx.set_forkserver_preload(list(preload))
+    ctx = _context(method, preload)
     receiving, sending = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=target, args=(sending, *args), daemon=True)  # type: ignore[attr-defined]
+    child = ctx.Process(target=target, args=(sending, *args), daemon=True)
     try:
         child.start()
     except BaseException:
@@ -280,6 +268,20 @@ def child_process(target: Callable[..., None], *args: object, preload: Sequence[
     finally:
         sending.close()  # the child holds its own copy
     return child, receiving
+
+
+def _context(method: str | None, preload: Sequence[str]) -> Any:
+    """The ``multiprocessing`` context ``process_pool`` and ``child_process`` start their
+    processes with: ``method``, by default fork while this process runs one thread, else
+    the fork server, which imports ``preload`` once."""
+    import multiprocessing
+
+    if method is None:
+        method = FORK if forks() else FORKSERVER
+    ctx = multiprocessing.get_context(method)
+    if method == FORKSERVER:
+        ctx.set_forkserver_preload(list(preload))
+    return ctx
 
 
 def stop_child(child: BaseProcess, conn: Connection, *, timeout: float = 5.0) -> None:

@@ -19,9 +19,10 @@ import stat
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -872,34 +873,44 @@ def test_a_large_archive_is_read_by_a_forked_child(tmp_path: Path) -> None:
     assert done.stdout.strip() == "[True] True", done.stdout + done.stderr
 
 
-def test_this_process_reads_on_when_the_child_dies(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    stream_reader = child_reader(monkeypatch)
+@dataclass
+class ChildReading:
+    """An archive larger than the pipe, read by a watched child: the first member given."""
+
+    reader: StreamReader
+    archive: Path
+    members: Generator[unpack_mod.Member, None, None]
+    first: unpack_mod.Member
+    child: Any  # multiprocessing's process
+
+
+def reading_by_a_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ChildReading:
+    reader = child_reader(monkeypatch)
     out = tmp_path / "big.tar.zst"
     write_archive(big_tree(tmp_path / "src"), out, fmt="tar.zst", root_name="big")
     members = read_members(out)
-    got = [next(members)]
-    child = stream_reader.started[0][0]  # type: ignore[index]
-    child.kill()  # it is blocked on the full pipe: the archive is larger than the pipe
-    got += list(members)
-    assert stream_reader.fallbacks
-    stream_reader.fallbacks.clear()
-    assert got == stream_outcome(out)  # and the second read's child was not killed
-    stream_reader.assert_child_did_it()
+    first = next(members)
+    return ChildReading(reader, out, members, first, reader.started[0][0])  # type: ignore[index]
+
+
+def test_this_process_reads_on_when_the_child_dies(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    r = reading_by_a_child(tmp_path, monkeypatch)
+    r.child.kill()  # it is blocked on the full pipe: the archive is larger than the pipe
+    got = [r.first, *r.members]
+    assert r.reader.fallbacks
+    r.reader.fallbacks.clear()
+    assert got == stream_outcome(r.archive)  # and the second read's child was not killed
+    r.reader.assert_child_did_it()
 
 
 def test_the_child_stops_when_the_reader_does(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    stream_reader = child_reader(monkeypatch)
-    out = tmp_path / "big.tar.zst"
-    write_archive(big_tree(tmp_path / "src"), out, fmt="tar.zst", root_name="big")
-    members = read_members(out)
-    next(members)
-    child = stream_reader.started[0][0]  # type: ignore[index]
-    assert child.is_alive()
-    members.close()
-    assert not child.is_alive() and child.exitcode is not None
-    stream_reader.assert_child_did_it()
+    r = reading_by_a_child(tmp_path, monkeypatch)
+    assert r.child.is_alive()
+    r.members.close()
+    assert not r.child.is_alive() and r.child.exitcode is not None
+    r.reader.assert_child_did_it()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -40,6 +40,7 @@ _CHUNK = 1 << 20  # decompressed bytes asked for at a time
 
 REGULAR = frozenset((b"0", b"\0", b"7"))
 DIR, SYMLINK, HARDLINK, CHR, BLK, FIFO, SPARSE = b"5", b"2", b"1", b"3", b"4", b"6", b"S"
+FILE_TYPES = REGULAR | {SPARSE}  # the types ``Entry.isreg`` says are files
 LONGNAME, LONGLINK, PAX, PAX_GLOBAL, SOLARIS_PAX = b"L", b"K", b"x", b"g", b"X"
 _META = frozenset((LONGNAME, LONGLINK, PAX, PAX_GLOBAL, SOLARIS_PAX))
 _GNU_TYPES = frozenset((LONGNAME, LONGLINK, SPARSE))
@@ -77,7 +78,7 @@ class Entry:
         self.sparse = sparse
 
     def isreg(self) -> bool:
-        return self.type in REGULAR or self.type == SPARSE
+        return self.type in FILE_TYPES
 
     def isdir(self) -> bool:
         return self.type == DIR

@@ -65,7 +65,6 @@ _CHUNK = 1 << 20
 _ZSTD_FEED = 4096
 _MAX_META_BYTES = 1 << 20  # pax / GNU long-name headers larger than this are refused
 _HEADER_ALLOWANCE = 256 << 20  # decompressed bytes allowed beyond max_total_bytes (headers)
-_FILE_TYPES = tar_stream.REGULAR | {tar_stream.SPARSE}  # ``Entry.isreg``
 _UNPACK_HINT = "the archive is not a bundle isolate can unpack safely; rebuild it with `isolate`"
 
 
@@ -261,7 +260,7 @@ class _Extractor:
             raise self.refuse(name, f"is outside the top-level directory {self.top!r}: "
                                     "an archive must hold exactly one top-level directory")
         kind = member.type
-        is_reg, is_dir, is_sym, is_lnk = (kind in _FILE_TYPES, kind == tar_stream.DIR,
+        is_reg, is_dir, is_sym, is_lnk = (kind in tar_stream.FILE_TYPES, kind == tar_stream.DIR,
                                           kind == tar_stream.SYMLINK,
                                           kind == tar_stream.HARDLINK)
         if is_lnk:
