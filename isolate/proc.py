@@ -170,6 +170,108 @@ class Runner:
         return done
 
 
+    def start(self, argv: Sequence[str | os.PathLike[str]], *,
+              env: Mapping[str, str] | None = None, what: str) -> Worker:
+        """Start ``argv`` as a ``Worker``: a long-running command asked one line at a
+        time. ``what`` names it in errors. Close it when done (it is a context manager)."""
+        args = tuple(os.fspath(a) for a in argv)
+        if self.echo is not None:
+            self.echo("$ " + redact_text(shlex.join(args)) + "  (a worker)")
+        return Worker(args, env=dict(env) if env is not None else clean_env(), what=what)
+
+
+class Worker:
+    """A command that answers each line written to its standard input with one line on
+    its standard output, kept running for many questions (``Runner.start``): the work of
+    starting an interpreter is paid once, not once per question.
+
+    Its standard error goes to a temporary file, read back for the error when the
+    command dies: a pipe nobody reads would stall a command that warns a lot.
+    """
+
+    def __init__(self, args: tuple[str, ...], *, env: dict[str, str], what: str) -> None:
+        import tempfile
+
+        self.args = args
+        self.what = what
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
+        try:
+            self._proc = subprocess.Popen(
+                args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=self._err, text=True, errors="replace", start_new_session=True)
+        except FileNotFoundError as exc:
+            self._err.close()
+            raise EnvironmentProblem(f"cannot run {args[0]!r}: not found",
+                                     hint="install it or put it on PATH") from exc
+        except OSError as exc:
+            self._err.close()
+            raise EnvironmentProblem(f"cannot run {args[0]!r}: {exc.strerror or exc}",
+                                     hint="check that it is an executable for this machine"
+                                     ) from exc
+
+    def ask(self, line: str) -> str:
+        """Send ``line`` (one line, no newline in it) and return the answer's line.
+        ``CommandFailed``, with the tail of the command's standard error, when the
+        command ends instead of answering."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        try:
+            self._proc.stdin.write(line + "\n")
+            self._proc.stdin.flush()
+            answer = self._proc.stdout.readline()
+        except (BrokenPipeError, ValueError):
+            answer = ""
+        if not answer.endswith("\n"):
+            raise self._failed()
+        return answer[:-1]
+
+    def _failed(self) -> CommandFailed:
+        try:
+            code = self._proc.wait(timeout=10)
+            reason = f"exit code {code}"
+        except subprocess.TimeoutExpired:
+            _kill_group(self._proc)
+            self._proc.wait()
+            reason = "it stopped answering"
+        self._err.seek(0)
+        tail = "\n".join(self._err.read().decode("utf-8", "replace").rstrip()
+                         .splitlines()[-TAIL_LINES:])
+        return CommandFailed(redact_text(f"{self.what} failed ({reason})"),
+                             details=redact_text(tail))
+
+    def close(self, *, timeout: float = 10.0) -> None:
+        """End the command: its standard input is closed (it should end at that), and
+        it is killed when it does not end within ``timeout`` seconds."""
+        try:
+            if self._proc.stdin is not None:
+                try:
+                    self._proc.stdin.close()
+                except BrokenPipeError:
+                    pass
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(self._proc)
+                self._proc.wait()
+            if self._proc.stdout is not None:
+                self._proc.stdout.close()
+        finally:
+            self._err.close()
+
+    def kill(self) -> None:
+        """End the command at once (its process group), and reap it."""
+        _kill_group(self._proc)
+        self.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self.kill()
+
+
 def _stream(proc: subprocess.Popen[str], echo: Callable[[str], None], *, input: str | None,
             timeout: float | None) -> tuple[str, str, bool]:
     """``communicate`` that also hands every line to ``echo`` as it arrives; on a

@@ -67,3 +67,43 @@ def test_with_another_thread_running_a_process_pool_comes_from_a_fork_server() -
     finally:
         stop.set()
         other.join()
+
+
+_ECHO_WORKER = """
+import sys
+for line in sys.stdin:
+    if line.strip() == "die":
+        print("dying on purpose", file=sys.stderr, flush=True)
+        sys.exit(7)
+    print("warned " * 20000, file=sys.stderr)  # far more than a pipe holds, never read
+    sys.stdout.write(line.upper())
+    sys.stdout.flush()
+"""
+
+
+def test_worker_answers_line_by_line_and_its_death_names_its_error_output():
+    with Runner().start([sys.executable, "-c", _ECHO_WORKER], what="echo worker") as w:
+        assert [w.ask(x) for x in ("a", "bc", "a")] == ["A", "BC", "A"]
+        with pytest.raises(CommandFailed, match=r"echo worker failed \(exit code 7\)") as err:
+            w.ask("die")
+        assert "dying on purpose" in (err.value.details or "")
+        with pytest.raises(CommandFailed):  # and stays failed
+            w.ask("a")
+
+
+def test_worker_closes_at_the_end_of_its_input_and_kill_ends_a_stuck_one(tmp_path):
+    w = Runner().start([sys.executable, "-c", _ECHO_WORKER], what="echo worker")
+    assert w.ask("x") == "X"
+    w.close()
+    assert w._proc.returncode == 0
+    stuck = Runner().start([sys.executable, "-c", "import time; time.sleep(60)"],
+                           what="sleeper")
+    stuck.kill()
+    assert stuck._proc.returncode is not None and stuck._proc.returncode < 0
+
+
+def test_worker_that_cannot_start_is_an_environment_problem(tmp_path):
+    from isolate.errors import EnvironmentProblem
+
+    with pytest.raises(EnvironmentProblem, match="not found"):
+        Runner().start([str(tmp_path / "no-such-program")], what="nothing")

@@ -7,14 +7,21 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from isolate.bundle.store import INDEX, TREE
+from isolate.bundle.bytecode import bytecode_tag
+from isolate.bundle.store import INDEX, TREE, Layout, WheelStore
+from isolate.errors import InputError
 from isolate.model.manifest import MANIFEST_NAME, Manifest
-from tests.conftest import Result, bundle_dir, index
+from isolate.proc import Runner
+from tests.conftest import Result, build_wheel, bundle_dir, index
 
 
 def _build(run_isolate: Callable[..., Result], app_ws: Path, app_wheels: Path,
@@ -123,3 +130,82 @@ def test_a_tampered_store_does_not_change_the_bundle(
     _again, log = _build(run_isolate, app_ws, app_wheels, tmp_path / "third")
     assert "runtime: 3 wheels, 3 placed from the store, 0 installed into it" in log, log
     assert target.read_bytes() != evil
+
+
+def _store(cache: Path) -> WheelStore:
+    tag = bytecode_tag(Path(sys.executable), Runner())
+    layout = Layout(python_home="python", site_packages="python/lib/site-packages",
+                    compile_dir="python/lib", python_name="python3", magic=tag[0],
+                    cache_tag=tag[1])
+    return WheelStore(cache, layout, python=Path(sys.executable), runner=Runner(), jobs=2)
+
+
+def _wheels(d: Path, n: int) -> list[tuple[Path, str]]:
+    d.mkdir()
+    out = []
+    for i in range(n):
+        w = build_wheel(d, f"pipe{i}", "1.0", extra={
+            f"pipe{i}/mod{j}.py": f"X = {j}\n" for j in range(30)})
+        out.append((w, hashlib.sha256(w.read_bytes()).hexdigest()))
+    return out
+
+
+def test_wheels_go_on_as_their_downloads_end_and_each_is_placed_with_its_byte_code(
+        cache: Path, tmp_path: Path) -> None:
+    wheels = _wheels(tmp_path / "wheels", 6)
+    futures: list[Future[tuple[Path, str]]] = [Future() for _ in wheels]
+    placed: list[int] = []
+    root = tmp_path / "root"
+    root.mkdir()
+
+    def arrive() -> None:  # the "downloads" end in another order than the lock's
+        for i in (3, 0, 5, 1, 4, 2):
+            time.sleep(0.05)
+            futures[i].set_result(wheels[i])
+
+    t = threading.Thread(target=arrive)
+    t.start()
+    result = _store(cache).place(futures, root, on_placed=lambda: placed.append(1))
+    t.join()
+    assert [i.name for i in result.installed] == [f"pipe{i}" for i in range(6)]
+    assert (result.added, result.reused, len(placed)) == (6, 0, 6)
+    assert result.compile is not None and result.compile.compiled == 6 * 31
+    site = root / "python" / "lib" / "site-packages"
+    for i in range(6):
+        assert (site / f"pipe{i}" / "__pycache__").is_dir()
+        assert len(list((site / f"pipe{i}" / "__pycache__").glob("*.pyc"))) == 31
+    for rel, (sha, size) in result.placed.items():
+        data = (root / rel).read_bytes()
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (sha, size)
+    assert not list((cache / "store").glob(".staging-*"))
+    # all from the store the second time, the same files
+    again = tmp_path / "again"
+    again.mkdir()
+    second = _store(cache).place(wheels, again)
+    assert (second.added, second.reused) == (0, 6) and second.placed == result.placed
+
+
+@pytest.mark.parametrize("failing", ["download", "corrupt wheel"])
+def test_a_failing_download_or_install_stops_the_rest_and_leaves_no_staging(
+        failing: str, cache: Path, tmp_path: Path) -> None:
+    wheels = _wheels(tmp_path / "wheels", 5)
+    futures: list[Future[tuple[Path, str]]] = [Future() for _ in wheels]
+    for i in (0, 1):
+        futures[i].set_result(wheels[i])
+    if failing == "download":
+        futures[2].set_exception(InputError("hash mismatch for pipe2==1.0"))
+    else:
+        bad = tmp_path / "wheels" / "pipe2-1.0-py3-none-any.whl"
+        bad.write_bytes(b"not a zip file")
+        futures[2].set_result((bad, hashlib.sha256(bad.read_bytes()).hexdigest()))
+    root = tmp_path / "root"
+    root.mkdir()
+    store = _store(cache)
+    with pytest.raises(InputError, match="pipe2"):
+        store.place(futures, root)  # futures 3 and 4 never end: the failure does not wait
+    assert not list((cache / "store").glob(".staging-*"))
+    assert not list((cache / "store").glob("??/.*.tmp"))
+    for _wheel, sha in wheels[:2]:  # what was committed is whole, or absent
+        entry = store.lookup(sha)
+        if entry is not None:
+            assert all((entry.directory / TREE / f.path).is_file() for f in entry.files)

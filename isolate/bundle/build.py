@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import stat
+import threading
 import time
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -30,7 +31,7 @@ from isolate import __version__
 from isolate.bundle import archive_format, contract, elf
 from isolate.bundle.archive import write_archive
 from isolate.bundle.archive_format import ZSTD_LEVEL, ZSTD_LEVELS
-from isolate.bundle.bytecode import CompileStats, bytecode_tag, compile_tree
+from isolate.bundle.bytecode import Compiler, CompileStats, bytecode_tag, sources
 from isolate.bundle.elf_cache import ElfCache
 from isolate.bundle.elf_closure import ClosureResult, close_tree, system_search_dirs
 from isolate.bundle.fetch import Artifact, Fetcher, Target, check_hash
@@ -77,6 +78,7 @@ from isolate.progress import NoProgress, Progress
 from isolate.pybuild.devpackages import DevPackages, load_dev_packages
 
 FORMATS = ("dir", "tar.zst", "tar.gz", *PACKAGE_FORMATS)
+FETCH_JOBS = 8  # downloads at a time
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -239,34 +241,63 @@ class Builder:
         self.timings[name] = round(time.monotonic() - start, 3)
 
     # -- artifacts ----------------------------------------------------------------------
-    def _wheels(self, pins: tuple[Pin, ...], target: Target, options: BundleOptions,
-                offline_hint: str | None, native: _Native | None = None,
-                ) -> list[tuple[Artifact, Path, str | None]]:
-        """(artifact, wheel path, sdist sha256 when built) per pin, all hash-checked."""
+    def _fetch_and_place(self, pins: tuple[Pin, ...], target: Target, options: BundleOptions,
+                         offline_hint: str | None, *, root: Path, layout: Layout,
+                         python: Path, compiler: Compiler | None, what: str,
+                         native: _Native | None = None,
+                         ) -> tuple[list[tuple[Artifact, Path, str | None]], PlaceResult]:
+        """Download (or build) each pin's wheel and install it below ``root`` from the
+        store, each wheel as soon as it is there: installing and compiling overlap with
+        the downloads. Returns (artifact, wheel path, sdist sha256 when built) per pin,
+        all hash-checked, and what placing did."""
         fetcher = Fetcher(options.index, cache_root(), offline_hint=offline_hint)
-        arts = fetcher.fetch(pins, target, progress=lambda _f: self.progress.advance())
-        out: list[tuple[Artifact, Path, str | None]] = []
-        for art in arts:
+        got: list[tuple[Artifact, Path, str | None] | None] = [None] * len(pins)
+        building = threading.Lock()  # wheels are built from sdists one at a time
+
+        def one(i: int, pin: Pin) -> tuple[Path, str]:
+            art = fetcher.fetch_one(pin, target)
             check_hash(art.pin, sha256_file(art.path), art.path.name)  # again, before use
             devs = native.devs_of(art.pin.name) if native else ()
+            wheel, built = art.path, None
             if devs and native is not None:
                 if art.is_wheel:
                     raise InputError(
                         f"{art.pin.key}: [native_builds] compiles it from its sdist, but the "
                         f"lock's artifact for the target is a wheel ({art.path.name})",
                         hint="drop it from [native_builds], or lock its sdist only")
-                out.append((art, native_wheel(
-                    art, target=native.target, devs=devs, index=options.index,
-                    runner=self.runner, cache=cache_root(), progress=self.progress,
-                    offline_hint=offline_hint), art.sha256))
-            elif art.is_wheel:
-                out.append((art, art.path, None))
-            else:
-                out.append((art, wheel_from_sdist(
-                    art, index=options.index, python=target.python, runner=self.runner,
-                    discovery=self.discovery, progress=self.progress,
-                    wheelhouse=options.wheelhouse, offline_hint=offline_hint), art.sha256))
-        return out
+                with building:
+                    wheel, built = native_wheel(
+                        art, target=native.target, devs=devs, index=options.index,
+                        runner=self.runner, cache=cache_root(), progress=self.progress,
+                        offline_hint=offline_hint), art.sha256
+            elif not art.is_wheel:
+                with building:
+                    wheel, built = wheel_from_sdist(
+                        art, index=options.index, python=target.python, runner=self.runner,
+                        discovery=self.discovery, progress=self.progress,
+                        wheelhouse=options.wheelhouse, offline_hint=offline_hint), art.sha256
+            got[i] = (art, wheel, built)
+            return wheel, (sha256_file(wheel) if built else art.sha256)
+
+        store = WheelStore(cache_root(), layout, python=python, runner=self.runner,
+                           jobs=options.jobs)
+        with ThreadPoolExecutor(max_workers=FETCH_JOBS) as downloads:
+            futures = [downloads.submit(one, i, pin) for i, pin in enumerate(pins)]
+            try:
+                result = store.place(futures, root, compiler=compiler,
+                                     on_placed=self.progress.advance)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+        if result.compile is not None:
+            self._note_compile(result.compile)
+        self.progress.note(
+            f"{what}: {len(pins)} wheels, {result.reused} placed from the store, "
+            f"{result.added} installed into it"
+            + (f", {result.repaired} store entries failed their check and were made again"
+               if result.repaired else ""))
+        return [g for g in got if g is not None], result
 
     # -- the build ----------------------------------------------------------------------
     def build(self, loaded: LoadedRuntime, *, lock_path: Path, tests_lock_path: Path,
@@ -297,7 +328,7 @@ class Builder:
                              hint=f"run `isolate fetch {profile.name} --wheelhouse "
                                   f"{options.wheelhouse}` first")
         out = options.output_dir
-        with _build_dir(out) as work:
+        with _build_dir(out) as work, contextlib.ExitStack() as stack:
             root = work / "bundle"
             root.mkdir()
             with self._timed("interpreter"):
@@ -315,17 +346,25 @@ class Builder:
                     "interpreter: isolated by itself, kept" if isolated.how == BUILT_IN else
                     "interpreter: isolated main " + ("from the cache" if isolated.cached
                                                      else "compiled"))
-            with self._timed("download", len(lock.pins)):
-                wheels = self._wheels(lock.pins, target, options, offline_hint,
-                                      native=_native_builds(profile, options, native_target))
             magic_tag = bytecode_tag(interp.executable, self.runner)
-            with self._timed("install", len(wheels)):
-                placed = self._place(root, wheels, magic_tag, python=interp.executable,
-                                     home=interp.home, site=interp.site_packages,
-                                     compile_dir=interp.stdlib,
-                                     python_name=interp.executable.name, jobs=options.jobs,
-                                     what="runtime")
+            compiler = stack.enter_context(Compiler(
+                interp.executable, cache=cache_root(), runner=self.runner, tag=magic_tag))
+            # the interpreter's own byte code, on the compiler's workers while downloading
+            stdlib_code = compiler.submit(root, sources([interp.stdlib],
+                                                        (interp.site_packages,)))
+            with self._timed("download + install", len(lock.pins)):
+                layout = _layout(root, magic_tag, home=interp.home, site=interp.site_packages,
+                                 compile_dir=interp.stdlib, python_name=interp.executable.name)
+                wheels, placed = self._fetch_and_place(
+                    lock.pins, target, options, offline_hint, root=root, layout=layout,
+                    python=interp.executable, compiler=compiler, what="runtime",
+                    native=_native_builds(profile, options, native_target))
                 installed = placed.installed
+            with self._timed("compile"):
+                # the interpreter's own byte code, compiled while downloading
+                self._note_compile(stdlib_code.result())
+            # before the ELF closure, which may patch the interpreter its workers run
+            compiler.close()
             scripts = self._launchers(loaded, root, interp, installed)
             copies = vendored_copies(interp.site_packages,
                                      [h.soname for h in profile.host_libraries])
@@ -365,10 +404,6 @@ class Builder:
                                        "needs it")
             agreed = self._check_contract(loaded, options, root, interp, wheels, closure,
                                           elf_facts)
-            with self._timed("compile"):
-                # site-packages has its byte code from the store already
-                self._compile(interp, root, [interp.stdlib], exclude=(interp.site_packages,),
-                              tag=magic_tag)
             overlay_root = None
             if tests_lock is not None:
                 with self._timed("tests overlay", len(tests_lock.pins)):
@@ -459,13 +494,6 @@ class Builder:
             path.chmod(0o755)
         return tuple(sorted(s[0] for s in chosen))
 
-    def _compile(self, interp: CopiedInterpreter, root: Path, dirs: list[Path], *,
-                 exclude: tuple[Path, ...], tag: tuple[str, str]) -> None:
-        """Deterministic, cached byte code (see ``isolate.bundle.bytecode``)."""
-        stats = compile_tree(interp.executable, root, dirs, cache=cache_root(),
-                             runner=self.runner, exclude=exclude, tag=tag)
-        self._note_compile(stats)
-
     def _note_facts(self, closure: ClosureResult, facts: ElfCache) -> None:
         counts = facts.counts
         self.progress.note(
@@ -478,38 +506,18 @@ class Builder:
         self.progress.note(f"byte code: {stats.files} files, {stats.cached} from the cache, "
                            f"{stats.compiled} compiled, {stats.failed} not Python 3 source")
 
-    def _place(self, root: Path, wheels: list[tuple[Artifact, Path, str | None]],
-               magic_tag: tuple[str, str], *, python: Path, home: Path, site: Path,
-               compile_dir: Path, python_name: str, jobs: int, what: str) -> PlaceResult:
-        """Install the wheels below ``root`` from the store of installed wheels (see
-        ``isolate.bundle.store``), adding to it what it lacks."""
-        layout = Layout(python_home=_rel(home, root), site_packages=_rel(site, root),
-                        compile_dir=_rel(compile_dir, root), python_name=python_name,
-                        magic=magic_tag[0], cache_tag=magic_tag[1])
-        store = WheelStore(cache_root(), layout, python=python, runner=self.runner, jobs=jobs)
-        pairs = [(w, sha256_file(w) if built else a.sha256) for a, w, built in wheels]
-        result = store.place(pairs, root)
-        if result.compile is not None:
-            self._note_compile(result.compile)
-        self.progress.note(
-            f"{what}: {len(pairs)} wheels, {result.reused} placed from the store, "
-            f"{result.added} installed into it"
-            + (f", {result.repaired} store entries failed their check and were made again"
-               if result.repaired else ""))
-        return result
-
     def _overlay(self, tests_lock: LockFile, target: Target, options: BundleOptions,
                  interp: CopiedInterpreter, work: Path, offline_hint: str | None,
                  magic_tag: tuple[str, str]) -> Path:
         """The test requirements, installed apart from the runtime."""
-        wheels = self._wheels(tests_lock.pins, target, options, offline_hint)
         root = work / "overlay"
         site = root / "site-packages"
         site.mkdir(parents=True)
-        self._place(root, wheels, magic_tag, python=interp.executable, home=root, site=site,
-                    compile_dir=site,
-                    python_name=os.path.relpath(interp.executable, root / "bin"),
-                    jobs=options.jobs, what="tests overlay")
+        layout = _layout(root, magic_tag, home=root, site=site, compile_dir=site,
+                         python_name=os.path.relpath(interp.executable, root / "bin"))
+        self._fetch_and_place(tests_lock.pins, target, options, offline_hint, root=root,
+                              layout=layout, python=interp.executable, compiler=None,
+                              what="tests overlay")
         # The matrix adds only site-packages to the runtime's path; console scripts of
         # test tools could not find the interpreter from a published overlay anyway.
         shutil.rmtree(root / "bin", ignore_errors=True)
@@ -710,6 +718,14 @@ def _elf_facts(profile: RuntimeProfile, closure: ClosureResult) -> ElfFacts:
             closure.host_needs),
         system_libraries=closure.system,
         elf_files=closure.elf_files)
+
+
+def _layout(root: Path, magic_tag: tuple[str, str], *, home: Path, site: Path,
+            compile_dir: Path, python_name: str) -> Layout:
+    """What installing writes where, for the store (``store.Layout``)."""
+    return Layout(python_home=_rel(home, root), site_packages=_rel(site, root),
+                  compile_dir=_rel(compile_dir, root), python_name=python_name,
+                  magic=magic_tag[0], cache_tag=magic_tag[1])
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -1,6 +1,9 @@
 # Runs under the BUNDLED interpreter (CPython 3.8+), not in the controller:
-#   python -B -s compile_worker.py JOBS.json
-# JOBS.json: [[source, pyc, dfile, cache_file], ...]. Writes unchecked-hash .pyc files.
+#   python -B -s -E compile_worker.py
+# A worker kept running by isolate.bundle.bytecode.Compiler: each line of its standard
+# input is a JSON list of jobs [[source, pyc, dfile, cache_file or ""], ...]; it writes
+# the unchecked-hash .pyc files and answers with one line, the number of sources that
+# are not Python 3 source (and so got no byte code). It ends at the end of its input.
 #
 # Byte code is made reproducible: marshal's output depends on reference counts, which
 # depend on what else the process compiled before. Round-tripping the code object
@@ -12,6 +15,7 @@ import json
 import marshal
 import os
 import sys
+import warnings
 
 FLAGS_UNCHECKED_HASH = (1).to_bytes(4, "little")
 
@@ -26,9 +30,7 @@ def write(path, data):
     os.replace(tmp, path)
 
 
-def main():
-    with open(sys.argv[1]) as f:
-        jobs = json.load(f)
+def run(jobs):
     magic = importlib.util.MAGIC_NUMBER
     failed = 0
     for src, pyc, dfile, cached in jobs:
@@ -45,7 +47,16 @@ def main():
         write(pyc, data)
         if cached:
             write(cached, data)
-    sys.stdout.write("%d\n" % failed)
+    return failed
+
+
+def main():
+    # compile() warns about what it reads (invalid escapes, ...): that is the source's
+    # business, and nobody reads this worker's standard error unless it fails
+    warnings.simplefilter("ignore")
+    for line in sys.stdin:
+        sys.stdout.write("%d\n" % run(json.loads(line)))
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

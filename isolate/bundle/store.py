@@ -45,15 +45,16 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import installer
 
 from isolate import __version__
-from isolate.bundle.bytecode import CompileStats, compile_tree
+from isolate.bundle.bytecode import Compiler, CompileStats, sources
 from isolate.bundle.install import Installed, install_wheel
 from isolate.errors import EnvironmentProblem, InputError
 from isolate.model import tree
@@ -147,6 +148,12 @@ def _record_hashes(wheel: Path) -> dict[str, str]:
     return out
 
 
+def _done(value: tuple[Path, str]) -> Future[tuple[Path, str]]:
+    fut: Future[tuple[Path, str]] = Future()
+    fut.set_result(value)
+    return fut
+
+
 def _hash_file(path: str) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
@@ -191,66 +198,92 @@ class WheelStore:
         return Entry(directory=d, installed=installed, files=files)
 
     # -- making entries -------------------------------------------------------------------
-    def add(self, wheels: Sequence[tuple[Path, str]]) -> CompileStats | None:
-        """Install ``(wheel, sha256)`` pairs into new entries, byte code included."""
-        if not wheels:
-            return None
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def _stage(self, wheel: Path) -> tuple[Path, Installed]:
+        """``wheel`` installed into a staging directory of its own."""
         lay = self.layout
+        self.dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.dir, prefix=".staging-"))
         try:
             home = staging / lay.python_home if lay.python_home else staging
             site = staging / lay.site_packages
             site.mkdir(parents=True)
-            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-                installed = list(pool.map(
-                    lambda w: install_wheel(w[0], python_home=home, site_packages=site,
-                                            python_name=lay.python_name), wheels))
-            stats = compile_tree(self.python, staging, [staging / lay.compile_dir],
-                                 cache=self.cache, runner=self.runner,
-                                 tag=(lay.magic, lay.cache_tag))
-            for (_wheel, sha), inst in zip(wheels, installed, strict=True):
-                self._commit(staging, sha, inst)
-            left = [os.path.join(dp, f) for dp, _dn, fn in os.walk(staging) for f in fn]
-            if left:
-                raise EnvironmentProblem(
-                    "installing wheels into the store wrote files that no wheel owns: "
-                    + ", ".join(os.path.relpath(p, staging) for p in sorted(left)[:5]),
-                    hint="report this as a bug of isolate")
+            inst = install_wheel(wheel, python_home=home, site_packages=site,
+                                 python_name=lay.python_name)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging, inst
+
+    def _byte_code(self, staging: Path, compiler: Compiler) -> Future[CompileStats]:
+        """The byte code of what ``staging`` holds below the layout's compile dir."""
+        return compiler.submit(staging, sources([staging / self.layout.compile_dir]))
+
+    def _finish(self, staging: Path, wheel_sha256: str, inst: Installed) -> None:
+        """Commit a staged and compiled wheel as its entry (``_commit``); the staging
+        directory is gone afterwards, whatever happened."""
+        try:
+            self._commit(staging, wheel_sha256, inst)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def add(self, wheels: Sequence[tuple[Path, str]], *,
+            compiler: Compiler | None = None) -> CompileStats | None:
+        """Install ``(wheel, sha256)`` pairs into new entries, byte code included."""
+        if not wheels:
+            return None
+        with contextlib.ExitStack() as stack:
+            if compiler is None:
+                compiler = stack.enter_context(self._compiler())
+            stats = CompileStats(files=0, cached=0, compiled=0, failed=0)
+            for wheel, sha in wheels:
+                staging, inst = self._stage(wheel)
+                try:
+                    stats += self._byte_code(staging, compiler).result()
+                except BaseException:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise
+                self._finish(staging, sha, inst)
         return stats
 
+    def _compiler(self) -> Compiler:
+        return Compiler(self.python, cache=self.cache, runner=self.runner,
+                        tag=(self.layout.magic, self.layout.cache_tag))
+
     def _commit(self, staging: Path, wheel_sha256: str, inst: Installed) -> None:
-        """Move one wheel's files (and their byte code) from ``staging`` into its entry."""
+        """Make ``staging`` (one wheel installed, and its byte code) the tree of the
+        wheel's entry: checked to hold nothing else, indexed, and renamed in one step."""
         final = self._entry_dir(wheel_sha256)
+        rels: set[str] = set()
+        for written in inst.files:
+            rel = os.path.relpath(written, staging)
+            rels.add(rel)
+            if rel.endswith(".py"):
+                head, name = os.path.split(rel)
+                pyc = os.path.join(head, "__pycache__",
+                                   f"{name[:-3]}.{self.layout.cache_tag}.pyc")
+                if os.path.exists(staging / pyc):
+                    rels.add(pyc)
+        left = sorted(rel for dp, _dn, fn in os.walk(staging) for f in fn
+                      if (rel := os.path.relpath(os.path.join(dp, f), staging)) not in rels)
+        if left:
+            raise EnvironmentProblem(
+                "installing wheels into the store wrote files that no wheel owns: "
+                + ", ".join(left[:5]), hint="report this as a bug of isolate")
+        files: list[list[object]] = []
+        for rel in sorted(rels):
+            path = os.path.join(staging, rel)
+            mode = tree.normal_mode(os.lstat(path).st_mode)
+            os.chmod(path, mode)
+            sha, size = _hash_file(path)
+            files.append([Path(rel).as_posix(), sha, size, mode])
+        doc = {"format": FORMAT, "wheel_sha256": wheel_sha256, "name": inst.name,
+               "version": inst.version, "scripts": [list(s) for s in inst.console_scripts],
+               "files": files}
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
         try:
-            rels: list[str] = []
-            for written in inst.files:
-                rel = os.path.relpath(written, staging)
-                rels.append(rel)
-                if rel.endswith(".py"):
-                    head, name = os.path.split(rel)
-                    pyc = os.path.join(head, "__pycache__",
-                                       f"{name[:-3]}.{self.layout.cache_tag}.pyc")
-                    if os.path.exists(staging / pyc):
-                        rels.append(pyc)
-            files: list[list[object]] = []
-            for rel in sorted(set(rels)):
-                src = staging / rel
-                dest = tmp / TREE / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(src, dest)
-                mode = tree.normal_mode(os.lstat(dest).st_mode)
-                os.chmod(dest, mode)
-                sha, size = _hash_file(str(dest))
-                files.append([Path(rel).as_posix(), sha, size, mode])
-            doc = {"format": FORMAT, "wheel_sha256": wheel_sha256, "name": inst.name,
-                   "version": inst.version, "scripts": [list(s) for s in inst.console_scripts],
-                   "files": files}
             (tmp / INDEX).write_text(json.dumps(doc, sort_keys=True), encoding="utf-8")
+            os.rename(staging, tmp / TREE)
             try:
                 os.rename(tmp, final)
             except OSError:  # made by another build meanwhile (or a stale one): keep that
@@ -268,48 +301,126 @@ class WheelStore:
             shutil.rmtree(trash, ignore_errors=True)
 
     # -- placing --------------------------------------------------------------------------
-    def place(self, wheels: Sequence[tuple[Path, str]], root: Path) -> PlaceResult:
+    def place(self, wheels: Sequence[tuple[Path, str] | Future[tuple[Path, str]]], root: Path,
+              *, compiler: Compiler | None = None,
+              on_placed: Callable[[], None] | None = None) -> PlaceResult:
         """Install ``(wheel, sha256)`` pairs below ``root`` from the store, adding what
-        is missing and making again what fails a check."""
-        missing = [w for w in wheels if self.lookup(w[1]) is None]
-        stats = self.add(missing)
-        added = {sha for _w, sha in missing}
-        placed: dict[str, tuple[str, int]] = {}
-        repaired = 0
-        entries: list[Entry] = []
-        for wheel, sha in wheels:
+        is missing and making again what fails a check.
+
+        A pair may be a future (a download under way): each wheel goes on as soon as its
+        future is done, so that installing and compiling one overlaps with downloading
+        the next. A wheel missing from the store is installed into a staging directory,
+        its byte code compiled by ``compiler``'s workers (by workers of the store's own
+        when None), committed as an entry, and placed; a wheel in the store is placed
+        at once. ``on_placed`` is called after each wheel is placed.
+
+        On an error (a future's, or one of the work's) the work under way is stopped,
+        the staging directories removed, and the first error raised; entries already
+        committed stay (they are whole).
+        """
+        n = len(wheels)
+        pairs: list[tuple[Path, str] | None] = [None] * n
+        results: list[tuple[Entry, dict[str, tuple[str, int]] | None] | None] = [None] * n
+        added: set[str] = set()
+        staged: dict[int, tuple[Path, Installed]] = {}
+        twins: list[int] = []  # a wheel given again while its first copy is being added
+        stats: CompileStats | None = None
+        pending: dict[Future[Any], tuple[str, int]] = {}
+        for i, w in enumerate(wheels):
+            pending[w if isinstance(w, Future) else _done(w)] = ("wheel", i)
+
+        def place_one(i: int) -> tuple[Entry, dict[str, tuple[str, int]] | None]:
+            wheel, sha = pairs[i]  # type: ignore[misc]
             entry = self.lookup(sha)
             if entry is None:
                 raise EnvironmentProblem(f"the store has no entry for {wheel.name} after "
                                          f"adding it ({self.dir})",
                                          hint="check that the cache directory is writable")
-            entries.append(entry)
-
-        def one(item: tuple[tuple[Path, str], Entry]) -> tuple[Entry, dict[str, tuple[str, int]]
-                                                                | None]:
-            (wheel, _sha), entry = item
             try:
-                return entry, self._place_entry(entry, wheel, root)
+                got = self._place_entry(entry, wheel, root)
             except _Corrupt:
                 return entry, None
+            return entry, got
 
-        with ThreadPoolExecutor(max_workers=self.jobs) as pool:
-            results = list(pool.map(one, zip(wheels, entries, strict=True)))
-        redo: list[tuple[Path, str]] = []
-        for (wheel, sha), (_entry, got) in zip(wheels, results, strict=True):
-            if got is None:
-                redo.append((wheel, sha))
+        def finish_and_place(i: int) -> tuple[Entry, dict[str, tuple[str, int]] | None]:
+            staging, inst = staged.pop(i)
+            self._finish(staging, pairs[i][1], inst)  # type: ignore[index]
+            return place_one(i)
+
+        own = compiler is None
+        work = compiler or self._compiler()
+
+        def stage(wheel: Path) -> tuple[Path, Installed, Future[CompileStats]]:
+            staging, inst = self._stage(wheel)
+            try:
+                return staging, inst, self._byte_code(staging, work)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+
+        with contextlib.ExitStack() as stack:
+            if own:
+                stack.enter_context(work)
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=self.jobs))
+            try:
+                while pending:
+                    ready, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in ready:
+                        kind, i = pending.pop(fut)
+                        value = fut.result()
+                        if kind == "wheel":
+                            pairs[i] = value
+                            if value[1] in added:
+                                twins.append(i)  # placed once its entry is made
+                            elif self.lookup(value[1]) is not None:
+                                pending[pool.submit(place_one, i)] = ("placed", i)
+                            else:
+                                added.add(value[1])
+                                pending[pool.submit(stage, value[0])] = ("staged", i)
+                        elif kind == "staged":
+                            staged[i] = value[:2]
+                            pending[value[2]] = ("compiled", i)
+                        elif kind == "compiled":
+                            stats = value if stats is None else stats + value
+                            pending[pool.submit(finish_and_place, i)] = ("placed", i)
+                        else:
+                            results[i] = value
+                            if on_placed is not None:
+                                on_placed()
+                for i in twins:
+                    results[i] = place_one(i)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                if own:
+                    work.close(kill=True)
+                else:
+                    work.cancel_queued()
+                pool.shutdown(wait=True, cancel_futures=True)
+                wait([f for f in pending if not f.cancelled()])
+                for staging, _inst in staged.values():
+                    shutil.rmtree(staging, ignore_errors=True)
+                for fut, (kind, _i) in pending.items():
+                    if kind == "staged" and not fut.cancelled() and fut.exception() is None:
+                        shutil.rmtree(fut.result()[0], ignore_errors=True)
+                raise
+        placed: dict[str, tuple[str, int]] = {}
+        redo: list[int] = []
+        for i, res in enumerate(results):
+            assert res is not None
+            if res[1] is None:
+                redo.append(i)
             else:
-                placed.update(got)
+                placed.update(res[1])
+        entries = [res[0] for res in results if res is not None]
         if redo:
-            for _wheel, sha in redo:
+            todo = {pairs[i][1]: pairs[i] for i in redo}  # type: ignore[index]
+            for sha in todo:
                 self.remove(sha)
-            remade = self.add(redo)
+            remade = self.add(list(todo.values()), compiler=compiler)  # type: ignore[arg-type]
             stats = stats or remade
-            repaired = len(redo)
-            for i, (wheel, sha) in enumerate(wheels):
-                if (wheel, sha) not in redo:
-                    continue
+            for i in redo:
+                wheel, sha = pairs[i]  # type: ignore[misc]
                 entry = self.lookup(sha)
                 if entry is None:
                     raise EnvironmentProblem(f"cannot remake the store entry of {wheel.name}",
@@ -321,10 +432,10 @@ class WheelStore:
                         f"the store entry of {wheel.name} fails its check right after being "
                         f"made: {exc}", hint=f"remove {self.dir} and build again") from exc
                 entries[i] = entry
-        fresh = added | {sha for _w, sha in redo}
+        fresh = added | {pairs[i][1] for i in redo}  # type: ignore[index]
         return PlaceResult(installed=[e.installed for e in entries], placed=placed,
-                           reused=sum(1 for _w, sha in wheels if sha not in fresh),
-                           added=len(added), repaired=repaired, compile=stats)
+                           reused=sum(1 for p in pairs if p is not None and p[1] not in fresh),
+                           added=len(added), repaired=len(redo), compile=stats)
 
     def _place_entry(self, entry: Entry, wheel: Path, root: Path) -> dict[str, tuple[str, int]]:
         """Copy one entry's files below ``root``, checking each; on a failed check the
