@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -81,7 +82,7 @@ for line in sys.stdin:
 """
 
 
-def test_worker_answers_line_by_line_and_its_death_names_its_error_output():
+def test_worker_answers_line_by_line_and_its_death_names_its_error_output() -> None:
     with Runner().start([sys.executable, "-c", _ECHO_WORKER], what="echo worker") as w:
         assert [w.ask(x) for x in ("a", "bc", "a")] == ["A", "BC", "A"]
         with pytest.raises(CommandFailed, match=r"echo worker failed \(exit code 7\)") as err:
@@ -91,7 +92,7 @@ def test_worker_answers_line_by_line_and_its_death_names_its_error_output():
             w.ask("a")
 
 
-def test_worker_closes_at_the_end_of_its_input_and_kill_ends_a_stuck_one(tmp_path):
+def test_worker_closes_at_the_end_of_its_input_and_kill_ends_a_stuck_one() -> None:
     w = Runner().start([sys.executable, "-c", _ECHO_WORKER], what="echo worker")
     assert w.ask("x") == "X"
     w.close()
@@ -102,7 +103,7 @@ def test_worker_closes_at_the_end_of_its_input_and_kill_ends_a_stuck_one(tmp_pat
     assert stuck._proc.returncode is not None and stuck._proc.returncode < 0
 
 
-def test_worker_that_cannot_start_is_an_environment_problem(tmp_path):
+def test_worker_that_cannot_start_is_an_environment_problem(tmp_path: Path) -> None:
     from isolate.errors import EnvironmentProblem
 
     with pytest.raises(EnvironmentProblem, match="not found"):
