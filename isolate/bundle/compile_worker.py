@@ -1,9 +1,15 @@
 # Runs under the BUNDLED interpreter (CPython 3.8+), not in the controller:
 #   python -B -s -E compile_worker.py
 # A worker kept running by isolate.bundle.bytecode.Compiler: each line of its standard
-# input is a JSON list of jobs [[source, pyc, dfile, cache_file or ""], ...]; it writes
-# the unchecked-hash .pyc files and answers with one line, the number of sources that
-# are not Python 3 source (and so got no byte code). It ends at the end of its input.
+# input is a JSON object {"jobs": [[source, pyc, dfile, cache_file], ...], "link": bool};
+# it writes the unchecked-hash .pyc files and answers with one line, the number of
+# sources that are not Python 3 source (and so got no byte code). It ends at the end of
+# its input.
+#
+# With "link" (the pyc files go into a private staging directory, bound for the store
+# of installed wheels), each .pyc is written in place and the cache gets a hard link
+# to it; else (the pyc files go into a bundle) each is written to a temporary file and
+# renamed, and the cache gets a copy of its own.
 #
 # Byte code is made reproducible: marshal's output depends on reference counts, which
 # depend on what else the process compiled before. Round-tripping the code object
@@ -30,7 +36,27 @@ def write(path, data):
     os.replace(tmp, path)
 
 
-def run(jobs):
+def write_in_place(path, data):
+    d = os.path.dirname(path)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def link_or_write(pyc, cached, data):
+    d = os.path.dirname(cached)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    try:
+        os.link(pyc, cached)  # whole at once: the file is written and closed
+    except FileExistsError:
+        pass  # another build put the same bytes there
+    except OSError:
+        write(cached, data)  # another file system, or no hard links there
+
+
+def run(jobs, link):
     magic = importlib.util.MAGIC_NUMBER
     failed = 0
     for src, pyc, dfile, cached in jobs:
@@ -44,8 +70,11 @@ def run(jobs):
         code = marshal.loads(marshal.dumps(code, 2))
         data = magic + FLAGS_UNCHECKED_HASH + importlib.util.source_hash(source) + \
             marshal.dumps(code)
-        write(pyc, data)
-        if cached:
+        if link:
+            write_in_place(pyc, data)
+            link_or_write(pyc, cached, data)
+        else:
+            write(pyc, data)
             write(cached, data)
     return failed
 
@@ -55,7 +84,8 @@ def main():
     # business, and nobody reads this worker's standard error unless it fails
     warnings.simplefilter("ignore")
     for line in sys.stdin:
-        sys.stdout.write("%d\n" % run(json.loads(line)))
+        request = json.loads(line)
+        sys.stdout.write("%d\n" % run(request["jobs"], request["link"]))
         sys.stdout.flush()
 
 

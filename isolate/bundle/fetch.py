@@ -15,14 +15,15 @@ import os
 import ssl
 import tempfile
 import threading
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
+import urllib3
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import (
     InvalidSdistFilename,
@@ -112,11 +113,14 @@ class Fetcher:
         self._offline_hint = offline_hint
         self._tls_context: ssl.SSLContext | None = None
         self._tls_lock = threading.Lock()
+        self._http: _Http | None = None
+        self._http_lock = threading.Lock()
 
     # -- requests -------------------------------------------------------------------
-    def _request(self, url: str, accept: str | None = None) -> urllib.request.Request:
-        """A request without the URL's credentials, which go in an Authorization header
-        (from the URL, netrc, or the index URL's, for files on the index's host)."""
+    def _headers(self, url: str, accept: str | None = None) -> tuple[str, dict[str, str]]:
+        """The URL without its credentials, and the request's headers: the credentials go
+        in an Authorization header (from the URL, netrc, or the index URL's, for files on
+        the index's host)."""
         bare, auth = split_credentials(url)
         if auth is None and self._index.index_url is not None:
             index_bare, index_auth = split_credentials(self._index.index_url)
@@ -126,10 +130,15 @@ class Fetcher:
         headers = {"Accept": accept} if accept else {}
         if auth is not None:
             headers["Authorization"] = auth
-        return urllib.request.Request(bare, headers=headers)
+        return bare, headers
 
-    def _urlopen(self, req: urllib.request.Request) -> object:
-        return urllib.request.urlopen(req, timeout=self._timeout, context=self._tls())
+    def _get(self, url: str, headers: dict[str, str], *, stream: bool) -> Any:
+        """A GET through the pooled connections (``_Http``); the response of urllib3."""
+        with self._http_lock:
+            if self._http is None:
+                self._http = _Http(self._tls(), timeout=self._timeout, size=self._jobs)
+            http = self._http
+        return http.get(url, headers, stream=stream)
 
     def _tls(self) -> ssl.SSLContext:
         """One TLS context for all requests: making one loads the CA certificates, about
@@ -141,28 +150,28 @@ class Fetcher:
 
     # -- listing --------------------------------------------------------------------
     def _open(self, url: str, accept: str | None = None) -> tuple[bytes, str, str]:
-        req = self._request(url, accept)
+        bare, headers = self._headers(url, accept)
         shown = redact_url(url)
         try:
-            with self._urlopen(req) as resp:  # type: ignore[attr-defined]
-                return resp.read(), resp.headers.get("Content-Type", ""), resp.geturl()
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                return b"", "", req.full_url
-            hint = "check --index-url and your network"
-            if exc.code in (401, 403):
-                hint = ("the index wants credentials: put them in ~/.netrc (or $NETRC), or "
-                        "in the URL (https://USER:TOKEN@host/simple); they are never printed")
-            raise EnvironmentProblem(f"package index {shown}: HTTP {exc.code} {exc.reason}",
-                                     hint=hint) from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+            resp = self._get(bare, headers, stream=False)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise EnvironmentProblem(
-                f"package index {shown} is unreachable: {reason}",
+                f"package index {shown} is unreachable: {_reason(exc)}",
                 hint="check --index-url and your network, or build offline: `isolate fetch "
                      "RUNTIME --wheelhouse DIR` where there is network, then `isolate bundle "
                      "RUNTIME --wheelhouse DIR --offline`",
             ) from exc
+        if resp.status == 404:
+            return b"", "", bare
+        if resp.status >= 400:
+            hint = "check --index-url and your network"
+            if resp.status in (401, 403):
+                hint = ("the index wants credentials: put them in ~/.netrc (or $NETRC), or "
+                        "in the URL (https://USER:TOKEN@host/simple); they are never printed")
+            raise EnvironmentProblem(f"package index {shown}: HTTP {resp.status} {resp.reason}",
+                                     hint=hint)
+        final = urllib.parse.urljoin(bare, resp.geturl() or "")  # after redirects
+        return resp.data, resp.headers.get("Content-Type", ""), final
 
     def links(self, name: str) -> list[Link]:
         out: list[Link] = []
@@ -247,18 +256,7 @@ class Fetcher:
                             h.update(chunk)
                             out.write(chunk)
                 else:
-                    try:
-                        with self._urlopen(  # type: ignore[attr-defined]
-                                self._request(link.url)) as resp:
-                            while chunk := resp.read(CHUNK):
-                                h.update(chunk)
-                                out.write(chunk)
-                    except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                        raise EnvironmentProblem(
-                            f"cannot download {link.filename} for {pin.key}: "
-                            f"{getattr(exc, 'reason', exc)}",
-                            hint="check the network and the index, or use --find-links",
-                        ) from exc
+                    self._stream_to(link, pin, out, h)
             actual = h.hexdigest()
             check_hash(pin, actual, link.filename)
             dest = self._cached(actual, link.filename)
@@ -269,6 +267,27 @@ class Fetcher:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def _stream_to(self, link: Link, pin: Pin, out: BinaryIO, h: hashlib._Hash) -> None:
+        """The bytes at ``link``, as they come, written to ``out`` and hashed."""
+        bare, headers = self._headers(link.url)
+        hint = "check the network and the index, or use --find-links"
+        try:
+            resp = self._get(bare, headers, stream=True)
+            try:
+                if resp.status >= 400:
+                    raise EnvironmentProblem(f"cannot download {link.filename} for {pin.key}: "
+                                             f"HTTP {resp.status} {resp.reason}", hint=hint)
+                # the bytes as served: an archive is not to be unpacked on its way
+                for chunk in resp.stream(CHUNK, decode_content=False):
+                    h.update(chunk)
+                    out.write(chunk)
+            finally:
+                resp.release_conn()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise EnvironmentProblem(
+                f"cannot download {link.filename} for {pin.key}: {_reason(exc)}",
+                hint=hint) from exc
 
     def _selection(self, pin: Pin, target: Target) -> Path:
         """Where the choice made for ``pin``, ``target`` and these sources is remembered.
@@ -338,6 +357,52 @@ class Fetcher:
 
         with ThreadPoolExecutor(max_workers=self._jobs) as pool:
             return list(pool.map(one, pins))
+
+
+class _Http:
+    """GETs over pooled connections (urllib3): one DNS lookup and TLS handshake per host
+    and thread rather than per request, through the environment's proxies
+    (``https_proxy``, ``no_proxy``, ... as urllib reads them), with transient failures
+    (a refused connection, a failed name lookup, HTTP 429 and 5xx) retried."""
+
+    RETRIES = urllib3.Retry(total=4, connect=4, read=2, status=2, backoff_factor=0.25,
+                            status_forcelist=(429, 500, 502, 503, 504),
+                            allowed_methods=frozenset({"GET"}), raise_on_status=False,
+                            redirect=10)
+
+    def __init__(self, tls: ssl.SSLContext, *, timeout: float, size: int) -> None:
+        self._proxies = urllib.request.getproxies()
+        self._kw: dict[str, Any] = {
+            "num_pools": 16, "maxsize": size, "ssl_context": tls, "retries": self.RETRIES,
+            "timeout": urllib3.Timeout(connect=timeout, read=timeout)}
+        self._managers: dict[str, urllib3.PoolManager] = {}
+        self._lock = threading.Lock()
+
+    def _manager(self, url: str) -> urllib3.PoolManager:
+        parts = urllib.parse.urlsplit(url)
+        proxy = self._proxies.get(parts.scheme, "")
+        if proxy and urllib.request.proxy_bypass(parts.hostname or ""):
+            proxy = ""
+        with self._lock:
+            found = self._managers.get(proxy)
+            if found is None:
+                found = (urllib3.ProxyManager(proxy, **self._kw) if proxy
+                         else urllib3.PoolManager(**self._kw))
+                self._managers[proxy] = found
+            return found
+
+    def get(self, url: str, headers: dict[str, str], *, stream: bool) -> Any:
+        return self._manager(url).request("GET", url, headers=headers,
+                                          preload_content=not stream, redirect=True)
+
+
+def _reason(exc: BaseException) -> object:
+    """What went wrong, without urllib3's wrapping (a ``MaxRetryError`` names its
+    cause)."""
+    reason = getattr(exc, "reason", None)
+    while isinstance(reason, urllib3.exceptions.HTTPError) and getattr(reason, "reason", None):
+        reason = reason.reason  # type: ignore[attr-defined]
+    return reason or exc
 
 
 def check_hash(pin: Pin, actual: str, filename: str) -> None:

@@ -216,7 +216,10 @@ class WheelStore:
 
     def _byte_code(self, staging: Path, compiler: Compiler) -> Future[CompileStats]:
         """The byte code of what ``staging`` holds below the layout's compile dir."""
-        return compiler.submit(staging, sources([staging / self.layout.compile_dir]))
+        # staging is copied before anything is published from it: it may share inodes
+        # with the byte-code cache
+        return compiler.submit(staging, sources([staging / self.layout.compile_dir]),
+                               link=True)
 
     def _finish(self, staging: Path, wheel_sha256: str, inst: Installed) -> None:
         """Commit a staged and compiled wheel as its entry (``_commit``); the staging
