@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from isolate.bundle.bytecode import bytecode_tag
-from isolate.bundle.store import INDEX, TREE, Layout, WheelStore
+from isolate.bundle.store import FILES, INDEX, Layout, WheelStore
 from isolate.errors import InputError
 from isolate.model.manifest import MANIFEST_NAME, Manifest
 from isolate.proc import Runner
@@ -50,6 +50,15 @@ def _python_file(cache: Path) -> tuple[Path, dict[str, object], int]:
     raise AssertionError("no .py file in the store")
 
 
+def _replace(entry: Path, files: list[list[object]], i: int, data: bytes) -> None:
+    """Put ``data`` in place of the bytes of the ``i``-th file of the entry's ``files``
+    (the files after it move: their sizes in the index no longer fit)."""
+    blob = (entry / FILES).read_bytes()
+    start = sum(int(f[2]) for f in files[:i])  # type: ignore[call-overload]
+    end = start + int(files[i][2])  # type: ignore[call-overload]
+    (entry / FILES).write_bytes(blob[:start] + data + blob[end:])
+
+
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     c = tmp_path / "cache"
@@ -69,19 +78,23 @@ def test_warm_build_places_from_the_store_and_publishes_the_same_bytes(
     assert "tests overlay: 2 wheels, 2 placed from the store, 0 installed into it" in log, log
     assert warm.read_bytes() == cold.read_bytes()
 
-    # The published tree shares no inode with the store, and its manifest's hashes are
-    # the files' (the hashes taken from the store as well as the ones computed again).
-    d = bundle_dir(tmp_path / "warm")
-    store_inodes = {os.stat(os.path.join(dp, f)).st_ino
-                    for dp, _dn, fn in os.walk(cache / "store") for f in fn}
-    manifest = Manifest.loads((d / MANIFEST_NAME).read_text())
-    for f in manifest.files:
-        p = d / f.path
-        if f.kind == "file":
-            assert os.stat(p).st_ino not in store_inodes, f.path
-            assert hashlib.sha256(p.read_bytes()).hexdigest() == f.sha256, f.path
-    r = run_isolate("verify", d)
-    assert r.code == 0, r.output
+    # Neither published tree (the cold one got the staged files, the warm one copies
+    # of the store's) shares an inode with the cache (the store, the byte-code cache),
+    # and their manifests' hashes are the files' (the hashes taken from the store as
+    # well as the ones computed again).
+    cache_inodes = {os.stat(os.path.join(dp, f)).st_ino
+                    for dp, _dn, fn in os.walk(cache) for f in fn}
+    for out in ("cold", "warm"):
+        d = bundle_dir(tmp_path / out)
+        manifest = Manifest.loads((d / MANIFEST_NAME).read_text())
+        for f in manifest.files:
+            p = d / f.path
+            if f.kind == "file":
+                assert os.stat(p).st_ino not in cache_inodes, f.path
+                assert hashlib.sha256(p.read_bytes()).hexdigest() == f.sha256, f.path
+        r = run_isolate("verify", d)
+        assert r.code == 0, r.output
+    assert not list((cache / "store").glob(".staging-*"))
 
 
 @pytest.mark.slow  # three builds per case
@@ -95,20 +108,19 @@ def test_a_tampered_store_does_not_change_the_bundle(
     files = doc["files"]
     assert isinstance(files, list)
     rel = files[i][0]
-    target = entry / TREE / rel
     evil = b"raise SystemExit('tampered store')\n"
     if how == "content":
-        target.write_bytes(evil)
+        _replace(entry, files, i, evil)
     elif how == "content-and-index":
         # A consistent edit: the index agrees with the new content, the wheel's RECORD not.
-        target.write_bytes(evil)
+        _replace(entry, files, i, evil)
         files[i] = [rel, hashlib.sha256(evil).hexdigest(), len(evil), files[i][3]]
         (entry / INDEX).write_text(json.dumps(doc))
     elif how == "missing-file":
-        target.unlink()
+        _replace(entry, files, i, b"")
     elif how == "content-and-another-entry-gone":
         # one entry damaged and another missing: made again and made anew in one build
-        target.write_bytes(evil)
+        _replace(entry, files, i, evil)
         other = next(d for d, doc in _entries(cache) if d != entry
                      and str(doc["files"][0][0]).startswith("python/"))  # type: ignore[index]
         shutil.rmtree(other)
@@ -129,7 +141,7 @@ def test_a_tampered_store_does_not_change_the_bundle(
     # The entry was made again from the wheel: the next build takes it as it is.
     _again, log = _build(run_isolate, app_ws, app_wheels, tmp_path / "third")
     assert "runtime: 3 wheels, 3 placed from the store, 0 installed into it" in log, log
-    assert target.read_bytes() != evil
+    assert evil not in (entry / FILES).read_bytes()
 
 
 def _store(cache: Path) -> WheelStore:
@@ -208,4 +220,61 @@ def test_a_failing_download_or_install_stops_the_rest_and_leaves_no_staging(
     for _wheel, sha in wheels[:2]:  # what was committed is whole, or absent
         entry = store.lookup(sha)
         if entry is not None:
-            assert all((entry.directory / TREE / f.path).is_file() for f in entry.files)
+            assert (entry.directory / FILES).stat().st_size == sum(f.size for f in entry.files)
+
+
+def _tree_of(root: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and every directory (None) below ``root``."""
+    out: dict[str, bytes | None] = {}
+    for dp, dn, fn in os.walk(root):
+        for d in dn:
+            out[os.path.relpath(os.path.join(dp, d), root)] = None
+        for f in fn:
+            out[os.path.relpath(os.path.join(dp, f), root)] = Path(dp, f).read_bytes()
+    return out
+
+
+def test_wheels_sharing_a_namespace_merge_the_same_cold_and_warm(
+        cache: Path, tmp_path: Path) -> None:
+    d = tmp_path / "wheels"
+    d.mkdir()
+    wheels = []
+    for name in ("nsa", "nsb"):
+        w = build_wheel(d, name, "1.0", extra={f"ns/{name}/__init__.py": f"N = '{name}'\n",
+                                               f"ns/{name}/data.txt": "data\n"})
+        wheels.append((w, hashlib.sha256(w.read_bytes()).hexdigest()))
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    for root in (cold, warm):
+        root.mkdir()
+        (root / "python" / "lib").mkdir(parents=True)  # as the interpreter's tree is there
+    first = _store(cache).place(wheels, cold)
+    second = _store(cache).place(wheels, warm)
+    assert (first.added, second.reused) == (2, 2)
+    assert _tree_of(cold) == _tree_of(warm)
+    assert first.placed == second.placed
+    site = cold / "python" / "lib" / "site-packages" / "ns"
+    assert sorted(p.name for p in site.iterdir()) == ["nsa", "nsb"]
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_two_wheels_with_one_file_is_an_error_that_names_it(
+        warm: bool, cache: Path, tmp_path: Path) -> None:
+    d = tmp_path / "wheels"
+    d.mkdir()
+    wheels = []
+    for name in ("one", "two"):
+        w = build_wheel(d, name, "1.0", extra={"shared/same.py": f"BY = '{name}'\n"})
+        wheels.append((w, hashlib.sha256(w.read_bytes()).hexdigest()))
+    if warm:
+        for i, pair in enumerate(wheels):  # both entries made apart first
+            apart = tmp_path / f"apart{i}"
+            apart.mkdir()
+            _store(cache).place([pair], apart)
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(InputError, match=r"cannot install (one|two)-1\.0-py3-none-any\.whl: "
+                                         r"python/lib/site-packages/shared/"
+                                         r"(__pycache__/)?same\.(py|cpython-\d+\.pyc) is "
+                                         r"installed by another distribution of the lock too"):
+        _store(cache).place(wheels, root)
+    assert not list((cache / "store").glob(".staging-*"))

@@ -10,7 +10,6 @@ the bundle's own interpreter (``Compiler``), kept running for a whole build.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.resources
 import json
@@ -128,7 +127,7 @@ class Compiler:
                 broken = exc
                 fut.set_exception(exc)
 
-    def _plan_one(self, root: Path, src: Path, link: bool) -> list[str] | None:
+    def _plan_one(self, root: Path, src: Path) -> list[str] | None:
         rel = src.relative_to(root).as_posix()
         data = src.read_bytes()
         key = hashlib.sha256(f"{self.magic}\0{rel}\0".encode() + data).hexdigest()
@@ -136,34 +135,31 @@ class Compiler:
         cached = self.store / key[:2] / key
         if cached.exists():
             pyc.parent.mkdir(exist_ok=True)
-            if not (link and _linked(cached, pyc)):
-                shutil.copyfile(cached, pyc)
+            shutil.copyfile(cached, pyc)
             return None
         return [str(src), str(pyc), rel, str(cached)]
 
-    def plan(self, root: Path, files: list[Path], *,
-             link: bool = False) -> tuple[list[list[str]], int]:
-        """Copy (with ``link``, hard-link) the cached byte code of ``files``; the jobs
-        for the others, and how many were cached."""
+    def plan(self, root: Path, files: list[Path]) -> tuple[list[list[str]], int]:
+        """Copy the cached byte code of ``files``; the jobs for the others, and how
+        many were cached."""
         if len(files) > 64:  # reading and hashing release the GIL
             with ThreadPoolExecutor(max_workers=8) as pool:
-                jobs = list(pool.map(lambda f: self._plan_one(root, f, link), files))
+                jobs = list(pool.map(lambda f: self._plan_one(root, f), files))
         else:
-            jobs = [self._plan_one(root, f, link) for f in files]
+            jobs = [self._plan_one(root, f) for f in files]
         todo = [j for j in jobs if j is not None]
         return todo, len(files) - len(todo)
 
     def submit(self, root: Path, files: list[Path], *,
-               link: bool = False) -> Future[CompileStats]:
+               private: bool = False) -> Future[CompileStats]:
         """Byte code for ``files`` (sources below ``root``, whose relative names the byte
         code carries), cached or compiled; the future's stats count them.
 
-        ``link``: the byte code may share its inode with the cache (hard links both
-        ways, saving a file's creation per source). Only for a private staging tree
-        that is copied before anything is published from it (the store's): a bundle's
-        files must not be the cache's, or changing the cache would change the bundle.
+        ``private``: nothing but this build reads or links the ``.pyc`` files' places
+        yet (a staging directory of its own), so they are written in place rather than
+        to a temporary file renamed over them.
         """
-        todo, cached = self.plan(root, files, link=link)
+        todo, cached = self.plan(root, files)
         done: Future[CompileStats] = Future()
         done.set_running_or_notify_cancel()
         if not todo:
@@ -177,7 +173,7 @@ class Compiler:
         for i in range(0, len(todo), self.CHUNK):
             fut: Future[int] = Future()
             parts.append(fut)
-            self._queue.put((json.dumps({"jobs": todo[i:i + self.CHUNK], "link": link}), fut))
+            self._queue.put((json.dumps({"jobs": todo[i:i + self.CHUNK], "private": private}), fut))
         left = [len(parts)]
         lock = threading.Lock()
 
@@ -242,19 +238,6 @@ class Compiler:
                 item[1].set_exception(RuntimeError("compiling was stopped"))
         if self._tmp is not None:
             self._tmp.cleanup()
-
-
-def _linked(cached: Path, pyc: Path) -> bool:
-    """Whether ``pyc`` could be made a hard link to ``cached`` (replacing what is there)."""
-    tmp = pyc.with_name(f"{pyc.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        os.link(cached, tmp)
-        os.replace(tmp, pyc)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        return False
-    return True
 
 
 def sources(dirs: list[Path], exclude: tuple[Path, ...] = ()) -> list[Path]:

@@ -1,15 +1,14 @@
 # Runs under the BUNDLED interpreter (CPython 3.8+), not in the controller:
 #   python -B -s -E compile_worker.py
 # A worker kept running by isolate.bundle.bytecode.Compiler: each line of its standard
-# input is a JSON object {"jobs": [[source, pyc, dfile, cache_file], ...], "link": bool};
-# it writes the unchecked-hash .pyc files and answers with one line, the number of
-# sources that are not Python 3 source (and so got no byte code). It ends at the end of
-# its input.
+# input is a JSON object {"jobs": [[source, pyc, dfile, cache_file], ...], "private":
+# bool}; it writes the unchecked-hash .pyc files and their copies in the cache, and
+# answers with one line, the number of sources that are not Python 3 source (and so got
+# no byte code). It ends at the end of its input.
 #
-# With "link" (the pyc files go into a private staging directory, bound for the store
-# of installed wheels), each .pyc is written in place and the cache gets a hard link
-# to it; else (the pyc files go into a bundle) each is written to a temporary file and
-# renamed, and the cache gets a copy of its own.
+# A .pyc goes to a temporary file renamed over its place, unless "private" says that
+# nothing else reads or links that place yet (a staging directory of the build's own):
+# then it is written in place. The cache's copy always goes through a temporary file.
 #
 # Byte code is made reproducible: marshal's output depends on reference counts, which
 # depend on what else the process compiled before. Round-tripping the code object
@@ -44,19 +43,7 @@ def write_in_place(path, data):
         f.write(data)
 
 
-def link_or_write(pyc, cached, data):
-    d = os.path.dirname(cached)
-    if d:
-        os.makedirs(d, exist_ok=True)
-    try:
-        os.link(pyc, cached)  # whole at once: the file is written and closed
-    except FileExistsError:
-        pass  # another build put the same bytes there
-    except OSError:
-        write(cached, data)  # another file system, or no hard links there
-
-
-def run(jobs, link):
+def run(jobs, private):
     magic = importlib.util.MAGIC_NUMBER
     failed = 0
     for src, pyc, dfile, cached in jobs:
@@ -70,12 +57,11 @@ def run(jobs, link):
         code = marshal.loads(marshal.dumps(code, 2))
         data = magic + FLAGS_UNCHECKED_HASH + importlib.util.source_hash(source) + \
             marshal.dumps(code)
-        if link:
+        if private:
             write_in_place(pyc, data)
-            link_or_write(pyc, cached, data)
         else:
             write(pyc, data)
-            write(cached, data)
+        write(cached, data)
     return failed
 
 
@@ -85,7 +71,7 @@ def main():
     warnings.simplefilter("ignore")
     for line in sys.stdin:
         request = json.loads(line)
-        sys.stdout.write("%d\n" % run(request["jobs"], request["link"]))
+        sys.stdout.write("%d\n" % run(request["jobs"], request["private"]))
         sys.stdout.flush()
 
 

@@ -8,14 +8,21 @@ launchers' interpreter reference, the interpreter's magic number and cache tag, 
 versions of isolate, installer and this store's format.
 
 An entry is ``<cache>/store/<key[:2]>/<key>/``: ``index.json`` (the distribution's name,
-version and console scripts, and each file's bundle-relative path, sha256, size and mode)
-and ``tree/`` (the files, at the same relative paths). Entries are made in a staging
-directory and renamed into place: an entry is whole or absent.
+version and console scripts, and each file's bundle-relative path, sha256, size and mode,
+sorted by path) and ``files`` (the files' bytes, one after the other in the index's
+order). One file per entry rather than one per installed file: a warm build reads it
+from start to end, and adding an entry creates two files, not thousands. Entries are
+made in a temporary directory and renamed into place: an entry is whole or absent.
+
+A wheel missing from the store is installed into a private staging directory and its
+byte code compiled there; its entry is written from the staged files, and the staged
+files themselves are then moved into the bundle (renamed, whole directories at a time
+where the bundle has none yet): a cold build creates each file once.
 
 What the store may change of a bundle is bounded:
 
-* files are copied, never linked, so changing the store later cannot change a bundle
-  already built;
+* files are copied out of the entry, never linked, so changing the store later cannot
+  change a bundle already built;
 * every byte placed is hashed on its way and compared with the index;
 * every file the wheel carries is also compared with the wheel's own ``RECORD``, read
   from the wheel, which was checked against the lock's hash. What installing generates
@@ -37,6 +44,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import ctypes
+import errno
 import hashlib
 import io
 import json
@@ -60,9 +69,9 @@ from isolate.errors import EnvironmentProblem, InputError
 from isolate.model import tree
 from isolate.proc import Runner
 
-FORMAT = 1
+FORMAT = 2
 INDEX = "index.json"
-TREE = "tree"
+FILES = "files"  # the entry's bytes
 PLACED_MTIME_NS = 315532800 * 10**9  # 1980-01-01, as the archives' default mtime
 
 
@@ -216,16 +225,21 @@ class WheelStore:
 
     def _byte_code(self, staging: Path, compiler: Compiler) -> Future[CompileStats]:
         """The byte code of what ``staging`` holds below the layout's compile dir."""
-        # staging is copied before anything is published from it: it may share inodes
-        # with the byte-code cache
         return compiler.submit(staging, sources([staging / self.layout.compile_dir]),
-                               link=True)
+                               private=True)
 
-    def _finish(self, staging: Path, wheel_sha256: str, inst: Installed) -> None:
-        """Commit a staged and compiled wheel as its entry (``_commit``); the staging
-        directory is gone afterwards, whatever happened."""
+    def _finish(self, staging: Path, wheel_sha256: str, inst: Installed,
+                root: Path | None = None, wheel: Path | None = None,
+                ) -> dict[str, tuple[str, int]]:
+        """Write a staged and compiled wheel's entry (``_commit``); then move the staged
+        files into ``root`` when given. The staging directory is gone afterwards,
+        whatever happened. The placed files' hashes (as ``PlaceResult.placed``)."""
         try:
-            self._commit(staging, wheel_sha256, inst)
+            placed = self._commit(staging, wheel_sha256, inst)
+            if root is not None:
+                _prune_empty_dirs(staging)
+                _move_tree(staging, root, "", wheel.name if wheel else inst.name)
+            return placed
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -252,9 +266,12 @@ class WheelStore:
         return Compiler(self.python, cache=self.cache, runner=self.runner,
                         tag=(self.layout.magic, self.layout.cache_tag))
 
-    def _commit(self, staging: Path, wheel_sha256: str, inst: Installed) -> None:
-        """Make ``staging`` (one wheel installed, and its byte code) the tree of the
-        wheel's entry: checked to hold nothing else, indexed, and renamed in one step."""
+    def _commit(self, staging: Path, wheel_sha256: str, inst: Installed,
+                ) -> dict[str, tuple[str, int]]:
+        """Write the entry of ``staging`` (one wheel installed, and its byte code),
+        checked to hold nothing else: the files' bytes in one file and their index. The
+        staged files get their normal modes and ``PLACED_MTIME_NS``, as placed files do.
+        Returns path -> (sha256, size)."""
         final = self._entry_dir(wheel_sha256)
         rels: set[str] = set()
         for written in inst.files:
@@ -273,20 +290,37 @@ class WheelStore:
                 "installing wheels into the store wrote files that no wheel owns: "
                 + ", ".join(left[:5]), hint="report this as a bug of isolate")
         files: list[list[object]] = []
-        for rel in sorted(rels):
-            path = os.path.join(staging, rel)
-            mode = tree.normal_mode(os.lstat(path).st_mode)
-            os.chmod(path, mode)
-            sha, size = _hash_file(path)
-            files.append([Path(rel).as_posix(), sha, size, mode])
-        doc = {"format": FORMAT, "wheel_sha256": wheel_sha256, "name": inst.name,
-               "version": inst.version, "scripts": [list(s) for s in inst.console_scripts],
-               "files": files}
+        placed: dict[str, tuple[str, int]] = {}
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
         try:
+            out = os.open(tmp / FILES, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                          0o644)
+            try:
+                for rel in sorted(rels, key=lambda r: Path(r).as_posix()):
+                    path = os.path.join(staging, rel)
+                    mode = tree.normal_mode(os.lstat(path).st_mode)
+                    os.chmod(path, mode)
+                    h = hashlib.sha256()
+                    size = 0
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        while chunk := os.read(fd, _PLACE_CHUNK):
+                            h.update(chunk)
+                            size += len(chunk)
+                            _write_all(out, chunk)
+                    finally:
+                        os.close(fd)
+                    os.utime(path, ns=(PLACED_MTIME_NS, PLACED_MTIME_NS))
+                    posix = Path(rel).as_posix()
+                    files.append([posix, h.hexdigest(), size, mode])
+                    placed[posix] = (h.hexdigest(), size)
+            finally:
+                os.close(out)
+            doc = {"format": FORMAT, "wheel_sha256": wheel_sha256, "name": inst.name,
+                   "version": inst.version, "scripts": [list(s) for s in inst.console_scripts],
+                   "files": files}
             (tmp / INDEX).write_text(json.dumps(doc, sort_keys=True), encoding="utf-8")
-            os.rename(staging, tmp / TREE)
             try:
                 os.rename(tmp, final)
             except OSError:  # made by another build meanwhile (or a stale one): keep that
@@ -295,6 +329,7 @@ class WheelStore:
                     os.rename(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        return placed
 
     def remove(self, wheel_sha256: str) -> None:
         d = self._entry_dir(wheel_sha256)
@@ -347,8 +382,14 @@ class WheelStore:
 
         def finish_and_place(i: int) -> tuple[Entry, dict[str, tuple[str, int]] | None]:
             staging, inst = staged.pop(i)
-            self._finish(staging, pairs[i][1], inst)  # type: ignore[index]
-            return place_one(i)
+            wheel, sha = pairs[i]  # type: ignore[misc]
+            got = self._finish(staging, sha, inst, root, wheel)
+            entry = self.lookup(sha)
+            if entry is None:
+                raise EnvironmentProblem(f"the store has no entry for {wheel.name} after "
+                                         f"adding it ({self.dir})",
+                                         hint="check that the cache directory is writable")
+            return entry, got
 
         own = compiler is None
         work = compiler or self._compiler()
@@ -449,58 +490,128 @@ class WheelStore:
         out: dict[str, tuple[str, int]] = {}
         made_dirs: set[str] = set()
         try:
-            for f in entry.files:
-                if os.path.isabs(f.path) or tree.leaves_root(os.path.normpath(f.path)):
-                    raise _Corrupt(f"{f.path}: outside the bundle")
-                if f.mode not in (tree.FILE_MODE, tree.EXEC_MODE):
-                    raise _Corrupt(f"{f.path}: mode {f.mode:o}")
-                if f.path.startswith(site_prefix):
-                    expected = record.get(f.path[len(site_prefix):])
-                    if expected is not None and expected != f.sha256:
-                        raise _Corrupt(f"{f.path}: the index differs from the wheel's RECORD")
-                src = os.path.join(entry.directory, TREE, f.path)
-                dest = os.path.join(root, f.path)
-                parent = os.path.dirname(dest)
-                if parent not in made_dirs:
-                    os.makedirs(parent, exist_ok=True)
-                    made_dirs.add(parent)
-                h = hashlib.sha256()
-                size = 0
-                try:
-                    fin = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError as exc:
-                    raise _Corrupt(f"{f.path}: {exc.strerror}") from exc
-                try:
+            try:
+                blob = os.open(os.path.join(entry.directory, FILES), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise _Corrupt(f"{FILES}: {exc.strerror}") from exc
+            try:
+                for f in entry.files:
+                    if os.path.isabs(f.path) or tree.leaves_root(os.path.normpath(f.path)):
+                        raise _Corrupt(f"{f.path}: outside the bundle")
+                    if f.mode not in (tree.FILE_MODE, tree.EXEC_MODE):
+                        raise _Corrupt(f"{f.path}: mode {f.mode:o}")
+                    if f.path.startswith(site_prefix):
+                        expected = record.get(f.path[len(site_prefix):])
+                        if expected is not None and expected != f.sha256:
+                            raise _Corrupt(f"{f.path}: the index differs from the wheel's "
+                                           "RECORD")
+                    dest = os.path.join(root, f.path)
+                    parent = os.path.dirname(dest)
+                    if parent not in made_dirs:
+                        os.makedirs(parent, exist_ok=True)
+                        made_dirs.add(parent)
                     try:
                         # the umask may take bits away; hash_tree and publishing
                         # normalise the modes of the whole tree anyway
                         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
                                      f.mode)
                     except FileExistsError as exc:
-                        raise InputError(
-                            f"cannot install {wheel.name}: {f.path} is installed by another "
-                            "distribution of the lock too",
-                            hint="the lock's distributions must not share files") from exc
+                        raise _conflict(wheel.name, f.path) from exc
                     written.append(dest)
+                    h = hashlib.sha256()
                     try:  # plain system calls: no file objects for 20,000 small files
-                        while chunk := os.read(fin, _PLACE_CHUNK):
+                        left = f.size
+                        while left:
+                            chunk = os.read(blob, min(left, _PLACE_CHUNK))
+                            if not chunk:
+                                raise _Corrupt(f"{f.path}: {FILES} ends before it")
+                            left -= len(chunk)
                             h.update(chunk)
-                            size += len(chunk)
-                            view = memoryview(chunk)
-                            while view:
-                                view = view[os.write(fd, view):]
+                            _write_all(fd, chunk)
                         os.utime(fd, ns=(PLACED_MTIME_NS, PLACED_MTIME_NS))
                     finally:
                         os.close(fd)
-                finally:
-                    os.close(fin)
-                digest = h.hexdigest()
-                if digest != f.sha256 or size != f.size:
-                    raise _Corrupt(f"{f.path}: its content differs from the store's index")
-                out[f.path] = (digest, size)
+                    digest = h.hexdigest()
+                    if digest != f.sha256:
+                        raise _Corrupt(f"{f.path}: its content differs from the store's index")
+                    out[f.path] = (digest, f.size)
+                if os.read(blob, 1):
+                    raise _Corrupt(f"{FILES} holds more than its index says")
+            finally:
+                os.close(blob)
         except (_Corrupt, InputError):
             for p in written:
                 with contextlib.suppress(OSError):
                     os.unlink(p)
             raise
         return out
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _conflict(wheel: str, rel: str) -> InputError:
+    return InputError(f"cannot install {wheel}: {rel} is installed by another distribution "
+                      "of the lock too", hint="the lock's distributions must not share files")
+
+
+def _prune_empty_dirs(top: Path) -> None:
+    """Remove the directories below ``top`` that hold no file (placing from an entry
+    makes only the directories of its files; a cold build must give the same tree)."""
+    for dirpath, _dirnames, filenames in os.walk(top, topdown=False):
+        if not filenames and dirpath != str(top):
+            with contextlib.suppress(OSError):  # not empty: a subdirectory has files
+                os.rmdir(dirpath)
+
+
+def _move_tree(src: Path, root: Path, rel: str, wheel: str) -> None:
+    """Move what ``src`` holds into ``root``/``rel``: an entry that ``root`` lacks is
+    renamed whole (a directory with all it holds), a directory both have is merged, and
+    a file both have is the conflict ``_place_entry`` reports too."""
+    with os.scandir(src) as it:
+        names = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+    for name, is_dir in names:
+        sub = f"{rel}/{name}" if rel else name
+        s, d = src / name, root / sub
+        if _rename_noreplace(s, d):
+            continue
+        if is_dir and d.is_dir() and not d.is_symlink():
+            _move_tree(s, root, sub, wheel)
+            continue
+        raise _conflict(wheel, sub)
+
+
+_RENAME_NOREPLACE = 1
+_renameat2: Any = None
+
+
+def _rename_noreplace(src: Path, dest: Path) -> bool:
+    """Rename ``src`` to ``dest`` unless ``dest`` exists (False then), in one step
+    (Linux ``renameat2(RENAME_NOREPLACE)``; elsewhere a check, then a rename)."""
+    global _renameat2
+    if _renameat2 is None:
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _renameat2 = fn
+        except (OSError, AttributeError):
+            _renameat2 = False
+    if _renameat2:
+        at_fdcwd = -100
+        if _renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dest),
+                      _RENAME_NOREPLACE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            return False
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), str(src), None, str(dest))
+    if os.path.lexists(dest):
+        return False
+    os.rename(src, dest)
+    return True
