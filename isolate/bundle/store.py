@@ -441,12 +441,14 @@ class WheelStore:
                 else:
                     work.cancel_queued()
                 pool.shutdown(wait=True, cancel_futures=True)
-                wait([f for f in pending if not f.cancelled()])
-                for staging, _inst in staged.values():
+                # staged meanwhile: their byte code may be on its way into their staging
+                late = [f.result() for f, (kind, _i) in pending.items() if kind == "staged"
+                        and f.done() and not f.cancelled() and f.exception() is None]
+                if not own:
+                    work.cancel_queued()
+                wait([f for f in pending if not f.cancelled()] + [s[2] for s in late])
+                for staging, _inst in [*staged.values(), *(s[:2] for s in late)]:
                     shutil.rmtree(staging, ignore_errors=True)
-                for fut, (kind, _i) in pending.items():
-                    if kind == "staged" and not fut.cancelled() and fut.exception() is None:
-                        shutil.rmtree(fut.result()[0], ignore_errors=True)
                 raise
         placed: dict[str, tuple[str, int]] = {}
         redo: list[int] = []
@@ -578,7 +580,7 @@ def _move_tree(src: Path, root: Path, rel: str, wheel: str) -> None:
         s, d = src / name, root / sub
         if _rename_noreplace(s, d):
             continue
-        if is_dir and d.is_dir() and not d.is_symlink():
+        if is_dir and d.is_dir():  # as placing does, through a link to a directory
             _move_tree(s, root, sub, wheel)
             continue
         raise _conflict(wheel, sub)
