@@ -278,3 +278,24 @@ def test_two_wheels_with_one_file_is_an_error_that_names_it(
                                          r"installed by another distribution of the lock too"):
         _store(cache).place(wheels, root)
     assert not list((cache / "store").glob(".staging-*"))
+
+
+def test_what_killed_builds_left_in_the_store_is_swept_after_a_day(
+        cache: Path, tmp_path: Path) -> None:
+    store = _store(cache)
+    store.dir.mkdir(parents=True)
+    (store.dir / "ab").mkdir()
+    old = [store.dir / ".staging-killed", store.dir / "ab" / ".abc.x.tmp",
+           store.dir / "ab" / ".abc.1.removed"]
+    young = store.dir / ".staging-running"
+    for d in [*old, young]:
+        d.mkdir()
+        (d / "file").write_text("left\n")
+    day_ago = time.time() - 25 * 3600
+    for d in old:
+        os.utime(d, (day_ago, day_ago))
+    root = tmp_path / "root"
+    root.mkdir()
+    store.place(_wheels(tmp_path / "wheels", 1), root)
+    assert not any(d.exists() for d in old)
+    assert (young / "file").is_file()

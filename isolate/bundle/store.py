@@ -53,6 +53,7 @@ import os
 import shutil
 import stat
 import tempfile
+import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -72,6 +73,7 @@ from isolate.proc import Runner
 FORMAT = 2
 INDEX = "index.json"
 FILES = "files"  # the entry's bytes
+STALE_SECONDS = 24 * 3600  # what a killed build left is removed after this
 PLACED_MTIME_NS = 315532800 * 10**9  # 1980-01-01, as the archives' default mtime
 
 
@@ -331,6 +333,20 @@ class WheelStore:
             shutil.rmtree(tmp, ignore_errors=True)
         return placed
 
+    def _sweep(self) -> None:
+        """Remove what killed builds left: staging directories, entries being written,
+        entries being removed, untouched for a day (a running build's are younger)."""
+        old = time.time() - STALE_SECONDS
+        try:
+            found = [*self.dir.glob(".staging-*"), *self.dir.glob("??/.*.tmp"),
+                     *self.dir.glob("??/.*.removed")]
+        except OSError:
+            return
+        for p in found:
+            with contextlib.suppress(OSError):
+                if p.lstat().st_mtime < old:
+                    shutil.rmtree(p, ignore_errors=True)
+
     def remove(self, wheel_sha256: str) -> None:
         d = self._entry_dir(wheel_sha256)
         if d.exists():
@@ -356,6 +372,7 @@ class WheelStore:
         the staging directories removed, and the first error raised; entries already
         committed stay (they are whole).
         """
+        self._sweep()
         n = len(wheels)
         pairs: list[tuple[Path, str] | None] = [None] * n
         results: list[tuple[Entry, dict[str, tuple[str, int]] | None] | None] = [None] * n
