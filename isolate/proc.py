@@ -194,6 +194,7 @@ class Worker:
 
         self.args = args
         self.what = what
+        self._timed_out = False
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close())
         try:
             self._proc = subprocess.Popen(
@@ -209,25 +210,38 @@ class Worker:
                                      hint="check that it is an executable for this machine"
                                      ) from exc
 
-    def ask(self, line: str) -> str:
+    def ask(self, line: str, *, timeout: float | None = None) -> str:
         """Send ``line`` (one line, no newline in it) and return the answer's line.
         ``CommandFailed``, with the tail of the command's standard error, when the
-        command ends instead of answering."""
+        command ends instead of answering, or does not answer within ``timeout``
+        seconds (it is killed then)."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
+        timer = None
+        if timeout is not None:
+            timer = threading.Timer(timeout, self._expire)
+            timer.daemon = True
+            timer.start()
         try:
             self._proc.stdin.write(line + "\n")
             self._proc.stdin.flush()
             answer = self._proc.stdout.readline()
         except (BrokenPipeError, ValueError):
             answer = ""
+        finally:
+            if timer is not None:
+                timer.cancel()
         if not answer.endswith("\n"):
             raise self._failed()
         return answer[:-1]
 
+    def _expire(self) -> None:
+        self._timed_out = True
+        _kill_group(self._proc)
+
     def _failed(self) -> CommandFailed:
         try:
             code = self._proc.wait(timeout=10)
-            reason = f"exit code {code}"
+            reason = "timed out" if self._timed_out else f"exit code {code}"
         except subprocess.TimeoutExpired:
             _kill_group(self._proc)
             self._proc.wait()

@@ -4,6 +4,7 @@ HTTP server on the loopback."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import json
@@ -33,6 +34,7 @@ class _Index(http.server.ThreadingHTTPServer):
         self.files = files
         self.connections = 0
         self.requests: list[tuple[str, str | None]] = []  # (request target, Authorization)
+        self.proxy_auth: list[str | None] = []  # Proxy-Authorization of each request
         self.fail: dict[str, int] = {}
         self.lock = threading.Lock()
 
@@ -63,6 +65,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.server.lock:
             self.server.requests.append((self.path, self.headers.get("Authorization")))
+            self.server.proxy_auth.append(self.headers.get("Proxy-Authorization"))
             left = self.server.fail.get(self.path, 0)
             if left:
                 self.server.fail[self.path] = left - 1
@@ -70,6 +73,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = "/" + path.split("/", 1)[1] if "://" in self.path else path
         if left:
             self._send(503, b"busy")
+        elif path.startswith("/moved/"):  # /moved/<where>/<path>: a redirect to <where>
+            _, _, where, rest = path.split("/", 3)
+            self.send_response(301)
+            self.send_header("Location", f"http://{where}/{rest}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif path.startswith("/simple/"):
             name = path.split("/")[2]
             files = [{"filename": f, "url": f"/files/{f}",
@@ -166,3 +175,28 @@ def test_the_environments_proxy_is_used_and_credentials_are_sent(
     with pytest.raises(EnvironmentProblem, match=r"package index http://pkgs\.invalid/simple/"
                                                  r"pkg0/ is unreachable"):
         bypass.fetch(_pins(index)[:1], TARGET)
+
+
+def test_redirects_keep_the_credentials_on_the_index_host_only(index: _Index,
+                                                               tmp_path: Path) -> None:
+    port = index.server_address[1]
+    here, other = f"127.0.0.1:{port}", f"localhost:{port}"  # one server, two hosts
+    fetcher = Fetcher(IndexOptions(index_url=f"http://ci:t0ken@{here}/moved/{here}/simple"),
+                      tmp_path / "cache")
+    assert len(fetcher.fetch(_pins(index)[:1], TARGET)) == 1
+    page = [a for p, a in index.requests if p == "/simple/pkg0/"]
+    assert page and page[0] is not None and page[0].startswith("Basic ")
+    index.requests.clear()
+    away = Fetcher(IndexOptions(index_url=f"http://ci:t0ken@{here}/moved/{other}/simple"),
+                   tmp_path / "cache2")
+    assert len(away.fetch(_pins(index)[1:2], TARGET)) == 1
+    assert [a for p, a in index.requests if p == "/simple/pkg1/"] == [None]
+
+
+def test_a_proxy_without_a_scheme_and_with_credentials_works_as_with_urllib(
+        index: _Index, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("http_proxy", f"proxyuser:pr%40xy@127.0.0.1:{index.server_address[1]}")
+    fetcher = Fetcher(IndexOptions(index_url="http://pkgs.invalid/simple"), tmp_path / "cache")
+    assert len(fetcher.fetch(_pins(index)[:1], TARGET)) == 1
+    assert index.proxy_auth and all(a == "Basic " + base64.b64encode(
+        b"proxyuser:pr@xy").decode() for a in index.proxy_auth)

@@ -108,3 +108,11 @@ def test_worker_that_cannot_start_is_an_environment_problem(tmp_path: Path) -> N
 
     with pytest.raises(EnvironmentProblem, match="not found"):
         Runner().start([str(tmp_path / "no-such-program")], what="nothing")
+
+
+def test_a_worker_that_does_not_answer_in_time_is_killed_and_says_so() -> None:
+    w = Runner().start([sys.executable, "-c", "import time, sys; sys.stdin.readline(); "
+                        "time.sleep(60)"], what="slow worker")
+    with pytest.raises(CommandFailed, match=r"slow worker failed \(timed out\)"):
+        w.ask("hello", timeout=0.5)
+    w.close()

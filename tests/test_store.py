@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -299,3 +300,22 @@ def test_what_killed_builds_left_in_the_store_is_swept_after_a_day(
     store.place(_wheels(tmp_path / "wheels", 1), root)
     assert not any(d.exists() for d in old)
     assert (young / "file").is_file()
+
+
+def test_a_cache_on_another_file_system_than_the_bundle(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on a file system of its own")
+    cache = Path(tempfile.mkdtemp(dir=shm, prefix="isolate-test-cache-"))
+    try:
+        wheels = _wheels(tmp_path / "wheels", 2)
+        for out in ("cold", "warm"):
+            root = tmp_path / out / "bundle"
+            root.mkdir(parents=True)
+            _store(cache).place(wheels, root)
+            assert (root / "python" / "lib" / "site-packages" / "pipe1" / "mod3.py").is_file()
+        assert _tree_of(tmp_path / "cold") == _tree_of(tmp_path / "warm")
+        assert not list((tmp_path / "cold").glob(".staging-*"))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)

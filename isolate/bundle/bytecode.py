@@ -73,6 +73,7 @@ class Compiler:
     """
 
     CHUNK = 24  # sources per request: small enough to spread a big wheel over the workers
+    TIMEOUT = 3600.0  # seconds a chunk may take before its worker is killed
 
     def __init__(self, python: Path, *, cache: Path, runner: Runner,
                  tag: tuple[str, str], workers: int | None = None) -> None:
@@ -122,7 +123,7 @@ class Compiler:
                 fut.set_exception(broken)
                 continue
             try:
-                fut.set_result(int(proc.ask(request)))
+                fut.set_result(int(proc.ask(request, timeout=self.TIMEOUT)))
             except BaseException as exc:
                 broken = exc
                 fut.set_exception(exc)
@@ -167,13 +168,14 @@ class Compiler:
                                          failed=0))
             return done
         self._start()
-        if self._closed:
-            raise RuntimeError("the compiler is closed")
-        parts: list[Future[int]] = []
-        for i in range(0, len(todo), self.CHUNK):
-            fut: Future[int] = Future()
-            parts.append(fut)
-            self._queue.put((json.dumps({"jobs": todo[i:i + self.CHUNK], "private": private}), fut))
+        requests = [json.dumps({"jobs": todo[i:i + self.CHUNK], "private": private})
+                    for i in range(0, len(todo), self.CHUNK)]
+        parts: list[Future[int]] = [Future() for _ in requests]
+        with self._lock:  # close() cannot come between: each chunk is taken or failed
+            if self._closed:
+                raise RuntimeError("the compiler is closed")
+            for request, fut in zip(requests, parts, strict=True):
+                self._queue.put((request, fut))
         left = [len(parts)]
         lock = threading.Lock()
 

@@ -39,6 +39,8 @@ from isolate.locking.backends import IndexOptions
 from isolate.model.lock import Pin
 
 CHUNK = 1 << 20
+MAX_REDIRECTS = 10
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -132,13 +134,26 @@ class Fetcher:
             headers["Authorization"] = auth
         return bare, headers
 
-    def _get(self, url: str, headers: dict[str, str], *, stream: bool) -> Any:
-        """A GET through the pooled connections (``_Http``); the response of urllib3."""
+    def _get(self, url: str, accept: str | None = None, *, stream: bool) -> tuple[Any, str]:
+        """A GET through the pooled connections (``_Http``): urllib3's response, and the
+        URL it came from. Redirects are followed here, each hop with its own headers:
+        the index's credentials go to the index's host (http or https) and nowhere
+        else."""
         with self._http_lock:
             if self._http is None:
                 self._http = _Http(self._tls(), timeout=self._timeout, size=self._jobs)
             http = self._http
-        return http.get(url, headers, stream=stream)
+        for _hop in range(MAX_REDIRECTS + 1):
+            bare, headers = self._headers(url, accept)
+            resp = http.get(bare, headers, stream=stream)
+            location = resp.get_redirect_location() if resp.status in REDIRECTS else None
+            if not location:
+                return resp, bare
+            resp.drain_conn()
+            resp.release_conn()
+            url = urllib.parse.urljoin(bare, location)
+        raise EnvironmentProblem(f"{redact_url(url)}: more than {MAX_REDIRECTS} redirects",
+                                 hint="check --index-url")
 
     def _tls(self) -> ssl.SSLContext:
         """One TLS context for all requests: making one loads the CA certificates, about
@@ -150,10 +165,9 @@ class Fetcher:
 
     # -- listing --------------------------------------------------------------------
     def _open(self, url: str, accept: str | None = None) -> tuple[bytes, str, str]:
-        bare, headers = self._headers(url, accept)
         shown = redact_url(url)
         try:
-            resp = self._get(bare, headers, stream=False)
+            resp, final = self._get(url, accept, stream=False)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise EnvironmentProblem(
                 f"package index {shown} is unreachable: {_reason(exc)}",
@@ -162,7 +176,7 @@ class Fetcher:
                      "RUNTIME --wheelhouse DIR --offline`",
             ) from exc
         if resp.status == 404:
-            return b"", "", bare
+            return b"", "", final
         if resp.status >= 400:
             hint = "check --index-url and your network"
             if resp.status in (401, 403):
@@ -170,7 +184,6 @@ class Fetcher:
                         "in the URL (https://USER:TOKEN@host/simple); they are never printed")
             raise EnvironmentProblem(f"package index {shown}: HTTP {resp.status} {resp.reason}",
                                      hint=hint)
-        final = urllib.parse.urljoin(bare, resp.geturl() or "")  # after redirects
         return resp.data, resp.headers.get("Content-Type", ""), final
 
     def links(self, name: str) -> list[Link]:
@@ -270,10 +283,9 @@ class Fetcher:
 
     def _stream_to(self, link: Link, pin: Pin, out: BinaryIO, h: hashlib._Hash) -> None:
         """The bytes at ``link``, as they come, written to ``out`` and hashed."""
-        bare, headers = self._headers(link.url)
         hint = "check the network and the index, or use --find-links"
         try:
-            resp = self._get(bare, headers, stream=True)
+            resp, _final = self._get(link.url, stream=True)
             try:
                 if resp.status >= 400:
                     raise EnvironmentProblem(f"cannot download {link.filename} for {pin.key}: "
@@ -368,7 +380,7 @@ class _Http:
     RETRIES = urllib3.Retry(total=4, connect=4, read=2, status=2, backoff_factor=0.25,
                             status_forcelist=(429, 500, 502, 503, 504),
                             allowed_methods=frozenset({"GET"}), raise_on_status=False,
-                            redirect=10)
+                            redirect=False)  # redirects: Fetcher._get, hop by hop
 
     def __init__(self, tls: ssl.SSLContext, *, timeout: float, size: int) -> None:
         self._proxies = urllib.request.getproxies()
@@ -381,19 +393,33 @@ class _Http:
     def _manager(self, url: str) -> urllib3.PoolManager:
         parts = urllib.parse.urlsplit(url)
         proxy = self._proxies.get(parts.scheme, "")
-        if proxy and urllib.request.proxy_bypass(parts.hostname or ""):
+        if proxy and urllib.request.proxy_bypass(
+                parts.netloc.rpartition("@")[2]):  # host:port, as urllib asks
             proxy = ""
         with self._lock:
             found = self._managers.get(proxy)
             if found is None:
-                found = (urllib3.ProxyManager(proxy, **self._kw) if proxy
-                         else urllib3.PoolManager(**self._kw))
+                found = _proxy_manager(proxy, self._kw) if proxy \
+                    else urllib3.PoolManager(**self._kw)
                 self._managers[proxy] = found
             return found
 
     def get(self, url: str, headers: dict[str, str], *, stream: bool) -> Any:
         return self._manager(url).request("GET", url, headers=headers,
-                                          preload_content=not stream, redirect=True)
+                                          preload_content=not stream, redirect=False)
+
+
+def _proxy_manager(proxy: str, kw: dict[str, Any]) -> urllib3.ProxyManager:
+    """A pool through ``proxy`` as urllib would use it: ``host:port`` alone is an http
+    proxy, and ``user:password@`` in it is sent as Proxy-Authorization."""
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    parsed = urllib3.util.parse_url(proxy)
+    headers = None
+    if parsed.auth:
+        headers = urllib3.make_headers(proxy_basic_auth=urllib.parse.unquote(parsed.auth))
+        proxy = parsed._replace(auth=None).url
+    return urllib3.ProxyManager(proxy, proxy_headers=headers, **kw)
 
 
 def _reason(exc: BaseException) -> object:

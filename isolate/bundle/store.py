@@ -209,11 +209,14 @@ class WheelStore:
         return Entry(directory=d, installed=installed, files=files)
 
     # -- making entries -------------------------------------------------------------------
-    def _stage(self, wheel: Path) -> tuple[Path, Installed]:
-        """``wheel`` installed into a staging directory of its own."""
+    def _stage(self, wheel: Path, beside: Path | None = None) -> tuple[Path, Installed]:
+        """``wheel`` installed into a staging directory of its own: in ``beside`` (the
+        bundle's own directory, so that its files can be moved into the bundle on any
+        file system), else in the store."""
         lay = self.layout
-        self.dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=self.dir, prefix=".staging-"))
+        where = beside if beside is not None else self.dir
+        where.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=where, prefix=".staging-"))
         try:
             home = staging / lay.python_home if lay.python_home else staging
             site = staging / lay.site_packages
@@ -256,9 +259,14 @@ class WheelStore:
             stats = CompileStats(files=0, cached=0, compiled=0, failed=0)
             for wheel, sha in wheels:
                 staging, inst = self._stage(wheel)
+                code = self._byte_code(staging, compiler)
                 try:
-                    stats += self._byte_code(staging, compiler).result()
+                    stats += code.result()
                 except BaseException:
+                    # the workers may still write into staging: stop them first
+                    compiler.cancel_queued()
+                    with contextlib.suppress(BaseException):
+                        code.exception()
                     shutil.rmtree(staging, ignore_errors=True)
                     raise
                 self._finish(staging, sha, inst)
@@ -412,7 +420,7 @@ class WheelStore:
         work = compiler or self._compiler()
 
         def stage(wheel: Path) -> tuple[Path, Installed, Future[CompileStats]]:
-            staging, inst = self._stage(wheel)
+            staging, inst = self._stage(wheel, beside=root.parent)
             try:
                 return staging, inst, self._byte_code(staging, work)
             except BaseException:
@@ -595,8 +603,19 @@ def _move_tree(src: Path, root: Path, rel: str, wheel: str) -> None:
     for name, is_dir in names:
         sub = f"{rel}/{name}" if rel else name
         s, d = src / name, root / sub
-        if _rename_noreplace(s, d):
+        moved = _rename_noreplace(s, d)
+        if moved:
             continue
+        if moved is None:  # no renameat2: a link and a directory fail as atomically
+            if not is_dir:
+                try:
+                    os.link(s, d)
+                except FileExistsError:
+                    raise _conflict(wheel, sub) from None
+                os.unlink(s)
+                continue
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d)
         if is_dir and d.is_dir():  # as placing does, through a link to a directory
             _move_tree(s, root, sub, wheel)
             continue
@@ -607,9 +626,9 @@ _RENAME_NOREPLACE = 1
 _renameat2: Any = None
 
 
-def _rename_noreplace(src: Path, dest: Path) -> bool:
+def _rename_noreplace(src: Path, dest: Path) -> bool | None:
     """Rename ``src`` to ``dest`` unless ``dest`` exists (False then), in one step
-    (Linux ``renameat2(RENAME_NOREPLACE)``; elsewhere a check, then a rename)."""
+    (Linux ``renameat2(RENAME_NOREPLACE)``); None where the system cannot."""
     global _renameat2
     if _renameat2 is None:
         try:
@@ -630,7 +649,4 @@ def _rename_noreplace(src: Path, dest: Path) -> bool:
             return False
         if err not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
             raise OSError(err, os.strerror(err), str(src), None, str(dest))
-    if os.path.lexists(dest):
-        return False
-    os.rename(src, dest)
-    return True
+    return None
