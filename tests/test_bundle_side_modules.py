@@ -158,8 +158,10 @@ def test_magic_probe_gives_the_key_of_the_byte_code_cache(tmp_path: Path) -> Non
     src = tmp_path / "pkg" / "m.py"
     src.parent.mkdir()
     src.write_text("x = 1\n")
-    stats = bytecode.compile_tree(Path(sys.executable), tmp_path, [src.parent],
-                                  cache=tmp_path / "cache", runner=Runner())
+    tag = bytecode.bytecode_tag(Path(sys.executable), Runner())
+    with bytecode.Compiler(Path(sys.executable), cache=tmp_path / "cache", runner=Runner(),
+                           tag=tag) as comp:
+        stats = comp.submit(tmp_path, bytecode.sources([src.parent])).result()
     assert stats.compiled == 1
     magic = importlib.util.MAGIC_NUMBER.hex()
     assert [p.parent.name for p in (tmp_path / "cache" / "pyc").glob("*/*/*")] != []

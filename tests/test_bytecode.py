@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from isolate.bundle.bytecode import Compiler, CompileStats, bytecode_tag, compile_tree, sources
+from isolate.bundle.bytecode import Compiler, CompileStats, bytecode_tag, sources
 from isolate.errors import CommandFailed
 from isolate.proc import Runner
 
@@ -37,6 +37,12 @@ def _tree(root: Path, n: int = 60) -> list[Path]:
 def _pycs(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes()
             for p in sorted(root.rglob("*.pyc"))}
+
+
+def _compile(root: Path, cache: Path, tag: tuple[str, str]) -> CompileStats:
+    """Byte code for the sources below ``root``/site, by a compiler of its own."""
+    with Compiler(PY, cache=cache, runner=Runner(), tag=tag) as comp:
+        return comp.submit(root, sources([root / "site"])).result()
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +86,9 @@ def test_the_cache_serves_a_second_tree_and_what_is_not_python_3_is_counted(
     for root in (first, second):
         _tree(root, 5)
         (root / "site" / "pkg" / "py2.py").write_text("print 'python 2'\n")
-    stats = compile_tree(PY, first, [first / "site"], cache=cache, runner=Runner(), tag=tag)
+    stats = _compile(first, cache, tag)
     assert stats == CompileStats(files=6, cached=0, compiled=5, failed=1)
-    stats = compile_tree(PY, second, [second / "site"], cache=cache, runner=Runner(), tag=tag)
+    stats = _compile(second, cache, tag)
     assert stats == CompileStats(files=6, cached=5, compiled=0, failed=1)  # no worker ran
     assert _pycs(first) == _pycs(second)
     assert not list((second / "site" / "pkg" / "__pycache__").glob("py2.*"))

@@ -40,16 +40,6 @@ class CompileStats:
                             failed=self.failed + other.failed)
 
 
-def _sources(dirs: list[Path], exclude: frozenset[str]) -> list[Path]:
-    out: list[Path] = []
-    for d in dirs:
-        for dirpath, dirnames, filenames in os.walk(d):
-            dirnames[:] = sorted(n for n in dirnames if n != "__pycache__"
-                                 and os.path.join(dirpath, n) not in exclude)
-            out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".py")]
-    return out
-
-
 def bytecode_tag(python: Path, runner: Runner) -> tuple[str, str]:
     """The interpreter's magic number (hex) and cache tag (``cpython-313``)."""
     query = importlib.resources.files("isolate.bundle").joinpath(_QUERY).read_text(
@@ -244,18 +234,11 @@ class Compiler:
 
 def sources(dirs: list[Path], exclude: tuple[Path, ...] = ()) -> list[Path]:
     """The ``.py`` files below ``dirs``, outside ``exclude`` and ``__pycache__``."""
-    return _sources(dirs, frozenset(str(e) for e in exclude))
-
-
-def compile_tree(python: Path, root: Path, dirs: list[Path], *, cache: Path,
-                 runner: Runner, exclude: tuple[Path, ...] = (),
-                 tag: tuple[str, str] | None = None,
-                 compiler: Compiler | None = None) -> CompileStats:
-    """Byte code for every ``.py`` file below ``dirs`` but outside ``exclude`` (with
-    ``compiler``'s workers when given, else with workers of its own)."""
-    files = sources(dirs, exclude)
-    if compiler is not None:
-        return compiler.submit(root, files).result()
-    with Compiler(python, cache=cache, runner=runner,
-                  tag=tag or bytecode_tag(python, runner)) as own:
-        return own.submit(root, files).result()
+    skip = frozenset(str(e) for e in exclude)
+    out: list[Path] = []
+    for d in dirs:
+        for dirpath, dirnames, filenames in os.walk(d):
+            dirnames[:] = sorted(n for n in dirnames if n != "__pycache__"
+                                 and os.path.join(dirpath, n) not in skip)
+            out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith(".py")]
+    return out

@@ -209,14 +209,12 @@ class WheelStore:
         return Entry(directory=d, installed=installed, files=files)
 
     # -- making entries -------------------------------------------------------------------
-    def _stage(self, wheel: Path, beside: Path | None = None) -> tuple[Path, Installed]:
-        """``wheel`` installed into a staging directory of its own: in ``beside`` (the
+    def _stage(self, wheel: Path, beside: Path) -> tuple[Path, Installed]:
+        """``wheel`` installed into a staging directory of its own in ``beside`` (the
         bundle's own directory, so that its files can be moved into the bundle on any
-        file system), else in the store."""
+        file system)."""
         lay = self.layout
-        where = beside if beside is not None else self.dir
-        where.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=where, prefix=".staging-"))
+        staging = Path(tempfile.mkdtemp(dir=beside, prefix=".staging-"))
         try:
             home = staging / lay.python_home if lay.python_home else staging
             site = staging / lay.site_packages
@@ -233,44 +231,18 @@ class WheelStore:
         return compiler.submit(staging, sources([staging / self.layout.compile_dir]),
                                private=True)
 
-    def _finish(self, staging: Path, wheel_sha256: str, inst: Installed,
-                root: Path | None = None, wheel: Path | None = None,
-                ) -> dict[str, tuple[str, int]]:
-        """Write a staged and compiled wheel's entry (``_commit``); then move the staged
-        files into ``root`` when given. The staging directory is gone afterwards,
-        whatever happened. The placed files' hashes (as ``PlaceResult.placed``)."""
+    def _finish(self, staging: Path, wheel_sha256: str, inst: Installed, root: Path,
+                wheel: Path) -> dict[str, tuple[str, int]]:
+        """Write a staged and compiled wheel's entry (``_commit``), then move the staged
+        files into ``root``. The staging directory is gone afterwards, whatever
+        happened. The placed files' hashes (as ``PlaceResult.placed``)."""
         try:
             placed = self._commit(staging, wheel_sha256, inst)
-            if root is not None:
-                _prune_empty_dirs(staging)
-                _move_tree(staging, root, "", wheel.name if wheel else inst.name)
+            _prune_empty_dirs(staging)
+            _move_tree(staging, root, "", wheel.name)
             return placed
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-
-    def add(self, wheels: Sequence[tuple[Path, str]], *,
-            compiler: Compiler | None = None) -> CompileStats | None:
-        """Install ``(wheel, sha256)`` pairs into new entries, byte code included."""
-        if not wheels:
-            return None
-        with contextlib.ExitStack() as stack:
-            if compiler is None:
-                compiler = stack.enter_context(self._compiler())
-            stats = CompileStats(files=0, cached=0, compiled=0, failed=0)
-            for wheel, sha in wheels:
-                staging, inst = self._stage(wheel)
-                code = self._byte_code(staging, compiler)
-                try:
-                    stats += code.result()
-                except BaseException:
-                    # the workers may still write into staging: stop them first
-                    compiler.cancel_queued()
-                    with contextlib.suppress(BaseException):
-                        code.exception()
-                    shutil.rmtree(staging, ignore_errors=True)
-                    raise
-                self._finish(staging, sha, inst)
-        return stats
 
     def _compiler(self) -> Compiler:
         return Compiler(self.python, cache=self.cache, runner=self.runner,
@@ -483,28 +455,19 @@ class WheelStore:
                 redo.append(i)
             else:
                 placed.update(res[1])
-        entries = [res[0] for res in results if res is not None]
-        if redo:
-            todo = {pairs[i][1]: pairs[i] for i in redo}  # type: ignore[index]
-            for sha in todo:
-                self.remove(sha)
-            remade = self.add(list(todo.values()), compiler=compiler)  # type: ignore[arg-type]
-            stats = stats or remade
+        installed = [res[0].installed for res in results if res is not None]
+        if redo:  # made again from their wheels, then placed as any new entry is
             for i in redo:
-                wheel, sha = pairs[i]  # type: ignore[misc]
-                entry = self.lookup(sha)
-                if entry is None:
-                    raise EnvironmentProblem(f"cannot remake the store entry of {wheel.name}",
-                                             hint=f"remove {self.dir} and build again")
-                try:
-                    placed.update(self._place_entry(entry, wheel, root))
-                except _Corrupt as exc:
-                    raise EnvironmentProblem(
-                        f"the store entry of {wheel.name} fails its check right after being "
-                        f"made: {exc}", hint=f"remove {self.dir} and build again") from exc
-                entries[i] = entry
+                self.remove(pairs[i][1])  # type: ignore[index]
+            again = self.place([pairs[i] for i in redo], root,  # type: ignore[misc]
+                               compiler=compiler)
+            placed.update(again.placed)
+            if again.compile is not None:
+                stats = again.compile if stats is None else stats + again.compile
+            for i, inst in zip(redo, again.installed, strict=True):
+                installed[i] = inst
         fresh = added | {pairs[i][1] for i in redo}  # type: ignore[index]
-        return PlaceResult(installed=[e.installed for e in entries], placed=placed,
+        return PlaceResult(installed=installed, placed=placed,
                            reused=sum(1 for p in pairs if p is not None and p[1] not in fresh),
                            added=len(added), repaired=len(redo), compile=stats)
 
