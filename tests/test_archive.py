@@ -16,6 +16,7 @@ import random
 import re
 import socket
 import stat
+import string
 import sys
 import tarfile
 import tempfile
@@ -370,14 +371,17 @@ def test_zstd_output_does_not_depend_on_thread_count(tmp_path: Path,
 def test_zstd_level_is_the_callers(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
-    (src / "data").write_bytes(b"".join(b"line %d of a compressible file\n" % i
-                                        for i in range(200_000)))
+    rnd = random.Random(0)  # text of words: each level compresses it better than the last
+    words = ["".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(2, 9)))
+             for _ in range(2000)]
+    (src / "data").write_bytes(" ".join(rnd.choices(words, k=600_000)).encode())
     sizes = {}
     for level in (1, 3, 19):
         out = tmp_path / f"l{level}.tar.zst"
         write_archive(src, out, fmt="tar.zst", root_name="r", zstd_level=level)
         sizes[level] = out.stat().st_size
-        with zstandard.ZstdDecompressor().stream_reader(out.open("rb")) as r, \
+        with zstandard.ZstdDecompressor().stream_reader(out.open("rb"),
+                                                        read_across_frames=True) as r, \
                 tarfile.open(fileobj=r, mode="r|") as tf:
             assert [m.name for m in tf] == ["r", "r/data"]  # tarfile strips the slash
     assert sizes[19] < min(sizes[1], sizes[3])

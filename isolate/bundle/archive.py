@@ -12,17 +12,27 @@ GNU headers never carry pax records, so no access or change times leak in. A nam
 runtime's names are that long, and a reader parses half the headers); a longer one, or
 one with a link target over 100 bytes, gets GNU long-name and long-link records.
 
-The tree is listed first (the zstd frame header states the stream's size), then the tar
-stream is compressed on the fly, in segments of 4 MiB that a few threads fill ahead of
-the compressor, file contents read straight into them (at most nine segments are held in
-memory; zstd's and zlib's output does not depend on how their input is cut):
+The tree is listed first (each zstd frame header states its content's size), then the
+tar stream is compressed on the fly, file contents read straight into buffers that a few
+threads fill ahead of the writer (``gzip``: segments of 4 MiB, at most nine held in
+memory; zlib's output does not depend on how its input is cut):
 
 * ``tar.gz``: ``gzip`` level 6, header mtime 0, no file name in the header.
-* ``tar.zst``: ``zstandard`` level 3 (``--zstd-level``: 1 to 19) with a checksum and the
-  content size in the frame header. Compression is multi-threaded (``threads=-1``, one
-  worker per CPU): zstd's streaming multi-threaded output is byte-identical for any number of workers >= 1
-  (facebook/zstd#2238, #2327, #3608), although it differs from single-threaded
-  (``threads=0``) output, so the output does not depend on the machine's core count.
+* ``tar.zst``: ``zstandard`` level 3 (``--zstd-level``: 1 to 19), written as a sequence
+  of independent zstd frames (RFC 8878 allows any number; ``zstd``, GNU tar and
+  libarchive read them as one stream), each with a checksum and its content size, each
+  holding whole tar entries: a frame ends after the first entry that brings it to
+  ``_FRAME`` (8 MiB) of tar, and an entry of ``_LARGE`` (32 MiB) or more has a frame of
+  its own. A frame therefore starts where a tar header starts, so a reader can read the
+  frames in parallel, each on its own core (``isolate verify`` does: see
+  ``isolate.bundle.unpack.archive_parts``). The frames are compressed in threads, one
+  each, single-threaded (``threads=0``), so the output does not depend on the machine's
+  core count; a large entry's frame is compressed as a stream by zstd's own workers
+  (``threads=-1``): zstd's streaming multi-threaded output is byte-identical for any
+  number of workers >= 1 (facebook/zstd#2238, #2327, #3608). Frames cost almost nothing
+  in size: Nova's runtime is 0.04 % smaller than as one frame. (A reader must go on
+  after the first frame: ``zstandard.ZstdDecompressor().decompress`` stops there, its
+  ``stream_reader(..., read_across_frames=True)`` does not.)
 
 The same tree, tool version, Python tar header code (stable from 3.9 to 3.13) and
 compression library versions (libzstd inside ``zstandard``, zlib) give the same bytes.
@@ -47,13 +57,14 @@ import stat
 import struct
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, NamedTuple, Protocol, cast
+from typing import BinaryIO, NamedTuple, Protocol
 
 import zstandard
 
@@ -69,14 +80,16 @@ from isolate.errors import InputError
 from isolate.fsutil import ensure_writable_dir, write_atomic
 from isolate.model import tree
 
-ZSTD_THREADS = -1  # multi-threaded, one worker per CPU; output independent of the count
+ZSTD_THREADS = -1  # a large entry's frame: one worker per CPU; output independent of the count
 GZIP_LEVEL = 6
 
 _BLOCK = tarfile.BLOCKSIZE  # 512
 _RECORD = tarfile.RECORDSIZE  # 10240: tar output is padded to whole records
-_SEGMENT = 4 << 20  # tar bytes per write into the compressor
-_READERS = 4  # threads filling segments
-_AHEAD = 8  # segments filled ahead of the compressor
+_SEGMENT = 4 << 20  # tar bytes per write into the compressor (gzip, a large entry's frame)
+_FRAME = 8 << 20  # tar bytes per zstd frame, at least: it ends with the entry that gets there
+_LARGE = 32 << 20  # an entry of this size or more (its data) gets a zstd frame of its own
+_READERS = 4  # threads filling segments (and compressing frames)
+_AHEAD = 8  # segments or frames filled ahead of the writer
 
 
 class _Entry(NamedTuple):  # a tuple: 24,000 of them are made at once, and cheaply
@@ -97,7 +110,7 @@ class _HashingFile:
         self.sha256 = hashlib.sha256()
         self.discard = False  # set on failure: closing a compressor then writes nothing
 
-    def write(self, data: bytes, /) -> int:
+    def write(self, data: bytes | bytearray, /) -> int:
         if not self.discard:
             self._f.write(data)
             self.sha256.update(data)
@@ -304,13 +317,13 @@ def _parts(entries: Sequence[_Entry]) -> Iterator[_Part]:
             offset += size + _padding(size, _BLOCK)
 
 
-def _segments(entries: Sequence[_Entry], total: int) -> Iterator[_Segment]:
-    """The tar stream cut into ``_SEGMENT``-byte pieces (a large file spans several;
-    padding and the end-of-archive blocks are the zeros between and after the parts)."""
+def _segments(entries: Sequence[_Entry], cuts: Iterable[tuple[int, int]]) -> Iterator[_Segment]:
+    """The tar stream cut into the pieces ``cuts`` gives, in order and without gaps (a
+    large file spans several; padding and the end-of-archive blocks are the zeros between
+    and after the parts)."""
     parts = _parts(entries)
     part = next(parts, None)
-    for start in range(0, total, _SEGMENT):
-        end = min(start + _SEGMENT, total)
+    for start, end in cuts:
         inside: list[_Part] = []
         while part is not None and part.offset < end:
             inside.append(part)
@@ -359,6 +372,12 @@ def _fill(segment: _Segment) -> bytearray:
     return buf
 
 
+def _even_cuts(start: int, end: int) -> Iterator[tuple[int, int]]:
+    """``start`` to ``end`` in pieces of ``_SEGMENT`` bytes (the last one shorter)."""
+    for lo in range(start, end, _SEGMENT):
+        yield lo, min(lo + _SEGMENT, end)
+
+
 def _emit(sink: _Sink, entries: Sequence[_Entry], total: int,
           progress: Callable[[int, int], None] | None) -> None:
     """Write the tar stream of ``entries`` to ``sink`` in order, ``_SEGMENT`` bytes at a
@@ -367,7 +386,7 @@ def _emit(sink: _Sink, entries: Sequence[_Entry], total: int,
     pool = ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="isolate-archive")
     try:
         pending: deque[Future[bytearray]] = deque()
-        todo = _segments(entries, total)
+        todo = _segments(entries, _even_cuts(0, total))
         for segment in itertools.islice(todo, _AHEAD):
             pending.append(pool.submit(_fill, segment))
         done = 0
@@ -378,6 +397,101 @@ def _emit(sink: _Sink, entries: Sequence[_Entry], total: int,
                 pending.append(pool.submit(_fill, following))
             sink.write(data)
             done += len(data)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Frame(NamedTuple):
+    """The tar stream's bytes ``start`` to ``end`` as one zstd frame: whole entries."""
+
+    start: int
+    end: int
+    large: bool  # one entry of ``_LARGE`` or more: compressed in segments, as a stream
+
+
+def _frames(entries: Sequence[_Entry], total: int) -> list[_Frame]:
+    """The zstd frames of the tar stream of ``entries``: each ends with the entry that
+    brings it to ``_FRAME`` bytes, an entry of ``_LARGE`` or more has one of its own, and
+    the last one holds the end-of-archive blocks."""
+    frames: list[_Frame] = []
+    start = offset = 0
+    for header, _source, size in entries:
+        length = len(header) + size + _padding(size, _BLOCK)
+        if size >= _LARGE:
+            if offset > start:
+                frames.append(_Frame(start, offset, large=False))
+            frames.append(_Frame(offset, offset + length, large=True))
+            start = offset = offset + length
+            continue
+        offset += length
+        if offset - start >= _FRAME:
+            frames.append(_Frame(start, offset, large=False))
+            start = offset
+    frames.append(_Frame(start, total, large=False))  # at least the end-of-archive blocks
+    return frames
+
+
+_COMPRESSORS = threading.local()  # each thread's compressor, kept: it holds its tables
+
+
+def _zstd_frame(segment: _Segment, level: int) -> bytes:
+    """The bytes of ``segment`` (a whole small frame) compressed as one zstd frame."""
+    cctx: zstandard.ZstdCompressor | None = getattr(_COMPRESSORS, str(level), None)
+    if cctx is None:
+        cctx = zstandard.ZstdCompressor(level=level, write_checksum=True,
+                                        write_content_size=True)
+        setattr(_COMPRESSORS, str(level), cctx)
+    return cctx.compress(_fill(segment))
+
+
+def _emit_zstd(sink: _Sink, entries: Sequence[_Entry], total: int, level: int,
+               progress: Callable[[int, int], None] | None) -> None:
+    """Write the tar stream of ``entries`` to ``sink`` as the zstd frames ``_frames``
+    gives, in order: ``_READERS`` threads fill and compress the next ``_AHEAD`` small
+    frames (reading and compressing release the GIL), or fill the next segments of a
+    large entry's frame, which zstd's own workers compress as a stream here."""
+    frames = _frames(entries, total)
+    cuts: list[tuple[int, int]] = []
+    ends: list[tuple[_Frame, bool]] = []  # per piece: its frame, whether the frame ends
+    for frame in frames:
+        pieces = list(_even_cuts(frame.start, frame.end)) if frame.large else \
+            [(frame.start, frame.end)]
+        cuts += pieces
+        ends += [(frame, i == len(pieces) - 1) for i in range(len(pieces))]
+    pool = ThreadPoolExecutor(max_workers=_READERS, thread_name_prefix="isolate-archive")
+    stream: zstandard.ZstdCompressionObj | None = None
+    try:
+        pending: deque[Future[bytes] | Future[bytearray]] = deque()
+        todo = zip(_segments(entries, cuts), ends, strict=True)
+
+        def submit() -> None:
+            item = next(todo, None)
+            if item is not None:
+                segment, (frame, _end) = item
+                pending.append(pool.submit(_fill, segment) if frame.large
+                               else pool.submit(_zstd_frame, segment, level))
+
+        for _ in range(_AHEAD):
+            submit()
+        done = 0
+        for (start, end), (frame, last) in zip(cuts, ends, strict=True):
+            data = pending.popleft().result()
+            submit()
+            if not frame.large:
+                sink.write(data)
+            else:
+                if stream is None:
+                    cctx = zstandard.ZstdCompressor(level=level, threads=ZSTD_THREADS,
+                                                    write_checksum=True,
+                                                    write_content_size=True)
+                    stream = cctx.compressobj(size=frame.end - frame.start)
+                sink.write(stream.compress(data))
+                if last:
+                    sink.write(stream.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
+                    stream = None
+            done += end - start
             if progress is not None:
                 progress(done, total)
     finally:
@@ -422,22 +536,23 @@ def write_archive(src: Path, dest: Path, *, fmt: str, root_name: str, mtime: int
     try:
         with os.fdopen(fd, "wb") as raw:
             sink = _HashingFile(raw)
-            comp: zstandard.ZstdCompressionWriter | gzip.GzipFile
             if fmt == "tar.zst":
-                cctx = zstandard.ZstdCompressor(level=zstd_level, threads=ZSTD_THREADS,
-                                                write_checksum=True, write_content_size=True)
-                comp = cctx.stream_writer(cast(IO[bytes], sink), size=total, closefd=False)
+                try:
+                    _emit_zstd(sink, entries, total, zstd_level, progress)
+                except BaseException:
+                    sink.discard = True
+                    raise
             else:
                 comp = gzip.GzipFile(filename="", mode="wb", compresslevel=GZIP_LEVEL,
                                      fileobj=sink, mtime=0)
-            try:
-                _emit(comp, entries, total, progress)
-                comp.close()
-            except BaseException:
-                sink.discard = True
-                with contextlib.suppress(Exception):
+                try:
+                    _emit(comp, entries, total, progress)
                     comp.close()
-                raise
+                except BaseException:
+                    sink.discard = True
+                    with contextlib.suppress(Exception):
+                        comp.close()
+                    raise
             raw.flush()
             os.fsync(raw.fileno())
         tmp.chmod(0o644)

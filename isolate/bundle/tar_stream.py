@@ -181,6 +181,8 @@ class TarReader:
         self._unread = 0  # data (with padding) of the last entry not consumed yet
         self._global: dict[str, str] = {}
         self.ended = False
+        self.marked = False  # it ended at a zero block (not where the stream ended)
+        self.had_global = False  # a global pax header was read (it applies to what follows)
 
     # -- the buffer ------------------------------------------------------------------
     def _more(self) -> bool:
@@ -231,6 +233,7 @@ class TarReader:
                 if longname is not None or longlink is not None or pax is not None:
                     raise TarError("the archive ends after a metadata header")
                 self.ended = True
+                self.marked = bool(block)
                 return None
             if not _checksum_ok(block):
                 raise TarError("a header's checksum is wrong")
@@ -251,6 +254,7 @@ class TarReader:
                 elif kind == LONGLINK:
                     longlink = _text(data)
                 elif kind == PAX_GLOBAL:
+                    self.had_global = True
                     _pax(data, self._global)
                 else:
                     pax = {} if pax is None else pax

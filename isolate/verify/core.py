@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import os
 import tempfile
 import time
@@ -67,10 +66,17 @@ from isolate.verify.report import (
     Finding,
     VerifyReport,
 )
-from isolate.verify.scan import Tree, scan_members, scan_tree, start_scan, worker_pool
+from isolate.verify.scan import (
+    PartScan,
+    Tree,
+    cpus,
+    scan_members,
+    scan_tree,
+    start_scan,
+    worker_pool,
+)
 
 if TYPE_CHECKING:
-    from isolate.bundle.unpack import Member
     from isolate.model.profiles import HostProfile
 
 T = TypeVar("T")
@@ -289,38 +295,77 @@ def _verify_dir(shown: Path, path: Path, root: Path, given: str | None,
     return _report(shown, manifest, host, findings, runs, start, timings)
 
 
-_PENDING_LIMIT = 256 << 20  # bytes of entries held while the stream has not reached the manifest
+_PENDING_LIMIT = 256 << 20  # bytes of entries read before the manifest, at most
+# A multi-frame archive this large is read in parts by worker processes (below that, the
+# processes cost more than they save)
+_PARTS_MIN_BYTES = 8 << 20
+
+
+def _manifest_entry(path: Path) -> tuple[str, bytes]:
+    """The archive's top-level directory and its manifest's bytes, read in this process
+    from the start of the archive (isolate's archives are sorted: the manifest comes
+    before python/); ``NotStreamable`` when it is not near the start."""
+    from isolate.bundle.unpack import NotStreamable, check_sidecar, leading_members
+
+    held = 0
+    top = ""
+    try:
+        members = leading_members(path)
+        with contextlib.closing(members):
+            for m in members:
+                top = m.top
+                if m.path == MANIFEST_NAME:
+                    if m.kind != "file":
+                        raise NotStreamable(f"{path}: {MANIFEST_NAME} is not a regular file")
+                    return top, m.data
+                held += len(m.data)
+                if held > _PENDING_LIMIT:
+                    raise NotStreamable(f"{path}: the manifest is not near the start")
+    except NotStreamable:
+        raise
+    except InputError:
+        check_sidecar(path)  # a wrong .sha256 is what to say first, as unpack says it
+        raise
+    raise InputError(f"{path} is not an isolate bundle: it has no {MANIFEST_NAME}",
+                     hint="give a bundle archive written by `isolate bundle`")
 
 
 def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfile | None,
                     runner: Runner, cache: ProbeCache | None, start: float,
                     elf_cache: ElfCache | None) -> VerifyReport:
-    from isolate.bundle.unpack import NotStreamable, read_members, unpack
+    """An archive read as a stream (see the module's doc): in parts by worker processes
+    when it is made of frames that can be read apart (``archive_parts``), else whole,
+    by a child process for a large one (``read_members``)."""
+    from isolate.bundle.unpack import (
+        NotStreamable,
+        archive_parts,
+        check_sidecar,
+        read_members,
+        unpack,
+    )
 
     t0 = time.monotonic()
-    members = read_members(path)
-    pending: list[Member] = []
-    held = 0
-    data: bytes | None = None
-    top = ""
-    try:
-        for m in members:  # isolate's archives are sorted: the manifest comes before python/
-            top = m.top
-            if m.path == MANIFEST_NAME:
-                if m.kind != "file":
-                    raise NotStreamable(f"{path}: {MANIFEST_NAME} is not a regular file")
-                data = m.data
-                break
-            pending.append(m)
-            held += len(m.data)
-            if held > _PENDING_LIMIT:
-                raise NotStreamable(f"{path}: the manifest is not near the start")
+    how = "read from the archive stream"
+    with contextlib.ExitStack() as stack:
+        # The workers start first: forked while this process runs no other thread (see
+        # _verify_dir); they read on the needles the manifest's JSON gives.
+        parts = archive_parts(path, cpus()) if path.stat().st_size >= _PARTS_MIN_BYTES \
+            else None
+        workers = worker_pool(len(parts)) if parts is not None and forks() else None
+        if workers is not None:
+            stack.callback(workers.shutdown, cancel_futures=True)
+        (top, data), seconds = _timed(lambda: _manifest_entry(path))
         root = path.parent / top  # a name only: nothing is written there
-        if data is None:
-            raise InputError(f"{path} is not an isolate bundle: it has no {MANIFEST_NAME}",
-                             hint="give a bundle archive written by `isolate bundle`")
-        (manifest, findings, detail, msha), seconds = _timed(
-            lambda: _manifest(root, path, given, data))
+        read, read_seconds = _timed(lambda: _read_manifest(root, path, given, data))
+        guess = _needles_guess(read[3])
+        scanning: PartScan | None = None
+        if workers is not None and parts is not None:
+            scanning = stack.enter_context(PartScan(
+                root, path, parts, [n.text for n in guess], workers, skip=[MANIFEST_NAME],
+                elf_cache=elf_cache))
+        check_sidecar(path)
+        (manifest, findings, detail, msha), judge_seconds = _timed(lambda: _judged(read))
+        seconds = round(seconds + read_seconds + judge_seconds, 3)
         if manifest is None or msha is None:
             raise NotStreamable(f"{path}: its manifest cannot be read")  # judged on disk
         where = probe_cache.ARCHIVE_LOCATION
@@ -329,14 +374,28 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
         if lookup.checks is None:  # the probes need an unpacked tree: scan that instead
             raise NotStreamable(f"{path}: no probe results are stored for its manifest")
         needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
-        tree, _kept = scan_members(root, itertools.chain(pending, members),
-                                   [n.text for n in needles], elf_cache=elf_cache)
-    finally:
-        members.close()
+        texts = [n.text for n in needles]
+        scanned = scanning.result() if scanning is not None and texts == [
+            n.text for n in guess] else None
+        if scanned is not None and parts is not None:
+            how += f" in {len(parts)} parts by as many processes"
+        else:
+            if scanning is not None:
+                scanning.close()
+                how += (f", whole ({scanning.why})" if scanning.why else
+                        ", whole (the manifest's needles differ from its JSON's)")
+            members = read_members(path)
+            with contextlib.closing(members):
+                scanned = scan_members(root, members, texts, skip=[MANIFEST_NAME],
+                                       elf_cache=elf_cache)
+        tree, kept = scanned
+        if kept.get(MANIFEST_NAME) != data:
+            raise InputError(f"{path} changed while it was read",
+                             hint="verify an archive that nothing writes to")
     runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
     layout = layout_of(root, manifest)
     findings += _static(tree, round(time.monotonic() - t0, 3), needles, manifest, layout, host,
-                        runs, source="read from the archive stream", facts=elf_cache)
+                        runs, source=how, facts=elf_cache)
     timings: dict[str, float] = {}
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(
             max_workers=3, thread_name_prefix="isolate-probe") as pool:

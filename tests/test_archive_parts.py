@@ -1,0 +1,491 @@
+"""Archives of many zstd frames, and reading them in parts (issue 12, verify ARCHIVE).
+
+The writer cuts a tar.zst archive into independent frames that each start where a tar
+header starts; ``isolate verify`` reads the frames in parts, one per worker process
+(``isolate.bundle.unpack.archive_parts``, ``PartReader``, ``join_parts``;
+``isolate.verify.scan.PartScan``). The property that matters: reading in parts never
+accepts what reading the archive whole refuses, and what it accepts, it describes as the
+whole reading does. Checked on real trees, on every hostile layout of ``test_archive``
+cut into frames at every entry, on cuts that fall inside entries, on clashes that only
+show across parts, and on fuzzed archives cut at random.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from isolate.bundle import archive as arc
+from isolate.bundle import unpack as unpack_mod
+from isolate.bundle.archive import write_archive
+from isolate.bundle.archive_format import archive_name
+from isolate.bundle.unpack import archive_parts, read_members
+from isolate.errors import InputError
+from isolate.model.manifest import MANIFEST_NAME
+from isolate.verify.scan import PartScan, Tree, scan_members, worker_pool
+from tests.conftest import bundle_dir
+from tests.test_archive import (
+    HOSTILE_IDS,
+    D,
+    F,
+    L,
+    big_tree,
+    hostile_cases,
+    make_tree,
+    member,
+    random_members,
+    tar_bytes,
+)
+
+NEEDLES = ["needle-x1", "/opt/host-python"]
+LIMITS = {"max_entry_bytes": 1 << 20, "max_total_bytes": 8 << 20}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def frames_of(data: bytes) -> list[bytes]:
+    """The zstd frames of ``data``, split by zstandard itself (each decompressed whole)."""
+    out = []
+    while data:
+        obj = zstandard.ZstdDecompressor().decompressobj()
+        out.append(obj.decompress(data))
+        assert obj.eof
+        data = obj.unused_data
+    return out
+
+
+def header_offsets(tar: bytes) -> list[int]:
+    """Where each entry's first header block (long-name records included) starts."""
+    with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as tf:
+        return [m.offset for m in tf.getmembers()]
+
+
+def framed(tar: bytes, cuts: Sequence[int]) -> bytes:
+    """``tar`` compressed as one zstd frame per piece between ``cuts`` (and the ends)."""
+    edges = [0, *sorted({c for c in cuts if 0 < c < len(tar)}), len(tar)]
+    cctx = zstandard.ZstdCompressor(write_checksum=True, write_content_size=True)
+    return b"".join(cctx.compress(tar[a:b]) for a, b in itertools.pairwise(edges))
+
+
+@pytest.fixture
+def threads() -> Iterator[Executor]:
+    """PartScan's workers as threads: the same functions, in this process."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        yield pool
+
+
+def whole(archive: Path, limits: dict[str, int] | None = None
+          ) -> tuple[Tree, dict[str, bytes]] | str:
+    """What reading ``archive`` whole gives: its tree, or its refusal's words."""
+    try:
+        members = read_members(archive, **(limits or LIMITS))
+        with contextlib.closing(members):
+            return scan_members(Path("/r"), members, NEEDLES, skip=["isolate-manifest.json"])
+    except InputError as exc:
+        return f"{exc.message} ({exc.hint})"
+
+
+def in_parts(archive: Path, pool: Executor, count: int = 3,
+             limits: dict[str, int] | None = None) -> tuple[Tree, dict[str, bytes]] | None:
+    """What reading ``archive`` in parts gives: its tree, or None (read it whole)."""
+    parts = archive_parts(archive, count)
+    if parts is None:
+        return None
+    limits = limits or LIMITS
+    scan = PartScan(Path("/r"), archive, parts, NEEDLES, pool, skip=["isolate-manifest.json"],
+                    max_entry_bytes=limits["max_entry_bytes"],
+                    max_total_bytes=limits["max_total_bytes"])
+    scan._pool = None  # the fixture's pool outlives this scan
+    return scan.result()
+
+
+def agree(archive: Path, pool: Executor, count: int = 3) -> bool:
+    """Reading in parts accepts only what the whole reading accepts, and gives what it
+    gives; returns whether it was read in parts."""
+    parts = in_parts(archive, pool, count)
+    full = whole(archive)
+    if parts is not None:
+        assert not isinstance(full, str), f"read in parts, refused whole: {full}"
+        assert parts == full
+    return parts is not None
+
+
+# ------------------------------------------------------------------------------ writer
+
+
+def test_a_large_tree_becomes_frames_that_each_start_at_a_header(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arc, "_FRAME", 64 << 10)
+    src = big_tree(tmp_path / "src")
+    out = tmp_path / "a.tar.zst"
+    write_archive(src, out, fmt="tar.zst", root_name="b")
+    data = out.read_bytes()
+    frames = frames_of(data)
+    tar = b"".join(frames)
+    gz = tmp_path / "a.tar.gz"
+    write_archive(src, gz, fmt="tar.gz", root_name="b")
+    assert tar == gzip.decompress(gz.read_bytes())  # the same tar stream, only framed
+    assert len(frames) > 20
+    starts = set(header_offsets(tar))
+    offset = 0
+    for frame in frames[:-1]:
+        assert offset in starts  # every frame starts with a header
+        assert len(frame) >= 64 << 10  # and holds whole entries up to the frame size
+        offset += len(frame)
+    assert offset in starts or not frames[-1].strip(b"\0")  # the last: maybe the end blocks
+    for raw in _split(data):  # each states its size and has a checksum
+        params = zstandard.get_frame_parameters(raw)
+        assert params.has_checksum
+        assert params.content_size == len(zstandard.ZstdDecompressor().decompress(raw))
+
+
+def test_large_entries_get_frames_of_their_own(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arc, "_FRAME", 8 << 10)
+    monkeypatch.setattr(arc, "_LARGE", 16 << 10)
+    monkeypatch.setattr(arc, "_SEGMENT", 4 << 10)  # several segments per large frame
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, size in enumerate([100, 20_000, 300, 50_000, 16 << 10, 10]):
+        (src / f"f{i}").write_bytes(os.urandom(size))
+    out = tmp_path / "a.tar.zst"
+    write_archive(src, out, fmt="tar.zst", root_name="b")
+    frames = frames_of(out.read_bytes())
+    tar = b"".join(frames)
+    with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as tf:
+        members = {m.name: m for m in tf.getmembers()}
+    offset = 0
+    alone = set()
+    for frame in frames:
+        names = [n for n, m in members.items() if offset <= m.offset < offset + len(frame)]
+        if len(names) == 1 and members[names[0]].size >= 16 << 10:
+            alone.add(names[0])
+        offset += len(frame)
+    assert alone == {"b/f1", "b/f3", "b/f4"}
+
+
+def test_the_frames_do_not_depend_on_threads_or_segments(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arc, "_FRAME", 32 << 10)
+    monkeypatch.setattr(arc, "_LARGE", 30 << 10)
+    src = big_tree(tmp_path / "src", files=80)
+    digests = set()
+    for readers, segment in ((1, 4 << 20), (4, 4096), (7, 1000)):
+        monkeypatch.setattr(arc, "_READERS", readers)
+        monkeypatch.setattr(arc, "_SEGMENT", segment)
+        digests.add(write_archive(src, tmp_path / f"{readers}" / "a.tar.zst", fmt="tar.zst",
+                                  root_name="b"))
+    assert len(digests) == 1
+
+
+@pytest.mark.skipif(not (shutil.which("zstd") and shutil.which("tar")),
+                    reason="needs the zstd and tar commands")
+def test_zstd_and_gnu_tar_read_every_frame(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arc, "_FRAME", 32 << 10)
+    src = big_tree(tmp_path / "src", files=60)
+    out = tmp_path / "a.tar.zst"
+    write_archive(src, out, fmt="tar.zst", root_name="b")
+    assert len(frames_of(out.read_bytes())) > 10
+    subprocess.run(["zstd", "-q", "-t", str(out)], check=True)
+    dest = tmp_path / "x"
+    dest.mkdir()
+    subprocess.run(["tar", "--zstd", "-xf", str(out), "-C", str(dest)], check=True)
+    got = sorted(p.relative_to(dest / "b") for p in (dest / "b").rglob("*"))
+    assert got == sorted(p.relative_to(src) for p in src.rglob("*"))
+    assert all((dest / "b" / p).read_bytes() == (src / p).read_bytes()
+               for p in got if (src / p).is_file() and not (src / p).is_symlink())
+
+
+# ------------------------------------------------------------------------ frame walking
+
+
+def test_frames_are_walked_as_zstandard_splits_them(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arc, "_FRAME", 16 << 10)
+    src = make_tree(tmp_path / "src", variant=0)
+    out = tmp_path / "a.tar.zst"
+    write_archive(src, out, fmt="tar.zst", root_name="b")
+    data = out.read_bytes()
+    walked = unpack_mod._frames(data)
+    assert walked is not None
+    assert [data[o:o + n] for o, n, _ in walked] == _split(data)
+    assert [size for *_, size in walked] == [len(f) for f in frames_of(data)]
+    parts = archive_parts(out, 3)
+    assert parts is not None and 1 < len(parts) <= 3
+    assert parts[0].start == 0 and parts[-1].end == len(data)
+    assert all(a.end == b.start for a, b in itertools.pairwise(parts))
+    assert [p.last for p in parts] == [False] * (len(parts) - 1) + [True]
+
+
+def _split(data: bytes) -> list[bytes]:
+    out = []
+    while data:
+        obj = zstandard.ZstdDecompressor().decompressobj()
+        obj.decompress(data)
+        rest = obj.unused_data
+        out.append(data[:len(data) - len(rest)])
+        data = rest
+    return out
+
+
+@pytest.mark.parametrize("damage", ["one-frame", "gzip", "truncated", "trailing-garbage",
+                                    "reserved-bit", "bad-block-type", "empty", "not-zstd"])
+def test_archives_that_are_not_cleanly_framed_are_read_whole(
+        tmp_path: Path, damage: str) -> None:
+    tar = tar_bytes([D("top"), *(F(f"top/f{i}", os.urandom(2000)) for i in range(8))])
+    cuts = header_offsets(tar)
+    data = framed(tar, cuts)
+    if damage == "one-frame":
+        data = framed(tar, [])
+    elif damage == "gzip":
+        data = gzip.compress(tar)
+    elif damage == "truncated":
+        data = data[:-3]
+    elif damage == "trailing-garbage":
+        data += b"garbage!"
+    elif damage == "reserved-bit":
+        data = data[:4] + bytes([data[4] | 0x08]) + data[5:]
+    elif damage == "bad-block-type":
+        d = data[4]
+        single = d >> 5 & 1
+        at = 5 + (not single) + (0, 1, 2, 4)[d & 3] + (single, 2, 4, 8)[d >> 6]
+        data = data[:at] + bytes([data[at] | 0x06]) + data[at + 1:]  # block type 3
+    elif damage == "empty":
+        data = b""
+    else:
+        data = b"PK\x03\x04" + data
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(data)
+    assert archive_parts(archive, 2) is None
+
+
+def test_skippable_frames_are_walked_over(tmp_path: Path, threads: Executor) -> None:
+    tar = tar_bytes([D("top"), *(F(f"top/f{i}", os.urandom(2000)) for i in range(8))])
+    cuts = header_offsets(tar)
+    data = framed(tar[:cuts[4]], cuts[:4]) + b"\x50\x2a\x4d\x18" + (5).to_bytes(4, "little") + b"skip!" \
+        + framed(tar[cuts[4]:], [c - cuts[4] for c in cuts[5:]])
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(data)
+    assert archive_parts(archive, 2) is not None
+    assert agree(archive, threads)
+
+
+# --------------------------------------------------------------------- reading in parts
+
+
+def test_a_real_tree_read_in_parts_is_the_tree_read_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: Executor) -> None:
+    monkeypatch.setattr(arc, "_FRAME", 16 << 10)
+    src = make_tree(tmp_path / "src", variant=0)
+    big_tree(src / "more", files=120)
+    (src / "more" / "needle.txt").write_bytes(b"x /opt/host-python/lib y needle-x1\n")
+    out = tmp_path / archive_name("b", "tar.zst")
+    write_archive(src, out, fmt="tar.zst", root_name="b")
+    for count in (2, 3, 8):
+        assert agree(out, threads, count), count
+    tree, kept = in_parts(out, threads)  # type: ignore[misc]
+    assert kept == {"isolate-manifest.json": b'{"schema": "isolate.manifest/1"}\n'}
+    assert tree.files["more/needle.txt"].hits
+    assert {"empty-dir", "python/lib/python3.12", "more/d3"} <= tree.dirs
+
+
+def test_worker_processes_read_the_parts(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same through real worker processes (from a fork server, as under xdist):
+    parts, members and states travel back pickled."""
+    monkeypatch.setattr(arc, "_FRAME", 16 << 10)
+    src = big_tree(tmp_path / "src", files=150)
+    out = tmp_path / "a.tar.zst"
+    write_archive(src, out, fmt="tar.zst", root_name="b")
+    parts = archive_parts(out, 2)
+    assert parts is not None
+    pool = worker_pool(2, method="forkserver")
+    assert pool is not None
+    with PartScan(Path("/r"), out, parts, NEEDLES, pool,
+                  max_total_bytes=LIMITS["max_total_bytes"]) as scan:
+        got = scan.result()
+    assert got is not None, scan.why
+    full = whole(out)
+    assert got == full
+
+
+@pytest.mark.parametrize("case_id", HOSTILE_IDS)
+def test_hostile_archives_cut_at_every_entry_are_never_accepted_in_parts(
+        tmp_path: Path, case_id: str, threads: Executor) -> None:
+    case = next(c for c in hostile_cases(tmp_path) if c.id == case_id)
+    tar = tar_bytes(case.members, case.tar_format)
+    if case.patch:
+        tar = tar.replace(*case.patch)
+    try:
+        cuts = header_offsets(tar)
+    except tarfile.TarError:  # a header tarfile cannot read: cut into blocks instead
+        cuts = list(range(512, len(tar), 512))
+    archive = tmp_path / "hostile.tar.zst"
+    archive.write_bytes(framed(tar, cuts))
+    limits = {**LIMITS, **case.limits}
+    assert isinstance(whole(archive, limits), str)  # refused whole...
+    assert in_parts(archive, threads, len(cuts) + 1, limits) is None  # ...never in parts
+
+
+CLASHES = {  # each part is sound alone; together they are refused
+    "same-file-twice": ([D("top"), F("top/a")], [F("top/a")]),
+    "same-dir-twice": ([D("top"), D("top/d")], [D("top/d")]),
+    "below-a-file": ([D("top"), F("top/a")], [F("top/a/b")]),
+    "below-a-symlink": ([D("top"), L("top/l", ".")], [F("top/l/x")]),
+    "file-over-implied-dir": ([D("top"), F("top/d/x")], [F("top/d")]),
+    "symlink-over-implied-dir": ([D("top"), F("top/d/x")], [L("top/d", "x")]),
+    "two-tops": ([D("top"), F("top/a")], [D("other"), F("other/b")]),
+    "chain-resolves-outside": ([D("top"), D("top/d"), D("top/d/e"), L("top/d/e/s", "../..")],
+                               [L("top/d/e/x", "s/../y")]),
+    "hard-link-later": ([D("top"), F("top/a")], [member("top/h", tarfile.LNKTYPE,
+                                                        linkname="top/a")]),
+    "over-the-total": ([D("top"), F("top/a", b"x" * (5 << 20))],
+                       [F("top/b", b"y" * (4 << 20))]),
+}
+
+
+@pytest.mark.parametrize("clash", list(CLASHES))
+def test_clashes_across_parts_are_left_to_the_whole_reading(
+        tmp_path: Path, clash: str, threads: Executor) -> None:
+    first, second = CLASHES[clash]
+    tar = tar_bytes([*first, *second])
+    cut = header_offsets(tar)[len(first)]
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, [cut]))
+    assert archive_parts(archive, 2) is not None
+    assert in_parts(archive, threads, count=2) is None
+    full = whole(archive)
+    if clash in ("hard-link-later",):
+        assert isinstance(full, str) and "hard link" in full
+    else:
+        assert isinstance(full, str), full
+
+
+def test_sound_neighbours_across_parts_are_accepted(tmp_path: Path,
+                                                   threads: Executor) -> None:
+    tar = tar_bytes([D("top"), D("top/d"), F("top/d/a"), L("top/l", "d/a"),
+                     F("top/d/b"), D("top/d/e"), F("top/d/e/c"), L("top/d/e/up", "../a")])
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, header_offsets(tar)))
+    assert agree(archive, threads, count=8)
+
+
+@pytest.mark.parametrize("where", ["inside-data", "inside-header", "after-long-name"])
+def test_a_cut_inside_an_entry_is_read_whole(tmp_path: Path, where: str,
+                                             threads: Executor) -> None:
+    tar = tar_bytes([D("top"), F("top/a", os.urandom(3000)), F("top/" + "n" * 120, b"x"),
+                     F("top/b", b"y" * 600)])
+    offsets = header_offsets(tar)
+    cut = {"inside-data": offsets[1] + 512 + 1000, "inside-header": offsets[3] + 100,
+           "after-long-name": offsets[2] + 1024}[where]
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, [cut]))
+    assert archive_parts(archive, 2) is not None
+    assert in_parts(archive, threads, count=2) is None
+    assert not isinstance(whole(archive), str)  # the whole reading accepts it
+
+
+def test_an_end_of_archive_in_an_early_part_is_read_whole(tmp_path: Path,
+                                                        threads: Executor) -> None:
+    """tar ends at the first zero block: what follows is ignored by a whole reading, so
+    a part after it must not add entries."""
+    head = tar_bytes([D("top"), F("top/a")])  # ends with zero blocks
+    tail = tar_bytes([F("top/b")])
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(head + tail, [len(head)]))
+    assert in_parts(archive, threads, count=2) is None
+    full = whole(archive)
+    assert not isinstance(full, str) and set(full[0].files) == {"a"}
+
+
+def test_a_global_pax_header_is_read_whole(tmp_path: Path, threads: Executor) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT,
+                      pax_headers={"comment": "global"}) as tf:
+        for name in ("top", "top/a", "top/b"):
+            ti = tarfile.TarInfo(name)
+            if name == "top":
+                ti.type = tarfile.DIRTYPE
+                tf.addfile(ti)
+            else:
+                ti.size = 3
+                tf.addfile(ti, io.BytesIO(b"abc"))
+    tar = buf.getvalue()
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, header_offsets(tar)[1:]))
+    assert in_parts(archive, threads, count=3) is None
+    assert not isinstance(whole(archive), str)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tar=random_members(), data=st.data())
+def test_fuzzed_archives_cut_anywhere_agree(tar: bytes, data: st.DataObject) -> None:
+    """Random, often hostile, members, cut into frames at entries or anywhere."""
+    try:
+        offsets = header_offsets(tar)
+    except tarfile.TarError:
+        offsets = []
+    anywhere = st.integers(1, max(1, len(tar) - 1))
+    cuts = data.draw(st.lists(st.one_of(st.sampled_from(offsets) if offsets else anywhere,
+                                        anywhere), max_size=6))
+    with tempfile.TemporaryDirectory() as d, \
+            ThreadPoolExecutor(max_workers=3) as pool:
+        archive = Path(d) / "fuzz.tar.zst"
+        archive.write_bytes(framed(tar, cuts))
+        agree(archive, pool, count=data.draw(st.integers(2, 4)))
+
+
+# ----------------------------------------------------------------------------- verify
+
+
+@pytest.mark.slow
+def test_verify_reads_a_framed_bundle_archive_in_parts(built: Path, tmp_path: Path) -> None:
+    """``isolate verify`` in a fresh process (where it can fork its workers) on a copy
+    of the session's bundle, made larger than ``_PARTS_MIN_BYTES`` by a file the
+    manifest does not list: read in parts, the findings are those of the directory."""
+    src = bundle_dir(built)
+
+    def verify(path: Path) -> dict[str, Any]:
+        done = subprocess.run([sys.executable, "-m", "isolate", "verify", "--json", str(path)],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode in (0, 1), done.stderr
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    def findings(report: dict[str, Any]) -> set[tuple[str, str, str]]:
+        return {(f["severity"], f["check"], f["path"] or "") for f in report["findings"]}
+
+    copy = tmp_path / src.name
+    shutil.copytree(src, copy, symlinks=True)
+    shutil.copy(f"{src}.{MANIFEST_NAME}.sha256", tmp_path)  # the manifest's hash
+    (copy / "padding.bin").write_bytes(os.urandom(9 << 20))
+    archive = tmp_path / "a" / f"{copy.name}.tar.zst"
+    write_archive(copy, archive, fmt="tar.zst", root_name=copy.name)
+    assert archive.stat().st_size >= 8 << 20
+    assert len(archive_parts(archive, 2) or []) == 2
+    verify(archive)  # its probes are stored
+    report = verify(archive)
+    scan = next(c for c in report["checks"] if c["name"] == "scan")
+    assert "in 2 parts by as many processes" in scan["detail"], scan
+    found = findings(report)
+    assert ("error", "integrity", "padding.bin") in found
+    assert found == findings(verify(copy))
