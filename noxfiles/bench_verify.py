@@ -29,7 +29,7 @@ _PY_STREAM_HASH = """\
 import hashlib, sys, zstandard
 h = hashlib.sha256()
 with open(sys.argv[1], "rb") as f:
-    r = zstandard.ZstdDecompressor().stream_reader(f, read_size=1 << 20)
+    r = zstandard.ZstdDecompressor().stream_reader(f, read_size=1 << 20, read_across_frames=True)
     while chunk := r.read(1 << 20):
         h.update(chunk)
 print(h.hexdigest())

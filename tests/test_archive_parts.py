@@ -489,3 +489,18 @@ def test_verify_reads_a_framed_bundle_archive_in_parts(built: Path, tmp_path: Pa
     found = findings(report)
     assert ("error", "integrity", "padding.bin") in found
     assert found == findings(verify(copy))
+
+
+def test_a_stream_too_long_only_in_sum_is_left_to_the_whole_reading(
+        tmp_path: Path, threads: Executor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Headers count towards the decompressed length the whole reading allows; two parts
+    under it each may be over it together."""
+    monkeypatch.setattr(unpack_mod, "_HEADER_ALLOWANCE", 10_000)
+    tar = tar_bytes([D("top"), *(F(f"top/e{i:02d}", b"") for i in range(30))])
+    assert len(tar) > 14_096 > len(tar) // 2 + 1024
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, [header_offsets(tar)[15]]))
+    limits = {"max_entry_bytes": 4096, "max_total_bytes": 4096}
+    assert in_parts(archive, threads, 2, limits) is None
+    refused = whole(archive, limits)
+    assert isinstance(refused, str) and "decompresses to more than" in refused

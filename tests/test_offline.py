@@ -61,7 +61,8 @@ def explain(a: bytes, b: bytes, name: str) -> str:
         if name.endswith(".zst"):
             import zstandard
 
-            raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+            raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                             read_across_frames=True).read()
         else:
             raw = gzip.decompress(data)
         out = {}

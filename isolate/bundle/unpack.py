@@ -813,13 +813,15 @@ class PartState:
     """What ``join_parts`` needs of a part read whole: its top-level directory (None when
     it holds no entry), every path it names or implies (below the top, "/"-joined) with
     its kind: "d" a directory it implies, "D" "F" "S" a directory, file or symlink it has
-    an entry for; its symlinks' targets and its files' total size. (Plain strings: it
+    an entry for; its symlinks' targets, its files' total size and how much it
+    decompressed. (Plain strings: it
     goes back from a worker process, and 13,000 tuples of names took 0.1 s to pickle.)"""
 
     top: str | None
     paths: dict[str, str]
     link_targets: dict[str, str]
     total: int
+    decompressed: int  # bytes of tar stream (with headers and padding) it decompressed
 
 
 _CODES = {"dir": "d", "file": "f", "symlink": "s"}
@@ -888,6 +890,7 @@ class PartReader:
         self.part = part
         self._limits = _Limits(max_entry_bytes, max_total_bytes)
         self._ex: _Extractor | None = None
+        self._decompressed = 0
 
     def members(self) -> Iterator[Member]:
         ex = self._ex = _Extractor(self.archive, None, Path(), self._limits)
@@ -908,6 +911,7 @@ class PartReader:
                     stream.drain()
                 elif reader.marked:
                     raise Irregular("the archive ends before its last part")
+                self._decompressed = stream.count
         except (_Corrupt, TarError, _NotStreamable, InputError) as exc:
             raise Irregular(str(exc)) from exc
 
@@ -918,16 +922,18 @@ class PartReader:
         paths = {"/".join(rel): _CODES[kind].upper() if rel in explicit else _CODES[kind]
                  for rel, kind in ex.kinds.items()}
         return PartState(top=ex.top, paths=paths, link_targets=ex.link_targets,
-                         total=ex.total)
+                         total=ex.total, decompressed=self._decompressed)
 
 
 def join_parts(states: Sequence[PartState], *, max_total_bytes: int) -> bool:
     """Whether the parts read one by one, in order, are one archive ``read_members``
     would accept: one top-level directory, no path twice, no path that one part makes a
-    file or symlink and another a directory or lays something below, the size limit, and
-    no symlink that resolves outside. False: read it whole (that says why)."""
+    file or symlink and another a directory or lays something below, the size limits
+    (of the files, and of the whole stream), and no symlink that resolves outside.
+    False: read it whole (that says why)."""
     tops = {s.top for s in states if s.top is not None}
-    if len(tops) != 1 or sum(s.total for s in states) > max_total_bytes:
+    if len(tops) != 1 or sum(s.total for s in states) > max_total_bytes or \
+            sum(s.decompressed for s in states) > max_total_bytes + _HEADER_ALLOWANCE:
         return False
     paths: dict[str, str] = {}
     links: dict[str, str] = {}

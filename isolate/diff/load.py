@@ -99,7 +99,8 @@ def _tar_members(stream: IO[bytes]) -> Iterator[tuple[str, IO[bytes]]]:
 
 def _decompress(f: IO[bytes], head: bytes) -> IO[bytes]:
     if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return cast(IO[bytes], zstandard.ZstdDecompressor().stream_reader(f))
+        return cast(IO[bytes], zstandard.ZstdDecompressor().stream_reader(
+            f, read_across_frames=True))  # isolate writes many frames
     if head.startswith(b"\x1f\x8b"):
         return cast(IO[bytes], gzip.GzipFile(fileobj=f))
     if head.startswith(b"\xfd7zXZ\x00"):

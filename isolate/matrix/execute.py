@@ -344,7 +344,8 @@ def _peek_manifest(archive: Path) -> tuple[str, bytes]:
     try:
         with open(archive, "rb") as raw:
             stream: io.BufferedIOBase | zstandard.ZstdDecompressionReader = (
-                zstandard.ZstdDecompressor().stream_reader(raw) if fmt == "tar.zst"
+                zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+                if fmt == "tar.zst"
                 else gzip.GzipFile(fileobj=raw, mode="rb"))
             with stream:
                 reader = TarReader(stream, max_meta=1 << 20)

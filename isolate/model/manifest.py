@@ -6,6 +6,7 @@ bundle is listed with its sha256 and mode. See ``docs/manifest.rst`` for the sch
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping
@@ -72,6 +73,30 @@ class FileEntry:
                    kind=r.value("kind", str, "file"), target=r.raw("target", None))
 
 
+# An entry is made by setting its slots directly: the frozen dataclass's ``__init__``
+# (``object.__setattr__`` per field) takes 1.4 us, this 0.6 us, for each of a large
+# bundle's 20,000 entries whenever its manifest is read. Every field is set, by name.
+_ENTRY_FIELDS = ("path", "sha256", "mode", "size", "kind", "target")
+if set(_ENTRY_FIELDS) != {f.name for f in dataclasses.fields(FileEntry)}:
+    raise RuntimeError("FileEntry's fields changed: update _entry")
+_set_path, _set_sha256, _set_mode, _set_size, _set_kind, _set_target = (
+    FileEntry.__dict__[name].__set__ for name in _ENTRY_FIELDS)
+_new = object.__new__
+
+
+def _entry(path: str, sha256: str, mode: int, size: int, kind: str,
+           target: str | None) -> FileEntry:
+    """``FileEntry(path=path, ...)``, faster."""
+    e = _new(FileEntry)
+    _set_path(e, path)
+    _set_sha256(e, sha256)
+    _set_mode(e, mode)
+    _set_size(e, size)
+    _set_kind(e, kind)
+    _set_target(e, target)
+    return e
+
+
 def _file_entries(items: Any) -> tuple[FileEntry, ...]:
     """The ``files`` list. An entry of the types ``to_dict`` writes is built directly: a
     large bundle lists 20,000 and more, and a ``Reader`` per entry costs about 0.1 s
@@ -91,8 +116,7 @@ def _file_entries(items: Any) -> tuple[FileEntry, ...]:
                 except ValueError:
                     pass  # the Reader names it
                 else:
-                    out.append(FileEntry(path=path, sha256=sha256, mode=bits, size=size,
-                                         kind=kind, target=d.get("target")))
+                    out.append(_entry(path, sha256, bits, size, kind, d.get("target")))
                     continue
         try:
             out.append(FileEntry.read(Reader(d, ManifestError)))

@@ -515,7 +515,7 @@ def check_tree_modes(root: Path) -> tuple[int, list[str]]:
 def check_archive_entries(archive: Path) -> tuple[int, list[str]]:
     checked, bad = 0, []
     with open(archive, "rb") as raw, \
-            zstandard.ZstdDecompressor().stream_reader(raw) as stream, \
+            zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream, \
             tarfile.open(fileobj=stream, mode="r|") as tf:
         for m in tf:
             checked += 1
