@@ -785,6 +785,31 @@ def scan_members(root: Path, members: Iterable[Member], needles: Iterable[str], 
     return _archive_tree(root, [_file_of(r) for r in rows], dirs), kept
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def _keep_freed_memory() -> None:
+    """In a worker process, have glibc's malloc keep what is freed for what comes next.
+    By default a block over 128 KiB (the threshold rises with what is freed, to 32 MiB
+    at most) is a mapping of its own, unmapped when freed, and the heap's top is given
+    back beyond 128 KiB: a part's frames (8 MiB each, decompressed) and large files were
+    fresh pages every time, a page fault each 4 KiB. A Nova verify took 102,000 page
+    faults and 0.44 s of system time with them, 68,000 and 0.29 s without. The worker
+    ends with the scan, and what it kept goes then. Elsewhere than glibc (no
+    ``mallopt``), nothing changes."""
+    import ctypes
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None:  # this process lives on: leave it be
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # the largest glibc takes
+    mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+
+
 def _scan_part(root: str, archive: str, part: Part, max_entry_bytes: int,
                max_total_bytes: int, needles: Sequence[str], skip: Sequence[str],
                elf_dir: str | None
@@ -794,6 +819,7 @@ def _scan_part(root: str, archive: str, part: Part, max_entry_bytes: int,
     its own), and how its ELF facts were found (its cache is its own, over ``elf_dir``)."""
     from isolate.bundle.unpack import PartReader
 
+    _keep_freed_memory()
     facts = ElfCache(Path(elf_dir)) if elf_dir is not None else None
     try:
         reader = PartReader(Path(archive), part, max_entry_bytes=max_entry_bytes,
