@@ -53,6 +53,7 @@ from tests.test_archive import (
     member,
     random_members,
     tar_bytes,
+    tree_facts,
 )
 
 NEEDLES = ["needle-x1", "/opt/host-python"]
@@ -214,6 +215,18 @@ def test_zstd_and_gnu_tar_read_every_frame(tmp_path: Path,
     assert got == sorted(p.relative_to(src) for p in src.rglob("*"))
     assert all((dest / "b" / p).read_bytes() == (src / p).read_bytes()
                for p in got if (src / p).is_file() and not (src / p).is_symlink())
+
+
+def test_unpack_reads_every_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(arc, "_FRAME", 16 << 10)
+    src = make_tree(tmp_path / "src", variant=0)
+    out = tmp_path / "a.tar.zst"
+    write_archive(src, out, fmt="tar.zst", root_name="b")
+    assert len(frames_of(out.read_bytes())) > 3
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    top = unpack_mod.unpack(out, dest)
+    assert tree_facts(top) == tree_facts(src)
 
 
 # ------------------------------------------------------------------------ frame walking
