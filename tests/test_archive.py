@@ -128,6 +128,12 @@ def tree_facts(root: Path) -> dict[str, tuple[str, int, bytes]]:
     return facts
 
 
+def unzstd(data: bytes) -> bytes:
+    """Every frame of ``data`` decompressed (``decompress`` alone stops after the first)."""
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data),
+                                                      read_across_frames=True).read()
+
+
 def compress(raw: bytes, fmt: str) -> bytes:
     if fmt == "tar.zst":
         return zstandard.ZstdCompressor(write_checksum=True).compress(raw)
@@ -180,8 +186,8 @@ def test_archive_layout(tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatc
     else:
         params = zstandard.get_frame_parameters(raw)
         assert params.has_checksum
-        tar = zstandard.ZstdDecompressor().decompress(raw)
-        assert params.content_size == len(tar)
+        tar = unzstd(raw)
+        assert params.content_size == len(tar)  # a small tree: one frame
     assert len(tar) % tarfile.RECORDSIZE == 0
     with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
         members = tf.getmembers()
@@ -1003,8 +1009,7 @@ def _fuzz_base() -> dict[str, tuple[bytes, bytes, list[int]]]:
             a = Path(d, archive_name("fz", fmt))
             write_archive(src, a, fmt=fmt, root_name="fz")
             data = a.read_bytes()
-            tar = gzip.decompress(data) if fmt == "tar.gz" else (
-                zstandard.ZstdDecompressor().decompress(data))
+            tar = gzip.decompress(data) if fmt == "tar.gz" else unzstd(data)
             with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
                 headers = sorted({o for m in tf.getmembers()
                                   for o in (m.offset, m.offset_data - tarfile.BLOCKSIZE)})

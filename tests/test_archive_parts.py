@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -190,9 +190,10 @@ def test_the_frames_do_not_depend_on_threads_or_segments(
     monkeypatch.setattr(arc, "_LARGE", 30 << 10)
     src = big_tree(tmp_path / "src", files=80)
     digests = set()
-    for readers, segment in ((1, 4 << 20), (4, 4096), (7, 1000)):
+    for readers, segment, ahead in ((1, 4 << 20, 48 << 20), (4, 4096, 1), (7, 1000, 100_000)):
         monkeypatch.setattr(arc, "_READERS", readers)
         monkeypatch.setattr(arc, "_SEGMENT", segment)
+        monkeypatch.setattr(arc, "_AHEAD_BYTES", ahead)
         digests.add(write_archive(src, tmp_path / f"{readers}" / "a.tar.zst", fmt="tar.zst",
                                   root_name="b"))
     assert len(digests) == 1
@@ -290,6 +291,69 @@ def test_archives_that_are_not_cleanly_framed_are_read_whole(
     archive = tmp_path / "a.tar.zst"
     archive.write_bytes(data)
     assert archive_parts(archive, 2) is None
+
+
+def raw_frame(payload: bytes, *, stated: int, window: int = 0x50) -> bytes:
+    """A zstd frame (4-byte content size, not single-segment, no checksum) that states
+    the content size ``stated`` and holds ``payload`` in raw blocks, written by hand."""
+    out = (0xFD2FB528).to_bytes(4, "little") + bytes([0x80, window]) + \
+        stated.to_bytes(4, "little")
+    pieces = [payload[i:i + (128 << 10)] for i in range(0, len(payload), 128 << 10)]
+    for i, piece in enumerate(pieces):
+        out += ((len(piece) << 3) | (i == len(pieces) - 1)).to_bytes(3, "little") + piece
+    return out
+
+
+def three_frames(middle: Callable[[bytes], bytes]) -> tuple[bytes, bytes]:
+    """A tar of four entries, and it in three frames, the middle one (the third entry)
+    made by ``middle``."""
+    tar = tar_bytes([D("top"), F("top/a", b"hello\n" * 100),
+                     F("top/mid", bytes(range(256)) * 1200), F("top/b", b"world\n" * 100)])
+    offsets = header_offsets(tar)
+    cctx = zstandard.ZstdCompressor(write_checksum=True, write_content_size=True)
+    return tar, (cctx.compress(tar[:offsets[2]]) + middle(tar[offsets[2]:offsets[3]])
+                 + cctx.compress(tar[offsets[3]:]))
+
+
+def test_a_frame_stating_no_content_is_still_decoded(tmp_path: Path,
+                                                     threads: Executor) -> None:
+    """python-zstandard's one-call decompress returns nothing, unread, for a frame that
+    states a size of 0: such a frame goes to the stream decoder, which refuses it."""
+    _tar, data = three_frames(lambda payload: raw_frame(payload, stated=0))
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(data)
+    assert archive_parts(archive, 3) is not None
+    assert in_parts(archive, threads, 3) is None
+    assert isinstance(whole(archive), str)
+
+
+def test_a_frame_asking_for_a_window_over_the_limit_is_read_whole(
+        tmp_path: Path, threads: Executor) -> None:
+    """The one-call decoder does not check the window the stream decoder refuses."""
+    _tar, data = three_frames(lambda payload: raw_frame(payload, stated=len(payload),
+                                                        window=20 << 3))  # 1 GiB
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(data)
+    assert archive_parts(archive, 3) is None
+    refused = whole(archive)
+    assert isinstance(refused, str) and "too much memory" in refused
+
+
+def test_frames_without_a_content_size_go_through_the_stream_decoder(
+        tmp_path: Path, threads: Executor) -> None:
+    cctx = zstandard.ZstdCompressor(write_checksum=True, write_content_size=False)
+    _tar, data = three_frames(lambda payload: cctx.compress(payload))
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(data)
+    assert agree(archive, threads, 3)
+
+
+def test_a_name_that_disagrees_with_the_content_is_read_whole(tmp_path: Path) -> None:
+    tar = tar_bytes([D("top"), *(F(f"top/f{i}", os.urandom(2000)) for i in range(4))])
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(framed(tar, header_offsets(tar)))
+    assert archive_parts(archive, 2) is None
+    assert archive_parts(archive.rename(tmp_path / "a.tar.zst"), 2) is not None
 
 
 def test_skippable_frames_are_walked_over(tmp_path: Path, threads: Executor) -> None:

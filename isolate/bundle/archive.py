@@ -15,14 +15,15 @@ one with a link target over 100 bytes, gets GNU long-name and long-link records.
 The tree is listed first (each zstd frame header states its content's size), then the
 tar stream is compressed on the fly, file contents read straight into buffers that a few
 threads fill ahead of the writer (``gzip``: segments of 4 MiB, at most nine held in
-memory; zlib's output does not depend on how its input is cut):
+memory, zlib's output not depending on how its input is cut; ``tar.zst``: whole frames,
+at most ``_AHEAD_BYTES``, 48 MiB of tar, ahead):
 
 * ``tar.gz``: ``gzip`` level 6, header mtime 0, no file name in the header.
 * ``tar.zst``: ``zstandard`` level 3 (``--zstd-level``: 1 to 19), written as a sequence
   of independent zstd frames (RFC 8878 allows any number; ``zstd``, GNU tar and
   libarchive read them as one stream), each with a checksum and its content size, each
   holding whole tar entries: a frame ends after the first entry that brings it to
-  ``_FRAME`` (8 MiB) of tar, and an entry of ``_LARGE`` (32 MiB) or more has a frame of
+  ``_FRAME`` (8 MiB) of tar, and an entry of ``_LARGE`` (16 MiB) or more has a frame of
   its own. A frame therefore starts where a tar header starts, so a reader can read the
   frames in parallel, each on its own core (``isolate verify`` does: see
   ``isolate.bundle.unpack.archive_parts``). The frames are compressed in threads, one
@@ -87,7 +88,8 @@ _BLOCK = tarfile.BLOCKSIZE  # 512
 _RECORD = tarfile.RECORDSIZE  # 10240: tar output is padded to whole records
 _SEGMENT = 4 << 20  # tar bytes per write into the compressor (gzip, a large entry's frame)
 _FRAME = 8 << 20  # tar bytes per zstd frame, at least: it ends with the entry that gets there
-_LARGE = 32 << 20  # an entry of this size or more (its data) gets a zstd frame of its own
+_LARGE = 16 << 20  # an entry of this size or more (its data) gets a zstd frame of its own
+_AHEAD_BYTES = 48 << 20  # tar bytes of frames filled and compressed ahead of the writer
 _READERS = 4  # threads filling segments (and compressing frames)
 _AHEAD = 8  # segments or frames filled ahead of the writer
 
@@ -449,7 +451,7 @@ def _zstd_frame(segment: _Segment, level: int) -> bytes:
 def _emit_zstd(sink: _Sink, entries: Sequence[_Entry], total: int, level: int,
                progress: Callable[[int, int], None] | None) -> None:
     """Write the tar stream of ``entries`` to ``sink`` as the zstd frames ``_frames``
-    gives, in order: ``_READERS`` threads fill and compress the next ``_AHEAD`` small
+    gives, in order: ``_READERS`` threads fill and compress the next ``_AHEAD_BYTES`` of small
     frames (reading and compressing release the GIL), or fill the next segments of a
     large entry's frame, which zstd's own workers compress as a stream here."""
     frames = _frames(entries, total)
@@ -466,18 +468,24 @@ def _emit_zstd(sink: _Sink, entries: Sequence[_Entry], total: int, level: int,
         pending: deque[Future[bytes] | Future[bytearray]] = deque()
         todo = zip(_segments(entries, cuts), ends, strict=True)
 
+        held = 0  # tar bytes submitted and not written yet
+
         def submit() -> None:
-            item = next(todo, None)
-            if item is not None:
+            nonlocal held
+            while held < _AHEAD_BYTES or not pending:
+                item = next(todo, None)
+                if item is None:
+                    return
                 segment, (frame, _end) = item
                 pending.append(pool.submit(_fill, segment) if frame.large
                                else pool.submit(_zstd_frame, segment, level))
+                held += segment.end - segment.start
 
-        for _ in range(_AHEAD):
-            submit()
+        submit()
         done = 0
         for (start, end), (frame, last) in zip(cuts, ends, strict=True):
             data = pending.popleft().result()
+            held -= end - start
             submit()
             if not frame.large:
                 sink.write(data)

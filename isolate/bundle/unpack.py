@@ -708,6 +708,13 @@ _UNKNOWN_RATIO = 4  # a frame without its content size weighs this many times it
 _WHOLE_FRAME_MAX = 64 << 20
 
 Frame = tuple[int, int, int]  # offset, length, the content size it states (-1: none, skippable)
+_WINDOW_MAX = 1 << 27  # libzstd's default limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT)
+
+
+def _window_size(descriptor: int) -> int:
+    """The window size a frame header's Window_Descriptor byte asks for (RFC 8878)."""
+    base = 1 << (10 + (descriptor >> 3))
+    return base + (base >> 3) * (descriptor & 7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -744,6 +751,8 @@ def _frames(data: bytes | mmap.mmap) -> list[Frame] | None:
         if flags & 0x08:  # the reserved bit
             return None
         single = flags >> 5 & 1
+        if not single and _window_size(data[pos + 5]) > _WINDOW_MAX:
+            return None  # the stream decoder refuses it; one call would not check
         fcs_size = (single, 2, 4, 8)[flags >> 6]
         head = pos + 5 + (not single) + (0, 1, 2, 4)[flags & 3]
         if head + fcs_size > size:
@@ -775,13 +784,13 @@ def archive_parts(archive: Path, count: int) -> list[Part] | None:
     are well formed (it is then read as one stream, which says what is wrong, if
     anything)."""
     try:
-        with open(archive, "rb") as f:
-            if f.read(4) != _ZSTD_MAGIC.to_bytes(4, "little"):
-                return None
-            with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as data:
-                frames = _frames(data)
-    except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
-        return None
+        if detect_format(archive) != "tar.zst":  # (the name agrees with the content)
+            return None
+        with open(archive, "rb") as f, \
+                mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as data:
+            frames = _frames(data)
+    except (OSError, ValueError, InputError):  # ValueError: an empty file cannot be mapped;
+        return None  # InputError: the name and the content disagree, or no magic
     if frames is None or len(frames) < 2 or count < 2:
         return None
     # each part starts at the frame boundary nearest to its share of the content
@@ -844,8 +853,10 @@ class _Window:
 
 class _FrameReader:
     """The decompressed content of a run of zstd frames, a whole frame per ``read``
-    where it states a content size up to ``_WHOLE_FRAME_MAX`` (the size is checked, and
-    the checksum), else through ``_ZstdReader``."""
+    where it states a content size from 1 byte to ``_WHOLE_FRAME_MAX`` (the size is
+    checked, and the checksum), else through ``_ZstdReader``. (``_frames`` has refused
+    a window over the stream decoder's limit, which the one-call decoder does not
+    check.)"""
 
     def __init__(self, raw: BinaryIO, frames: Sequence[Frame]) -> None:
         self._raw = raw
@@ -864,7 +875,8 @@ class _FrameReader:
             if frame is None:
                 return b""
             offset, length, content = frame
-            if not 0 <= content <= _WHOLE_FRAME_MAX:
+            # (a stated size of 0: python-zstandard's decompress returns b"" unread)
+            if not 0 < content <= _WHOLE_FRAME_MAX:
                 self._stream = _ZstdReader(cast(BinaryIO, _Window(self._raw, offset,
                                                                   offset + length)))
                 continue

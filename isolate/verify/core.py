@@ -321,13 +321,13 @@ def _manifest_entry(path: Path) -> tuple[str, bytes]:
                 held += len(m.data)
                 if held > _PENDING_LIMIT:
                     raise NotStreamable(f"{path}: the manifest is not near the start")
+        raise InputError(f"{path} is not an isolate bundle: it has no {MANIFEST_NAME}",
+                         hint="give a bundle archive written by `isolate bundle`")
     except NotStreamable:
         raise
     except InputError:
         check_sidecar(path)  # a wrong .sha256 is what to say first, as unpack says it
         raise
-    raise InputError(f"{path} is not an isolate bundle: it has no {MANIFEST_NAME}",
-                     hint="give a bundle archive written by `isolate bundle`")
 
 
 def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfile | None,
@@ -357,6 +357,11 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
         (top, data), seconds = _timed(lambda: _manifest_entry(path))
         root = path.parent / top  # a name only: nothing is written there
         read, read_seconds = _timed(lambda: _read_manifest(root, path, given, data))
+        where = probe_cache.ARCHIVE_LOCATION
+        lookup = cache.lookup(cache.key("", hashlib.sha256(data).hexdigest(), where)) \
+            if cache is not None else probe_cache.Lookup()
+        if lookup.checks is None:  # the probes need an unpacked tree: scan that instead
+            raise NotStreamable(f"{path}: no probe results are stored for its manifest")
         guess = _needles_guess(read[3])
         scanning: PartScan | None = None
         if workers is not None and parts is not None:
@@ -368,11 +373,6 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
         seconds = round(seconds + read_seconds + judge_seconds, 3)
         if manifest is None or msha is None:
             raise NotStreamable(f"{path}: its manifest cannot be read")  # judged on disk
-        where = probe_cache.ARCHIVE_LOCATION
-        lookup = cache.lookup(cache.key("", msha, where)) if cache is not None else \
-            probe_cache.Lookup()
-        if lookup.checks is None:  # the probes need an unpacked tree: scan that instead
-            raise NotStreamable(f"{path}: no probe results are stored for its manifest")
         needles = checks.needles_of(manifest, DEFAULT_BUILD_MARKER)
         texts = [n.text for n in needles]
         scanned = scanning.result() if scanning is not None and texts == [
