@@ -40,7 +40,8 @@ from isolate.bundle.archive_format import archive_name
 from isolate.bundle.unpack import archive_parts, read_members
 from isolate.errors import InputError
 from isolate.model.manifest import MANIFEST_NAME
-from isolate.verify.scan import PartScan, Tree, scan_members, worker_pool
+from isolate.proc import process_pool
+from isolate.verify.scan import PartScan, Tree, scan_members
 from tests.conftest import bundle_dir
 from tests.test_archive import (
     HOSTILE_IDS,
@@ -396,8 +397,7 @@ def test_worker_processes_read_the_parts(tmp_path: Path,
     write_archive(src, out, fmt="tar.zst", root_name="b")
     parts = archive_parts(out, 2)
     assert parts is not None
-    pool = worker_pool(2, method="forkserver")
-    assert pool is not None
+    pool = process_pool(2, method="forkserver", preload=["isolate.verify.scan"])
     with PartScan(Path("/r"), out, parts, NEEDLES, pool,
                   max_total_bytes=LIMITS["max_total_bytes"]) as scan:
         got = scan.result()
