@@ -64,14 +64,28 @@ LIMITS = {"max_entry_bytes": 1 << 20, "max_total_bytes": 8 << 20}
 # ----------------------------------------------------------------------------- helpers
 
 
-def frames_of(data: bytes) -> list[bytes]:
-    """The zstd frames of ``data``, split by zstandard itself (each decompressed whole)."""
+def split(data: bytes) -> list[bytes]:
+    """The zstd frames of ``data`` as they are, split by zstandard itself."""
     out = []
     while data:
         obj = zstandard.ZstdDecompressor().decompressobj()
-        out.append(obj.decompress(data))
+        obj.decompress(data)
         assert obj.eof
-        data = obj.unused_data
+        rest = obj.unused_data
+        out.append(data[:len(data) - len(rest)])
+        data = rest
+    return out
+
+
+def frames_of(data: bytes) -> list[bytes]:
+    """The content of each zstd frame of ``data``."""
+    return [zstandard.ZstdDecompressor().decompressobj().decompress(f) for f in split(data)]
+
+
+def written(src: Path, out: Path, monkeypatch: pytest.MonkeyPatch, frame: int) -> Path:
+    """``src`` archived by ``write_archive`` into ``out`` in frames of ``frame`` bytes."""
+    monkeypatch.setattr(arc, "_FRAME", frame)
+    write_archive(src, out, fmt="tar.zst", root_name="b")
     return out
 
 
@@ -136,10 +150,8 @@ def agree(archive: Path, pool: Executor, count: int = 3) -> bool:
 
 def test_a_large_tree_becomes_frames_that_each_start_at_a_header(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(arc, "_FRAME", 64 << 10)
     src = big_tree(tmp_path / "src")
-    out = tmp_path / "a.tar.zst"
-    write_archive(src, out, fmt="tar.zst", root_name="b")
+    out = written(src, tmp_path / "a.tar.zst", monkeypatch, 64 << 10)
     data = out.read_bytes()
     frames = frames_of(data)
     tar = b"".join(frames)
@@ -154,7 +166,7 @@ def test_a_large_tree_becomes_frames_that_each_start_at_a_header(
         assert len(frame) >= 64 << 10  # and holds whole entries up to the frame size
         offset += len(frame)
     assert offset in starts or not frames[-1].strip(b"\0")  # the last: maybe the end blocks
-    for raw in _split(data):  # each states its size and has a checksum
+    for raw in split(data):  # each states its size and has a checksum
         params = zstandard.get_frame_parameters(raw)
         assert params.has_checksum
         assert params.content_size == len(zstandard.ZstdDecompressor().decompress(raw))
@@ -204,26 +216,19 @@ def test_the_frames_do_not_depend_on_threads_or_segments(
                     reason="needs the zstd and tar commands")
 def test_zstd_and_gnu_tar_read_every_frame(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(arc, "_FRAME", 32 << 10)
     src = big_tree(tmp_path / "src", files=60)
-    out = tmp_path / "a.tar.zst"
-    write_archive(src, out, fmt="tar.zst", root_name="b")
+    out = written(src, tmp_path / "a.tar.zst", monkeypatch, 32 << 10)
     assert len(frames_of(out.read_bytes())) > 10
     subprocess.run(["zstd", "-q", "-t", str(out)], check=True)
     dest = tmp_path / "x"
     dest.mkdir()
     subprocess.run(["tar", "--zstd", "-xf", str(out), "-C", str(dest)], check=True)
-    got = sorted(p.relative_to(dest / "b") for p in (dest / "b").rglob("*"))
-    assert got == sorted(p.relative_to(src) for p in src.rglob("*"))
-    assert all((dest / "b" / p).read_bytes() == (src / p).read_bytes()
-               for p in got if (src / p).is_file() and not (src / p).is_symlink())
+    assert tree_facts(dest / "b") == tree_facts(src)
 
 
 def test_unpack_reads_every_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(arc, "_FRAME", 16 << 10)
     src = make_tree(tmp_path / "src", variant=0)
-    out = tmp_path / "a.tar.zst"
-    write_archive(src, out, fmt="tar.zst", root_name="b")
+    out = written(src, tmp_path / "a.tar.zst", monkeypatch, 16 << 10)
     assert len(frames_of(out.read_bytes())) > 3
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -236,31 +241,18 @@ def test_unpack_reads_every_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_frames_are_walked_as_zstandard_splits_them(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(arc, "_FRAME", 16 << 10)
     src = make_tree(tmp_path / "src", variant=0)
-    out = tmp_path / "a.tar.zst"
-    write_archive(src, out, fmt="tar.zst", root_name="b")
+    out = written(src, tmp_path / "a.tar.zst", monkeypatch, 16 << 10)
     data = out.read_bytes()
     walked = unpack_mod._frames(data)
     assert walked is not None
-    assert [data[o:o + n] for o, n, _ in walked] == _split(data)
+    assert [data[o:o + n] for o, n, _ in walked] == split(data)
     assert [size for *_, size in walked] == [len(f) for f in frames_of(data)]
     parts = archive_parts(out, 3)
     assert parts is not None and 1 < len(parts) <= 3
     assert parts[0].start == 0 and parts[-1].end == len(data)
     assert all(a.end == b.start for a, b in itertools.pairwise(parts))
     assert [p.last for p in parts] == [False] * (len(parts) - 1) + [True]
-
-
-def _split(data: bytes) -> list[bytes]:
-    out = []
-    while data:
-        obj = zstandard.ZstdDecompressor().decompressobj()
-        obj.decompress(data)
-        rest = obj.unused_data
-        out.append(data[:len(data) - len(rest)])
-        data = rest
-    return out
 
 
 @pytest.mark.parametrize("damage", ["one-frame", "gzip", "truncated", "trailing-garbage",
@@ -305,22 +297,22 @@ def raw_frame(payload: bytes, *, stated: int, window: int = 0x50) -> bytes:
     return out
 
 
-def three_frames(middle: Callable[[bytes], bytes]) -> tuple[bytes, bytes]:
-    """A tar of four entries, and it in three frames, the middle one (the third entry)
-    made by ``middle``."""
+def three_frames(middle: Callable[[bytes], bytes]) -> bytes:
+    """A tar of four entries in three frames, the middle one (the third entry) made by
+    ``middle``."""
     tar = tar_bytes([D("top"), F("top/a", b"hello\n" * 100),
                      F("top/mid", bytes(range(256)) * 1200), F("top/b", b"world\n" * 100)])
     offsets = header_offsets(tar)
     cctx = zstandard.ZstdCompressor(write_checksum=True, write_content_size=True)
-    return tar, (cctx.compress(tar[:offsets[2]]) + middle(tar[offsets[2]:offsets[3]])
-                 + cctx.compress(tar[offsets[3]:]))
+    return (cctx.compress(tar[:offsets[2]]) + middle(tar[offsets[2]:offsets[3]])
+            + cctx.compress(tar[offsets[3]:]))
 
 
 def test_a_frame_stating_no_content_is_still_decoded(tmp_path: Path,
                                                      threads: Executor) -> None:
     """python-zstandard's one-call decompress returns nothing, unread, for a frame that
     states a size of 0: such a frame goes to the stream decoder, which refuses it."""
-    _tar, data = three_frames(lambda payload: raw_frame(payload, stated=0))
+    data = three_frames(lambda payload: raw_frame(payload, stated=0))
     archive = tmp_path / "a.tar.zst"
     archive.write_bytes(data)
     assert archive_parts(archive, 3) is not None
@@ -331,7 +323,7 @@ def test_a_frame_stating_no_content_is_still_decoded(tmp_path: Path,
 def test_a_frame_asking_for_a_window_over_the_limit_is_read_whole(
         tmp_path: Path, threads: Executor) -> None:
     """The one-call decoder does not check the window the stream decoder refuses."""
-    _tar, data = three_frames(lambda payload: raw_frame(payload, stated=len(payload),
+    data = three_frames(lambda payload: raw_frame(payload, stated=len(payload),
                                                         window=20 << 3))  # 1 GiB
     archive = tmp_path / "a.tar.zst"
     archive.write_bytes(data)
@@ -343,7 +335,7 @@ def test_a_frame_asking_for_a_window_over_the_limit_is_read_whole(
 def test_frames_without_a_content_size_go_through_the_stream_decoder(
         tmp_path: Path, threads: Executor) -> None:
     cctx = zstandard.ZstdCompressor(write_checksum=True, write_content_size=False)
-    _tar, data = three_frames(lambda payload: cctx.compress(payload))
+    data = three_frames(lambda payload: cctx.compress(payload))
     archive = tmp_path / "a.tar.zst"
     archive.write_bytes(data)
     assert agree(archive, threads, 3)
@@ -373,12 +365,10 @@ def test_skippable_frames_are_walked_over(tmp_path: Path, threads: Executor) -> 
 
 def test_a_real_tree_read_in_parts_is_the_tree_read_whole(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: Executor) -> None:
-    monkeypatch.setattr(arc, "_FRAME", 16 << 10)
     src = make_tree(tmp_path / "src", variant=0)
     big_tree(src / "more", files=120)
     (src / "more" / "needle.txt").write_bytes(b"x /opt/host-python/lib y needle-x1\n")
-    out = tmp_path / archive_name("b", "tar.zst")
-    write_archive(src, out, fmt="tar.zst", root_name="b")
+    out = written(src, tmp_path / archive_name("b", "tar.zst"), monkeypatch, 16 << 10)
     for count in (2, 3, 8):
         assert agree(out, threads, count), count
     tree, kept = in_parts(out, threads)  # type: ignore[misc]
@@ -391,10 +381,8 @@ def test_worker_processes_read_the_parts(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The same through real worker processes (from a fork server, as under xdist):
     parts, members and states travel back pickled."""
-    monkeypatch.setattr(arc, "_FRAME", 16 << 10)
     src = big_tree(tmp_path / "src", files=150)
-    out = tmp_path / "a.tar.zst"
-    write_archive(src, out, fmt="tar.zst", root_name="b")
+    out = written(src, tmp_path / "a.tar.zst", monkeypatch, 16 << 10)
     parts = archive_parts(out, 2)
     assert parts is not None
     pool = process_pool(2, method="forkserver", preload=["isolate.verify.scan"])

@@ -479,7 +479,8 @@ def _refusal(archive: Path, exc: _Corrupt | TarError) -> InputError:
                       hint="fetch or build the archive again")
 
 
-def _check_sidecar(archive: Path) -> None:
+def check_sidecar(archive: Path) -> None:
+    """``InputError`` when the ``.sha256`` beside ``archive`` does not match it."""
     sidecar = archive.with_name(archive.name + ".sha256")
     if not sidecar.is_file():
         return
@@ -674,12 +675,12 @@ def read_members(archive: Path, *, max_entry_bytes: int = 4 << 30,
     fmt = detect_format(archive)
     limits = _Limits(max_entry_bytes, max_total_bytes)
     if archive.stat().st_size < _CHILD_MIN_BYTES:
-        _check_sidecar(archive)
+        check_sidecar(archive)
         members = _members_here(archive, fmt, limits)
     else:
         started = _start_child(archive, fmt, limits)  # it reads while the sidecar is checked
         try:
-            _check_sidecar(archive)
+            check_sidecar(archive)
         except BaseException:
             if started is not None:
                 proc.stop_child(*started)
@@ -981,18 +982,13 @@ def leading_members(archive: Path, *, max_entry_bytes: int = 4 << 30,
         yield from members
 
 
-def check_sidecar(archive: Path) -> None:
-    """``InputError`` when ``archive``'s ``.sha256`` beside it does not match it."""
-    _check_sidecar(archive)
-
-
 def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
            max_total_bytes: int = 32 << 30) -> Path:
     """Unpack ``archive`` into ``dest``; return ``dest/<top-level directory>``."""
     if not archive.is_file():
         raise InputError(f"archive {archive} does not exist or is not a file",
                          hint="check the path")
-    _check_sidecar(archive)
+    check_sidecar(archive)
     fmt = detect_format(archive)
     ensure_writable_dir(dest, what="unpack directory")
     work = Path(tempfile.mkdtemp(dir=dest, prefix=".isolate-unpack-"))

@@ -350,8 +350,7 @@ def _content(path: str, sha256: str) -> bytes:
 def scan_data(rel: str, data: bytes, mode: int, needles: Needles, where: str | Path,
               facts: ElfCache | None = None) -> ScannedFile:
     """Describe a regular file whose whole content is ``data`` (``where`` names it)."""
-    return _scanned(rel, mode, len(data), hashlib.sha256(data).hexdigest(), data,
-                    needles.hits(data), os.fspath(where), data, facts)
+    return _file_of(_data_row(rel, data, mode, needles, os.fspath(where), facts))
 
 
 class _Buffer:
