@@ -555,6 +555,21 @@ def test_verify_reads_a_framed_bundle_archive_in_parts(built: Path, tmp_path: Pa
     assert ("error", "integrity", "padding.bin") in found
     assert found == findings(verify(copy))
 
+    # A manifest whose first lines name other needles than its JSON does (a key twice:
+    # JSON keeps the last): the parts read on the first are not used, it is read whole.
+    manifest = copy / MANIFEST_NAME
+    manifest.write_bytes(manifest.read_bytes().replace(
+        b'{\n', b'{\n "build_marker": "/elsewhere",\n "source_prefixes": [],\n', 1))
+    archive.unlink()
+    write_archive(copy, archive, fmt="tar.zst", root_name=copy.name)
+    verify(archive)  # its probes are stored
+    report = verify(archive)
+    scan = next(c for c in report["checks"] if c["name"] == "scan")
+    assert "whole (the manifest's needles differ from those it was read on)" in \
+        scan["detail"], scan
+    # (the directory's recorded manifest hash no longer matches; the archive has none)
+    assert findings(report) == findings(verify(copy)) - {("error", "manifest", MANIFEST_NAME)}
+
 
 def test_a_stream_too_long_only_in_sum_is_left_to_the_whole_reading(
         tmp_path: Path, threads: Executor, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -276,3 +276,40 @@ def test_a_row_becomes_the_file_the_dataclass_makes() -> None:
         assert repr(made) == repr(expected)
     whole = scan.ScannedFile(path="x", kind="file", mode=0o644, size=1, sha256="0" * 64)
     assert scan._file_of(whole) is whole
+
+
+def _written(marker: str, prefixes: list[str]) -> bytes:
+    """A manifest's bytes as ``Manifest.dumps`` writes them, with 3,000 files."""
+    from test_document import MANIFEST
+
+    doc = {**MANIFEST, "build_marker": marker, "source_prefixes": prefixes,
+           "files": [{"path": f"f{i}", "sha256": "d" * 64, "mode": "0644", "size": i}
+                     for i in range(3000)]}
+    return Manifest.from_dict(doc).dumps().encode()
+
+
+@pytest.mark.parametrize("prefixes", [[], ["/opt/py"], ["/opt/py", "/usr/local/π"]])
+def test_the_needles_peeked_from_a_manifest_s_start_are_its_own(prefixes: list[str]) -> None:
+    """An archive's parts are read on the needles peeked from the manifest's first lines,
+    before its JSON is read: for a manifest isolate wrote, they are the manifest's own."""
+    from isolate.model.manifest import load_json
+    from isolate.verify.core import _needles_guess, _needles_peek
+
+    data = _written(".isolate-build-", prefixes)
+    peeked = _needles_peek(data)
+    assert peeked is not None
+    assert peeked == _needles_guess(load_json(data))
+    assert peeked == checks.needles_of(Manifest.loads(data.decode()), ".isolate-build-")
+
+
+@pytest.mark.parametrize("data", [
+    b'{"schema": "x", "build_marker": "m", "source_prefixes": []}',  # not indented
+    b'{\n  "build_marker": "m",\n  "source_prefixes": []\n}',  # not at the top level
+    b'{\n "build_marker": "m",\n "other": 1\n}',  # only one of the two
+    b'{\n "build_marker": "m",\n "source_prefixes": [\n  "/p"\n',  # cut short
+])
+def test_a_manifest_not_written_as_isolate_writes_it_gives_no_peek(data: bytes) -> None:
+    """Then the needles come from the whole JSON (``_needles_guess``), as before."""
+    from isolate.verify.core import _needles_peek
+
+    assert _needles_peek(data) is None
