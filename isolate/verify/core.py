@@ -39,7 +39,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -376,8 +376,13 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
         parts = archive_parts(path, cpus()) if path.stat().st_size >= _PARTS_MIN_BYTES \
             else None
         workers = worker_pool(len(parts)) if parts is not None and forks() else None
+        joined = True  # the workers, when the archive is done: not when read in parts
+
+        def stop_workers(pool: Executor) -> None:
+            pool.shutdown(wait=joined, cancel_futures=True)
+
         if workers is not None:
-            stack.callback(workers.shutdown, cancel_futures=True)
+            stack.callback(stop_workers, workers)
         (top, data), seconds = _timed(lambda: _manifest_entry(path))
         root = path.parent / top  # a name only: nothing is written there
         where = probe_cache.ARCHIVE_LOCATION
@@ -411,6 +416,7 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
             n.text for n in guess] else None
         if scanned is not None and parts is not None:
             how += f" in {len(parts)} parts by as many processes"
+            joined = False  # (see PartScan.result)
         else:
             if scanning is not None:
                 scanning.close()
