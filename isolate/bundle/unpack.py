@@ -32,7 +32,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import fcntl
-import functools
 import gzip
 import itertools
 import mmap
@@ -372,34 +371,36 @@ class _Extractor:
             self.set_mtime(path, member.mtime)
         self.explicit.add(rel)
 
-    def record(self, member: Entry, data_of: Callable[[], bytes]) -> Member:
-        """Check ``member`` as ``extract`` does and return it with its data (read by
-        ``data_of`` after the checks), writing nothing; ``_NotStreamable`` for a hard
-        link (its source's data is gone)."""
+    def record(self, member: Entry, read: Callable[[Entry], bytes]) -> Member:
+        """Check ``member`` as ``extract`` does and return it with its data (``read`` of
+        it, after the checks), writing nothing; ``_NotStreamable`` for a hard link (its
+        source's data is gone). (Run for every entry of an archive verify reads: the
+        common case, a regular file below a directory seen before, comes first.)"""
         parts, rel = self.checked(member)
+        kinds = self.kinds
         parent = rel[:-1]
         if parent not in self.filled:
             for i in range(len(rel)):
-                self.kinds.setdefault(rel[:i], "dir")
+                kinds.setdefault(rel[:i], "dir")
             self.filled.add(parent)
-        name = "/".join(rel)
         kind = member.type
+        if kind in _FILE_TYPES:
+            self.explicit.add(rel)
+            kinds[rel] = "file"
+            self.sizes[rel] = member.size
+            return Member(parts[0], "/".join(rel), "file", tree.normal_mode(member.mode),
+                          read(member))
         if kind == _HARDLINK:
             raise _NotStreamable(f"entry {member.name!r} is a hard link")
         self.explicit.add(rel)
+        name = "/".join(rel)
         if kind == _DIR:
-            self.kinds[rel] = "dir"
-            return Member(top=parts[0], path=name, kind="dir", mode=tree.DIR_MODE)
-        if kind == _SYMLINK:
-            self.kinds[rel] = "symlink"
-            self.link_targets[name] = member.linkname
-            return Member(top=parts[0], path=name, kind="symlink", mode=tree.LINK_MODE,
-                          target=member.linkname)
-        data = data_of()
-        self.kinds[rel] = "file"
-        self.sizes[rel] = member.size
-        return Member(top=parts[0], path=name, kind="file",
-                      mode=tree.normal_mode(member.mode), data=data)
+            kinds[rel] = "dir"
+            return Member(parts[0], name, "dir", tree.DIR_MODE)
+        # a symlink: ``checked`` refused every other type
+        kinds[rel] = "symlink"
+        self.link_targets[name] = member.linkname
+        return Member(parts[0], name, "symlink", tree.LINK_MODE, target=member.linkname)
 
     def finish_record(self) -> None:
         """``finish``'s checks for a tree that was only read: no symlink resolves outside."""
@@ -526,8 +527,9 @@ def _members_here(archive: Path, fmt: str, limits: _Limits
     ex = _Extractor(archive, None, Path(), limits)
     try:
         with _tar(archive, fmt, limits.total) as (reader, stream):
+            read = reader.read
             while (entry := _next(reader)) is not None:
-                yield ex.record(entry, functools.partial(reader.read, entry))
+                yield ex.record(entry, read)
             stream.drain()  # corrupt beats empty
     except (_Corrupt, TarError) as exc:  # TarError: an entry's data is cut short
         raise _refusal(archive, exc) from exc
@@ -916,10 +918,11 @@ class PartReader:
                     _ZstdReader(cast(BinaryIO, _Window(raw, part.start, part.end)))
                 stream = _LimitedReader(inner, self._limits.total + _HEADER_ALLOWANCE)
                 reader = TarReader(stream, max_meta=_MAX_META_BYTES)
-                while (entry := _next(reader)) is not None:
+                read = reader.read
+                while (entry := reader.next()) is not None:  # (TarError: Irregular)
                     if reader.had_global:
                         raise Irregular("a global pax header")
-                    yield ex.record(entry, functools.partial(reader.read, entry))
+                    yield ex.record(entry, read)
                 if reader.had_global:
                     raise Irregular("a global pax header")
                 if part.last:
