@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import itertools
 import json
@@ -141,7 +142,8 @@ def agree(archive: Path, pool: Executor, count: int = 3) -> bool:
     full = whole(archive)
     if parts is not None:
         assert not isinstance(full, str), f"read in parts, refused whole: {full}"
-        assert parts == full
+        tree, kept = full
+        assert parts == (tree, {p: hashlib.sha256(d).digest() for p, d in kept.items()})
     return parts is not None
 
 
@@ -372,7 +374,8 @@ def test_a_real_tree_read_in_parts_is_the_tree_read_whole(
     for count in (2, 3, 8):
         assert agree(out, threads, count), count
     tree, kept = in_parts(out, threads)  # type: ignore[misc]
-    assert kept == {"isolate-manifest.json": b'{"schema": "isolate.manifest/1"}\n'}
+    assert kept == {"isolate-manifest.json":
+                    hashlib.sha256(b'{"schema": "isolate.manifest/1"}\n').digest()}
     assert tree.files["more/needle.txt"].hits
     assert {"empty-dir", "python/lib/python3.12", "more/d3"} <= tree.dirs
 
@@ -554,6 +557,18 @@ def test_verify_reads_a_framed_bundle_archive_in_parts(built: Path, tmp_path: Pa
     found = findings(report)
     assert ("error", "integrity", "padding.bin") in found
     assert found == findings(verify(copy))
+
+    # A wrong .sha256: the archive is hashed by the worker done first, and the mismatch is
+    # said as unpack says it, before anything else.
+    sidecar = Path(f"{archive}.sha256")
+    right = sidecar.read_text()
+    sidecar.write_text("0" * 64 + f"  {archive.name}\n")
+    done = subprocess.run([sys.executable, "-m", "isolate", "verify", str(archive)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"error: {archive} has sha256 {right.split()[0]} but {sidecar.name} says " \
+           f"{'0' * 64}" in done.stderr, done.stderr
+    sidecar.write_text(right)
 
     # A manifest whose first lines name other needles than its JSON does (a key twice:
     # JSON keeps the last): the parts read on the first are not used, it is read whole.

@@ -480,9 +480,15 @@ def _refusal(archive: Path, exc: _Corrupt | TarError) -> InputError:
                       hint="fetch or build the archive again")
 
 
-def check_sidecar(archive: Path) -> None:
-    """``InputError`` when the ``.sha256`` beside ``archive`` does not match it."""
-    sidecar = archive.with_name(archive.name + ".sha256")
+def sidecar_of(archive: Path) -> Path:
+    """Where ``isolate bundle`` writes the archive's sha256 (``sha256sum``'s format)."""
+    return archive.with_name(archive.name + ".sha256")
+
+
+def check_sidecar(archive: Path, *, sha256: Callable[[Path], str] = sha256_file) -> None:
+    """``InputError`` when the ``.sha256`` beside ``archive`` does not match it;
+    ``sha256`` gives the archive's (another process may have hashed it)."""
+    sidecar = sidecar_of(archive)
     if not sidecar.is_file():
         return
     try:
@@ -496,7 +502,7 @@ def check_sidecar(archive: Path) -> None:
     if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
         raise InputError(f"{sidecar} is not a sha256sum file",
                          hint="fetch it again, or delete it to skip the check")
-    actual = sha256_file(archive)
+    actual = sha256(archive)
     if actual != expected:
         raise InputError(
             f"{archive} has sha256 {actual} but {sidecar.name} says {expected}",
@@ -1023,4 +1029,4 @@ def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
 
 __all__ = ["Irregular", "Member", "NotStreamable", "Part", "PartReader", "PartState",
            "archive_parts", "check_sidecar", "detect_format", "join_parts", "leading_members",
-           "read_members", "unpack"]
+           "read_members", "sidecar_of", "unpack"]

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from isolate.bundle.elf import load_allowlist
 from isolate.bundle.elf_cache import ElfCache
 from isolate.errors import InputError, IsolateError
+from isolate.fsutil import sha256_file
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError, load_json
 from isolate.model.tree import BUILD_MARKER
 from isolate.proc import Runner, forks
@@ -365,6 +366,7 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
         archive_parts,
         check_sidecar,
         read_members,
+        sidecar_of,
         unpack,
     )
 
@@ -398,13 +400,13 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
             early = _timed(lambda: _read_manifest(root, path, given, data))
             guess = _needles_guess(early[0][3])
         scanning: PartScan | None = None
+        hashed: Future[str] | None = None
         if workers is not None and parts is not None:
             scanning = stack.enter_context(PartScan(
                 root, path, parts, [n.text for n in guess], workers, skip=[MANIFEST_NAME],
                 elf_cache=elf_cache))
-        # (first: hashing lets go of the GIL, and this process's pool threads hand the
-        # parts to the workers meanwhile; parsing JSON does not)
-        check_sidecar(path)
+            if sidecar_of(path).is_file():  # hashed by the worker that is done first
+                hashed = workers.submit(sha256_file, path)
         read, read_seconds = early or _timed(lambda: _read_manifest(root, path, given, data))
         (manifest, findings, detail, msha), judge_seconds = _timed(lambda: _judged(read))
         seconds = round(seconds + read_seconds + judge_seconds, 3)
@@ -415,8 +417,11 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
         scanned = scanning.result() if scanning is not None and texts == [
             n.text for n in guess] else None
         if scanned is not None and parts is not None:
+            check_sidecar(path, sha256=_hashed(hashed))
             how += f" in {len(parts)} parts by as many processes"
             joined = False  # (see PartScan.result)
+            tree, digests = scanned
+            same = digests.get(MANIFEST_NAME) == hashlib.sha256(data).digest()
         else:
             if scanning is not None:
                 scanning.close()
@@ -424,10 +429,10 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
                         ", whole (the manifest's needles differ from those it was read on)")
             members = read_members(path)
             with contextlib.closing(members):
-                scanned = scan_members(root, members, texts, skip=[MANIFEST_NAME],
-                                       elf_cache=elf_cache)
-        tree, kept = scanned
-        if kept.get(MANIFEST_NAME) != data:
+                tree, kept = scan_members(root, members, texts, skip=[MANIFEST_NAME],
+                                          elf_cache=elf_cache)
+            same = kept.get(MANIFEST_NAME) == data
+        if not same:
             raise InputError(f"{path} changed while it was read",
                              hint="verify an archive that nothing writes to")
     runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
@@ -496,6 +501,18 @@ def _report(shown: Path, manifest: Manifest | None, host: HostProfile | None,
         findings=tuple(sorted(findings, key=lambda f: f.sort_key)),
         checks=tuple(sorted(runs, key=lambda r: CHECK_ORDER.index(r.name))),
         seconds=round(time.monotonic() - start, 3), timings=timings)
+
+
+def _hashed(future: Future[str] | None) -> Callable[[Path], str]:
+    """The sha256 of a file as ``future`` gives it, else (no future, or it failed or was
+    cancelled) as this process reads it."""
+    def sha256(path: Path) -> str:
+        if future is not None and not future.cancelled():
+            with contextlib.suppress(Exception):  # the worker died: read it here then
+                return future.result()
+        return sha256_file(path)
+
+    return sha256
 
 
 def _facts_detail(facts: ElfCache | None) -> str:

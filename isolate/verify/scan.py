@@ -813,9 +813,11 @@ def _scan_part(root: str, archive: str, part: Part, max_entry_bytes: int,
                max_total_bytes: int, needles: Sequence[str], skip: Sequence[str],
                elf_dir: str | None
                ) -> tuple[list[Row], list[str], dict[str, bytes], PartState, Counts | None]:
-    """A worker process's share of ``PartScan``: the rows, directory entries, kept data
-    and ``PartState`` of one part of an archive (``Irregular`` when it cannot be read on
-    its own), and how its ELF facts were found (its cache is its own, over ``elf_dir``)."""
+    """A worker process's share of ``PartScan``: the rows, directory entries, the sha256
+    digests of the entries skipped (not their data: the caller has it, and Nova's
+    manifest is 4 MB to send) and ``PartState`` of one part of an archive (``Irregular``
+    when it cannot be read on its own), and how its ELF facts were found (its cache is
+    its own, over ``elf_dir``)."""
     from isolate.bundle.unpack import PartReader
 
     _keep_freed_memory()
@@ -825,7 +827,9 @@ def _scan_part(root: str, archive: str, part: Part, max_entry_bytes: int,
                             max_total_bytes=max_total_bytes)
         rows, dirs, kept = _member_rows(Path(root), reader.members(), Needles(needles),
                                         frozenset(skip), facts)
-        return rows, dirs, kept, reader.state(), facts.counts if facts is not None else None
+        digests = {path: hashlib.sha256(data).digest() for path, data in kept.items()}
+        return rows, dirs, digests, reader.state(), \
+            facts.counts if facts is not None else None
     finally:
         if facts is not None:
             facts.close()
@@ -852,7 +856,7 @@ class PartScan:
                                      elf_dir) for part in parts]
 
     def result(self) -> tuple[Tree, dict[str, bytes]] | None:
-        """The ``Tree`` of the archive and the data of the entries skipped; None when a
+        """The ``Tree`` of the archive and the sha256 digest of each entry skipped; None when a
         part cannot be read on its own, the parts do not join into an archive that
         ``read_members`` accepts, or a worker died (``why`` says which): then read the
         archive whole, which refuses it, if it must be refused, in its own words."""
@@ -872,9 +876,11 @@ class PartScan:
             self.why = f"a worker failed ({type(exc).__name__}: {exc})"
             return None
         finally:
-            # Every part is read: the workers exit on their own, and are joined at exit,
-            # not here (15 ms); after a failure, here, before the archive is read whole.
-            self.close(wait=self.why is not None)
+            # Every part is read: the workers exit on their own once the pool's other work
+            # is done, and are joined at exit, not here (15 ms); after a failure, here,
+            # before the archive is read whole.
+            failed = self.why is not None
+            self.close(wait=failed, cancel=failed)
         if not join_parts([d[3] for d in done], max_total_bytes=self._max_total):
             self.why = "its parts do not join"
             return None
@@ -887,9 +893,11 @@ class PartScan:
                 self._facts.add(counts)
         return _archive_tree(self._root, scanned, dirs), kept
 
-    def close(self, *, wait: bool = True) -> None:
+    def close(self, *, wait: bool = True, cancel: bool = True) -> None:
+        """Shut the pool down (``wait``: for its processes to end; ``cancel``: the work
+        not yet started, the caller's too)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=cancel)
             self._pool = None
 
     def __enter__(self) -> PartScan:
