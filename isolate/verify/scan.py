@@ -20,6 +20,7 @@ import io
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -835,6 +836,9 @@ def _scan_part(root: str, archive: str, part: Part, max_entry_bytes: int,
             facts.close()
 
 
+_HAND_OVER_SECONDS = 0.02
+
+
 class PartScan:
     """The scan of a multi-frame archive (see ``isolate.bundle.unpack.archive_parts``)
     under way, one part per worker process; ``result`` waits for its ``Tree``, or says
@@ -854,6 +858,14 @@ class PartScan:
         self._futures = [pool.submit(_scan_part, os.fspath(root), os.fspath(archive), part,
                                      max_entry_bytes, max_total_bytes, wanted, left_out,
                                      elf_dir) for part in parts]
+        # A process pool's threads hand the parts to the workers, and need the GIL for it:
+        # a long call that holds it (parsing the manifest's JSON, 40 ms for Nova) would
+        # hold a worker back. Give them a moment (a few ms at most) first.
+        deadline = time.monotonic() + _HAND_OVER_SECONDS
+        while time.monotonic() < deadline and not all(f.running() or f.done()
+                                                      for f in self._futures):
+            time.sleep(0.0005)
+        time.sleep(0.001)  # (the queue's thread pickles and sends what it was given)
 
     def result(self) -> tuple[Tree, dict[str, bytes]] | None:
         """The ``Tree`` of the archive and the sha256 digest of each entry skipped; None when a
