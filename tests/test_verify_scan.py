@@ -313,3 +313,27 @@ def test_a_manifest_not_written_as_isolate_writes_it_gives_no_peek(data: bytes) 
     from isolate.verify.core import _needles_peek
 
     assert _needles_peek(data) is None
+
+
+def test_the_archive_s_hash_comes_from_its_worker_else_from_this_process(
+        tmp_path: Path) -> None:
+    """verify checks an archive read in parts against its ``.sha256`` with the hash a part
+    worker computed; when that worker failed, or its work was cancelled, it hashes here."""
+    from concurrent.futures import Future
+
+    from isolate.fsutil import sha256_file
+    from isolate.verify.core import _hashed
+
+    f = tmp_path / "a.tar.zst"
+    f.write_bytes(b"archive bytes")
+    here = sha256_file(f)
+    given: Future[str] = Future()
+    given.set_result("ab" * 32)
+    failed: Future[str] = Future()
+    failed.set_exception(RuntimeError("the worker died"))
+    cancelled: Future[str] = Future()
+    cancelled.cancel()
+    assert _hashed(given)(f) == "ab" * 32
+    assert _hashed(failed)(f) == here
+    assert _hashed(cancelled)(f) == here
+    assert _hashed(None)(f) == here
