@@ -25,7 +25,7 @@ from isolate.credentials import redact_text
 from isolate.errors import CommandFailed, EnvironmentProblem
 
 if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import Executor, ProcessPoolExecutor
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
@@ -359,6 +359,20 @@ def process_pool(workers: int, *, preload: Sequence[str] = (), method: str | Non
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     return pool
+
+
+def release_pool(pool: Executor) -> Callable[[], None]:
+    """Shut ``pool`` down without waiting: its processes end on their own once the work
+    it holds is done, while this process goes on. Returns what waits for them (about
+    nothing when called a little later: they have ended by then), so that the caller
+    leaves no thread behind, which would keep ``forks()`` false."""
+    # (CPython's ProcessPoolExecutor forgets the thread that joins its processes on a
+    # shutdown that does not wait; it is taken first, to join it later)
+    thread = getattr(pool, "_executor_manager_thread", None)
+    pool.shutdown(wait=False, cancel_futures=False)
+    if isinstance(thread, threading.Thread):
+        return thread.join
+    return lambda: pool.shutdown(wait=True)
 
 
 def child_process(target: Callable[..., None], *args: object, preload: Sequence[str] = (),

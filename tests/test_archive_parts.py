@@ -383,18 +383,25 @@ def test_a_real_tree_read_in_parts_is_the_tree_read_whole(
 def test_worker_processes_read_the_parts(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The same through real worker processes (from a fork server, as under xdist):
-    parts, members and states travel back pickled."""
+    parts, members, states and the digest of the entry skipped travel back pickled."""
     src = big_tree(tmp_path / "src", files=150)
+    (src / "isolate-manifest.json").write_bytes(b'{"schema": "isolate.manifest/1"}\n')
     out = written(src, tmp_path / "a.tar.zst", monkeypatch, 16 << 10)
     parts = archive_parts(out, 2)
     assert parts is not None
     pool = process_pool(2, method="forkserver", preload=["isolate.verify.scan"])
-    with PartScan(Path("/r"), out, parts, NEEDLES, pool,
-                  max_total_bytes=LIMITS["max_total_bytes"]) as scan:
-        got = scan.result()
+    try:
+        with PartScan(Path("/r"), out, parts, NEEDLES, pool, skip=["isolate-manifest.json"],
+                      max_total_bytes=LIMITS["max_total_bytes"]) as scan:
+            got = scan.result()
+    finally:
+        pool.shutdown(wait=True)  # (once the scan gave a tree, the pool is the caller's)
     assert got is not None, scan.why
     full = whole(out)
-    assert got == full
+    assert not isinstance(full, str), full
+    tree, kept = full
+    assert got == (tree, {p: hashlib.sha256(d).digest() for p, d in kept.items()})
+    assert kept == {"isolate-manifest.json": b'{"schema": "isolate.manifest/1"}\n'}
 
 
 @pytest.mark.parametrize("case_id", HOSTILE_IDS)
@@ -526,6 +533,19 @@ def test_fuzzed_archives_cut_anywhere_agree(tar: bytes, data: st.DataObject) -> 
 # ----------------------------------------------------------------------------- verify
 
 
+_TWICE = """\
+import os, sys
+from pathlib import Path
+from isolate.proc import Runner
+from isolate.verify import verify
+from isolate.verify.probe_cache import ProbeCache
+for _ in range(2):
+    report = verify(Path(sys.argv[1]), host=None, runner=Runner(), cache=ProbeCache())
+    scan = next(c for c in report.checks if c.name == "scan")
+    print(len(os.listdir("/proc/self/task")), "in 2 parts" in scan.detail)
+"""
+
+
 @pytest.mark.slow
 def test_verify_reads_a_framed_bundle_archive_in_parts(built: Path, tmp_path: Path) -> None:
     """``isolate verify`` in a fresh process (where it can fork its workers) on a copy
@@ -558,8 +578,8 @@ def test_verify_reads_a_framed_bundle_archive_in_parts(built: Path, tmp_path: Pa
     assert ("error", "integrity", "padding.bin") in found
     assert found == findings(verify(copy))
 
-    # A wrong .sha256: the archive is hashed by the worker done first, and the mismatch is
-    # said as unpack says it, before anything else.
+    # A wrong .sha256 (its hash now comes from a part worker): the mismatch is said as
+    # unpack says it, and nothing else is.
     sidecar = Path(f"{archive}.sha256")
     right = sidecar.read_text()
     sidecar.write_text("0" * 64 + f"  {archive.name}\n")
@@ -568,7 +588,15 @@ def test_verify_reads_a_framed_bundle_archive_in_parts(built: Path, tmp_path: Pa
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"error: {archive} has sha256 {right.split()[0]} but {sidecar.name} says " \
            f"{'0' * 64}" in done.stderr, done.stderr
+    assert not done.stdout
     sidecar.write_text(right)
+
+    # verify() twice in one process: the first leaves no thread behind (else the second
+    # could not fork its workers, and would read the archive whole).
+    done = subprocess.run([sys.executable, "-c", _TWICE, str(archive)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "True", "1", "True"], done.stdout
 
     # A manifest whose first lines name other needles than its JSON does (a key twice:
     # JSON keeps the last): the parts read on the first are not used, it is read whole.

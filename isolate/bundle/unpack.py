@@ -485,12 +485,12 @@ def sidecar_of(archive: Path) -> Path:
     return archive.with_name(archive.name + ".sha256")
 
 
-def check_sidecar(archive: Path, *, sha256: Callable[[Path], str] = sha256_file) -> None:
-    """``InputError`` when the ``.sha256`` beside ``archive`` does not match it;
-    ``sha256`` gives the archive's (another process may have hashed it)."""
+def sidecar_sha256(archive: Path) -> str | None:
+    """The sha256 the ``.sha256`` beside ``archive`` states; None when there is none;
+    ``InputError`` when it cannot be read or is not a ``sha256sum`` file."""
     sidecar = sidecar_of(archive)
     if not sidecar.is_file():
-        return
+        return None
     try:
         with open(sidecar, "rb") as f:
             text = f.read(4096).decode("ascii", "replace")
@@ -502,10 +502,19 @@ def check_sidecar(archive: Path, *, sha256: Callable[[Path], str] = sha256_file)
     if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
         raise InputError(f"{sidecar} is not a sha256sum file",
                          hint="fetch it again, or delete it to skip the check")
+    return expected
+
+
+def check_sidecar(archive: Path, *, sha256: Callable[[Path], str] = sha256_file) -> None:
+    """``InputError`` when the ``.sha256`` beside ``archive`` does not match it;
+    ``sha256`` gives the archive's (another process may have hashed it)."""
+    expected = sidecar_sha256(archive)
+    if expected is None:
+        return
     actual = sha256(archive)
     if actual != expected:
         raise InputError(
-            f"{archive} has sha256 {actual} but {sidecar.name} says {expected}",
+            f"{archive} has sha256 {actual} but {sidecar_of(archive).name} says {expected}",
             hint="the archive is corrupt or was replaced; fetch it again")
 
 
@@ -668,12 +677,15 @@ def _members_from_child(archive: Path, fmt: str, limits: _Limits,
 
 
 def read_members(archive: Path, *, max_entry_bytes: int = 4 << 30,
-                 max_total_bytes: int = 32 << 30) -> Generator[Member, None, None]:
+                 max_total_bytes: int = 32 << 30,
+                 sha256: Callable[[Path], str] = sha256_file
+                 ) -> Generator[Member, None, None]:
     """Every entry of ``archive`` in order, each checked as ``unpack`` checks it (the same
     refusals, as ``InputError``), with its data, writing nothing. The archive's
-    ``.sha256`` is checked first, the compressed stream's checksum after the last entry,
-    symlinks that resolve outside at the end: consume the whole iterator before
-    trusting what it gave. ``NotStreamable`` when the archive holds a hard link.
+    ``.sha256`` is checked first (against ``sha256`` of it), the compressed stream's
+    checksum after the last entry, symlinks that resolve outside at the end: consume the
+    whole iterator before trusting what it gave. ``NotStreamable`` when the archive
+    holds a hard link.
 
     An archive of ``_CHILD_MIN_BYTES`` or more is read, checked and all, by a child
     process while the caller consumes its members."""
@@ -683,12 +695,12 @@ def read_members(archive: Path, *, max_entry_bytes: int = 4 << 30,
     fmt = detect_format(archive)
     limits = _Limits(max_entry_bytes, max_total_bytes)
     if archive.stat().st_size < _CHILD_MIN_BYTES:
-        check_sidecar(archive)
+        check_sidecar(archive, sha256=sha256)
         members = _members_here(archive, fmt, limits)
     else:
         started = _start_child(archive, fmt, limits)  # it reads while the sidecar is checked
         try:
-            check_sidecar(archive)
+            check_sidecar(archive, sha256=sha256)
         except BaseException:
             if started is not None:
                 proc.stop_child(*started)
@@ -1029,4 +1041,4 @@ def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
 
 __all__ = ["Irregular", "Member", "NotStreamable", "Part", "PartReader", "PartState",
            "archive_parts", "check_sidecar", "detect_format", "join_parts", "leading_members",
-           "read_members", "sidecar_of", "unpack"]
+           "read_members", "sidecar_of", "sidecar_sha256", "unpack"]

@@ -39,7 +39,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,7 +49,7 @@ from isolate.errors import InputError, IsolateError
 from isolate.fsutil import sha256_file
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError, load_json
 from isolate.model.tree import BUILD_MARKER
-from isolate.proc import Runner, forks
+from isolate.proc import Runner, forks, release_pool
 from isolate.verify import checks, manifest_hash, probe_cache
 from isolate.verify.layout import Layout, layout_of
 from isolate.verify.probe_cache import ProbeCache
@@ -366,7 +366,7 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
         archive_parts,
         check_sidecar,
         read_members,
-        sidecar_of,
+        sidecar_sha256,
         unpack,
     )
 
@@ -379,9 +379,13 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
             else None
         workers = worker_pool(len(parts)) if parts is not None and forks() else None
         joined = True  # the workers, when the archive is done: not when read in parts
+        leave: list[Callable[[], None]] = []  # what waits for them then, at the end
 
         def stop_workers(pool: Executor) -> None:
-            pool.shutdown(wait=joined, cancel_futures=True)
+            if joined:
+                pool.shutdown(wait=True, cancel_futures=True)
+            else:  # they end while the checks run, not before them (15 ms)
+                leave.append(release_pool(pool))
 
         if workers is not None:
             stack.callback(stop_workers, workers)
@@ -405,8 +409,9 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
             scanning = stack.enter_context(PartScan(
                 root, path, parts, [n.text for n in guess], workers, skip=[MANIFEST_NAME],
                 elf_cache=elf_cache))
-            if sidecar_of(path).is_file():  # hashed by the worker that is done first
-                hashed = workers.submit(sha256_file, path)
+            if sidecar_sha256(path) is not None:  # hashed by the worker done first
+                with contextlib.suppress(BrokenExecutor, RuntimeError):  # (else here)
+                    hashed = workers.submit(sha256_file, path)
         read, read_seconds = early or _timed(lambda: _read_manifest(root, path, given, data))
         (manifest, findings, detail, msha), judge_seconds = _timed(lambda: _judged(read))
         seconds = round(seconds + read_seconds + judge_seconds, 3)
@@ -416,10 +421,10 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
         texts = [n.text for n in needles]
         scanned = scanning.result() if scanning is not None and texts == [
             n.text for n in guess] else None
+        in_parts = scanned is not None and parts is not None
         if scanned is not None and parts is not None:
             check_sidecar(path, sha256=_hashed(hashed))
             how += f" in {len(parts)} parts by as many processes"
-            joined = False  # (see PartScan.result)
             tree, digests = scanned
             same = digests.get(MANIFEST_NAME) == hashlib.sha256(data).digest()
         else:
@@ -427,7 +432,7 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
                 scanning.close()
                 how += (f", whole ({scanning.why})" if scanning.why else
                         ", whole (the manifest's needles differ from those it was read on)")
-            members = read_members(path)
+            members = read_members(path, sha256=_hashed(hashed))
             with contextlib.closing(members):
                 tree, kept = scan_members(root, members, texts, skip=[MANIFEST_NAME],
                                           elf_cache=elf_cache)
@@ -435,21 +440,26 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
         if not same:
             raise InputError(f"{path} changed while it was read",
                              hint="verify an archive that nothing writes to")
-    runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
-    layout = layout_of(root, manifest)
-    findings += _static(tree, round(time.monotonic() - t0, 3), needles, manifest, layout, host,
-                        runs, source=how, facts=elf_cache)
-    timings: dict[str, float] = {}
-    with contextlib.ExitStack() as stack, ThreadPoolExecutor(
-            max_workers=3, thread_name_prefix="isolate-probe") as pool:
+        joined = not in_parts
+    try:
+        runs = [CheckRun(name=MANIFEST, seconds=seconds, detail=detail)]
+        layout = layout_of(root, manifest)
+        findings += _static(tree, round(time.monotonic() - t0, 3), needles, manifest, layout, host,
+                            runs, source=how, facts=elf_cache)
+        timings: dict[str, float] = {}
+        with contextlib.ExitStack() as stack, ThreadPoolExecutor(
+                max_workers=3, thread_name_prefix="isolate-probe") as pool:
 
-        def on_disk() -> Path:
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="isolate-verify-")))
-            unpacked, timings["unpack"] = _timed(lambda: unpack(path, tmp))
-            return unpacked
+            def on_disk() -> Path:
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="isolate-verify-")))
+                unpacked, timings["unpack"] = _timed(lambda: unpack(path, tmp))
+                return unpacked
 
-        findings += _finish_probes(on_disk, layout, tree, msha, where, lookup,
-                                   _Probes(pool, runner, manifest), cache, runs)
+            findings += _finish_probes(on_disk, layout, tree, msha, where, lookup,
+                                       _Probes(pool, runner, manifest), cache, runs)
+    finally:
+        for wait in leave:  # (they have ended by now: this takes no time)
+            wait()
     return _report(shown, manifest, host, findings, runs, start, timings)
 
 

@@ -842,7 +842,10 @@ _HAND_OVER_SECONDS = 0.02
 class PartScan:
     """The scan of a multi-frame archive (see ``isolate.bundle.unpack.archive_parts``)
     under way, one part per worker process; ``result`` waits for its ``Tree``, or says
-    it must be read whole. Leaving it as a context manager stops the workers."""
+    it must be read whole. Until ``result`` gives a tree, the pool is this scan's: leaving
+    it as a context manager, or a failed ``result``, shuts the pool down and waits for
+    its processes; after, it is the caller's again (to shut down, and with work it may
+    have given the pool meanwhile)."""
 
     def __init__(self, root: Path, archive: Path, parts: Sequence[Part],
                  needles: Iterable[str], pool: Executor, *, skip: Iterable[str] = (),
@@ -860,7 +863,8 @@ class PartScan:
                                      elf_dir) for part in parts]
         # A process pool's threads hand the parts to the workers, and need the GIL for it:
         # a long call that holds it (parsing the manifest's JSON, 40 ms for Nova) would
-        # hold a worker back. Give them a moment (a few ms at most) first.
+        # hold a worker back. Give them a moment first (until each part is handed over,
+        # 20 ms at most, then 1 ms).
         deadline = time.monotonic() + _HAND_OVER_SECONDS
         while time.monotonic() < deadline and not all(f.running() or f.done()
                                                       for f in self._futures):
@@ -883,19 +887,15 @@ class PartScan:
                 scanned += map(_file_of, result[0])
         except Irregular as exc:
             self.why = f"a part cannot be read on its own ({exc})"
-            return None
         except Exception as exc:  # a worker died or could not start
             self.why = f"a worker failed ({type(exc).__name__}: {exc})"
+        else:
+            if not join_parts([d[3] for d in done], max_total_bytes=self._max_total):
+                self.why = "its parts do not join"
+        if self.why is not None:
+            self.close()  # (the archive is read whole next, by a child this process forks)
             return None
-        finally:
-            # Every part is read: the workers exit on their own once the pool's other work
-            # is done, and are joined at exit, not here (15 ms); after a failure, here,
-            # before the archive is read whole.
-            failed = self.why is not None
-            self.close(wait=failed, cancel=failed)
-        if not join_parts([d[3] for d in done], max_total_bytes=self._max_total):
-            self.why = "its parts do not join"
-            return None
+        self._pool = None  # done with it: the pool's owner shuts it down (see close)
         dirs: list[str] = []
         kept: dict[str, bytes] = {}
         for _rows, part_dirs, part_kept, _state, counts in done:
@@ -905,11 +905,12 @@ class PartScan:
                 self._facts.add(counts)
         return _archive_tree(self._root, scanned, dirs), kept
 
-    def close(self, *, wait: bool = True, cancel: bool = True) -> None:
-        """Shut the pool down (``wait``: for its processes to end; ``cancel``: the work
-        not yet started, the caller's too)."""
+    def close(self) -> None:
+        """Shut the pool down, its work not yet started cancelled, and wait for its
+        processes to end; once ``result`` has given a tree, the pool is its owner's
+        again, and this does nothing."""
         if self._pool is not None:
-            self._pool.shutdown(wait=wait, cancel_futures=cancel)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __enter__(self) -> PartScan:
