@@ -424,13 +424,26 @@ def stop_child(child: BaseProcess, conn: Connection, *, timeout: float = 5.0) ->
         child.join()
 
 
+_SETTLE_TRIES, _SETTLE_SECONDS = 5, 0.002
+
+
 def forks() -> bool:
     """Whether ``process_pool`` would fork now: this process runs one thread only
     (counted by the kernel, so threads that Python did not start count too), on Linux.
-    False when that cannot be told."""
+    False when that cannot be told.
+
+    A thread that Python has joined may still be ending in the kernel for a moment (on a
+    busy machine, long enough to be counted): while Python knows of no other thread,
+    the count is taken again, ``_SETTLE_TRIES`` times ``_SETTLE_SECONDS`` apart."""
     if not sys.platform.startswith("linux"):
         return False
     try:
-        return len(os.listdir("/proc/self/task")) == 1
+        for _ in range(_SETTLE_TRIES):
+            if len(os.listdir("/proc/self/task")) == 1:
+                return True
+            if threading.active_count() > 1:  # a thread that runs on
+                return False
+            time.sleep(_SETTLE_SECONDS)
     except OSError:
-        return False
+        pass
+    return False

@@ -70,6 +70,24 @@ def test_with_another_thread_running_a_process_pool_comes_from_a_fork_server() -
         other.join()
 
 
+def test_a_thread_still_ending_in_the_kernel_is_waited_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python has joined it, the kernel still counts it for a moment: counted again."""
+    import isolate.proc as proc_mod
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("forks() is Linux only")
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    counts = iter([["1", "2"], ["1", "2"], ["1"]])
+    monkeypatch.setattr(proc_mod.os, "listdir", lambda path: next(counts))
+    assert forks()
+    # one that never ends (a thread Python did not start): no fork, after a few looks
+    looks: list[str] = []
+    monkeypatch.setattr(proc_mod.os, "listdir", lambda path: looks.append(path) or ["1", "2"])
+    assert not forks()
+    assert len(looks) == proc_mod._SETTLE_TRIES
+
+
 _ECHO_WORKER = """
 import sys
 for line in sys.stdin:

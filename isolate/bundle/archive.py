@@ -91,7 +91,7 @@ _FRAME = 8 << 20  # tar bytes per zstd frame, at least: it ends with the entry t
 _LARGE = 16 << 20  # an entry of this size or more (its data) gets a zstd frame of its own
 _AHEAD_BYTES = 48 << 20  # tar bytes of frames filled and compressed ahead of the writer
 _READERS = 4  # threads filling segments (and compressing frames)
-_AHEAD = 8  # segments or frames filled ahead of the writer
+_AHEAD = 8  # gzip segments filled ahead of the writer (zstd: _AHEAD_BYTES)
 
 
 class _Entry(NamedTuple):  # a tuple: 24,000 of them are made at once, and cheaply

@@ -421,8 +421,9 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
         texts = [n.text for n in needles]
         scanned = scanning.result() if scanning is not None and texts == [
             n.text for n in guess] else None
-        in_parts = scanned is not None and parts is not None
+        in_parts = False
         if scanned is not None and parts is not None:
+            in_parts = True
             check_sidecar(path, sha256=_hashed(hashed))
             how += f" in {len(parts)} parts by as many processes"
             tree, digests = scanned
