@@ -332,6 +332,14 @@ FORK = "fork"
 FORKSERVER = "forkserver"
 
 
+def cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def process_pool(workers: int, *, preload: Sequence[str] = (), method: str | None = None
                  ) -> ProcessPoolExecutor:
     """A pool of ``workers`` processes for CPU-bound Python work, its processes started.

@@ -13,6 +13,11 @@ figure, ratio vs goal) for ``noxfiles/benchmark.py`` to print:
   stream reader feeding hashlib. The three run in turn, five rounds: this virtual
   machine's speed drifts by up to 20 % within seconds, and a drift then hits all three alike.
   The goal is a ratio of 1.5 to the faster peer.
+- ``unpack ARCHIVE``: ``isolate unpack`` (its every check, in parts by worker processes)
+  against GNU ``tar --zstd -xf`` (zstd in a process of its own), in turn, median of
+  ``UNPACK_RUNS``, each into a directory of its own, all removed only at the end (a
+  removal just before makes the next run's inodes slow to find on ext4). For reference:
+  no goal.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +35,7 @@ from pathlib import Path
 DIR_GOAL_SECONDS = 1.0
 ARCHIVE_GOAL_RATIO = 1.5
 ARCHIVE_RUNS = 5
+UNPACK_RUNS = 3
 _PY_STREAM_HASH = """\
 import hashlib, sys, zstandard
 h = hashlib.sha256()
@@ -90,7 +97,31 @@ def rows(isolate: str, bundle: Path, archive: Path, env: dict[str, str]
                 "the peers)", f"{streamed:.2f} s",
                 f"{name} {peer:.2f} s" + (f" ({others})" if others else ""),
                 f"{streamed / peer:.2f} (goal {ARCHIVE_GOAL_RATIO})"))
+    out.append(unpack_row(isolate, archive, env))
     return out
+
+
+def unpack_row(isolate: str, archive: Path, env: dict[str, str]) -> tuple[str, str, str, str]:
+    with tempfile.TemporaryDirectory(prefix="bench-unpack-", dir=archive.parent) as tmp:
+        runs: dict[str, Callable[[Path], float]] = {
+            "isolate unpack": lambda d: _seconds([isolate, "unpack", str(archive), str(d)],
+                                                 env)}
+        if shutil.which("tar") and shutil.which("zstd"):
+            runs["tar --zstd -xf"] = lambda d: _seconds(
+                ["tar", "--zstd", "-xf", str(archive), "-C", str(d)], env)
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for i in range(UNPACK_RUNS):
+            for k, (name, run) in enumerate(runs.items()):
+                dest = Path(tmp, f"{i}-{k}")
+                dest.mkdir()
+                times[name].append(run(dest))
+        medians = {name: statistics.median(ts) for name, ts in times.items()}
+    ours = medians.pop("isolate unpack")
+    if not medians:
+        return ("unpack ARCHIVE", f"{ours:.2f} s", "(no tar with zstd here)", "")
+    peer = medians["tar --zstd -xf"]
+    return (f"unpack ARCHIVE (median of {UNPACK_RUNS}, in turn with the peer)",
+            f"{ours:.2f} s", f"tar --zstd -xf {peer:.2f} s", f"{ours / peer:.2f} (no goal)")
 
 
 if __name__ == "__main__":  # python noxfiles/bench_verify.py ISOLATE BUNDLE ARCHIVE

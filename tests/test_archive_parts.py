@@ -38,7 +38,7 @@ from isolate.bundle import archive as arc
 from isolate.bundle import unpack as unpack_mod
 from isolate.bundle.archive import write_archive
 from isolate.bundle.archive_format import archive_name
-from isolate.bundle.unpack import archive_parts, read_members
+from isolate.bundle.unpack import archive_parts, read_members, unpack_in_parts
 from isolate.errors import InputError
 from isolate.model.manifest import MANIFEST_NAME
 from isolate.proc import process_pool
@@ -546,6 +546,23 @@ for _ in range(2):
 """
 
 
+_UNPACK_SPY = """\
+import sys
+from pathlib import Path
+from isolate.bundle import unpack as u
+seen = []
+real = u.unpack_in_parts
+def spy(*args, **kwargs):
+    seen.append(real(*args, **kwargs))
+    return seen[-1]
+u.unpack_in_parts = spy
+if sys.argv[3] == "whole":
+    u._PARTS_MIN_BYTES = 1 << 62
+u.unpack(Path(sys.argv[1]), Path(sys.argv[2]))
+print(len(seen), *(s is not None for s in seen))
+"""
+
+
 @pytest.mark.slow
 def test_verify_reads_a_framed_bundle_archive_in_parts(built: Path, tmp_path: Path) -> None:
     """``isolate verify`` in a fresh process (where it can fork its workers) on a copy
@@ -577,6 +594,17 @@ def test_verify_reads_a_framed_bundle_archive_in_parts(built: Path, tmp_path: Pa
     found = findings(report)
     assert ("error", "integrity", "padding.bin") in found
     assert found == findings(verify(copy))
+
+    # ``isolate unpack`` in a fresh process writes it in parts, the tree it writes whole
+    for how in ("parts", "whole"):
+        done = subprocess.run([sys.executable, "-c", _UNPACK_SPY, str(archive),
+                               str(tmp_path / how), how], capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == (["1", "True"] if how == "parts" else ["0"]), done.stdout
+    assert tree_facts(tmp_path / "parts" / copy.name) == tree_facts(copy)
+    assert tree_facts(tmp_path / "parts") == tree_facts(tmp_path / "whole")
+    assert times(tmp_path / "parts") == times(tmp_path / "whole")
 
     # A wrong .sha256 (its hash now comes from a part worker): the mismatch is said as
     # unpack says it, and nothing else is.
@@ -627,3 +655,181 @@ def test_a_stream_too_long_only_in_sum_is_left_to_the_whole_reading(
     assert in_parts(archive, threads, 2, limits) is None
     refused = whole(archive, limits)
     assert isinstance(refused, str) and "decompresses to more than" in refused
+
+
+# ------------------------------------------------------------------ unpacking in parts
+# ``unpack`` writes an archive of frames in parts, one per worker process
+# (``unpack_in_parts``). The same property: it never writes what the whole unpacking
+# refuses (and nothing outside its directory meanwhile), and what it writes is the tree
+# the whole unpacking writes: paths, kinds, modes, bytes, symlinks and times.
+
+
+def times(root: Path) -> dict[str, int]:
+    """Every entry's modification time below ``root`` (symlinks' own)."""
+    return {str(p.relative_to(root)): p.lstat().st_mtime_ns for p in sorted(root.rglob("*"))}
+
+
+def written_in_parts(archive: Path, pool: Executor, count: int, work: Path,
+                     limits: dict[str, int] | None = None) -> str | None:
+    """What ``unpack_in_parts`` gives for ``archive`` cut in ``count`` parts: the
+    top-level directory it wrote below ``work``, or None (unpack it whole)."""
+    work.mkdir(parents=True)
+    parts = archive_parts(archive, count)
+    if parts is None:
+        return None
+    return unpack_in_parts(archive, parts, work, pool, **(limits or LIMITS))
+
+
+def unpacked_whole(archive: Path, dest: Path, limits: dict[str, int] | None = None
+                   ) -> Path | str:
+    """What ``unpack`` gives in this process (small archives: one stream): the tree,
+    or the refusal's words."""
+    try:
+        return unpack_mod.unpack(archive, dest, **(limits or LIMITS))
+    except InputError as exc:
+        return f"{exc.message} ({exc.hint})"
+
+
+def test_a_real_tree_written_in_parts_is_the_tree_unpacked_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: Executor) -> None:
+    src = make_tree(tmp_path / "src", variant=0)
+    big_tree(src / "more", files=120)
+    out = written(src, tmp_path / archive_name("b", "tar.zst"), monkeypatch, 16 << 10)
+    full = unpacked_whole(out, tmp_path / "whole")
+    assert isinstance(full, Path), full
+    for count in (2, 3, 8):
+        work = tmp_path / f"parts-{count}"
+        assert written_in_parts(out, threads, count, work) == "b", count
+        assert tree_facts(work / "b") == tree_facts(full), count
+        assert times(work / "b") == times(full), count
+
+
+def test_worker_processes_write_the_parts(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same through real worker processes (from a fork server, as ``unpack`` starts
+    them where this process runs other threads)."""
+    src = make_tree(tmp_path / "src", variant=1)
+    big_tree(src / "more", files=150)
+    out = written(src, tmp_path / "a.tar.zst", monkeypatch, 16 << 10)
+    pool = process_pool(2, method="forkserver", preload=["isolate.bundle.unpack"])
+    try:
+        assert written_in_parts(out, pool, 2, tmp_path / "work") == "b"
+    finally:
+        pool.shutdown(wait=True)
+    full = unpacked_whole(out, tmp_path / "whole")
+    assert isinstance(full, Path), full
+    assert tree_facts(tmp_path / "work" / "b") == tree_facts(full)
+    assert times(tmp_path / "work" / "b") == times(full)
+
+
+def test_unpack_writes_a_large_archive_in_parts(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``unpack`` itself, over the size it takes parts from (made small here), from a
+    fork server: the archive's tree, with what the parts wrote gone from ``dest``."""
+    src = make_tree(tmp_path / "src", variant=0)
+    big_tree(src / "more", files=150)
+    out = written(src, tmp_path / "a.tar.zst", monkeypatch, 16 << 10)
+    monkeypatch.setattr(unpack_mod, "_PARTS_MIN_BYTES", 0)
+    monkeypatch.setattr(unpack_mod, "_SERVED_MIN_BYTES", 0)
+    seen: list[str | None] = []
+
+    def spy(*args: Any, **kwargs: Any) -> str | None:
+        seen.append(unpack_mod.unpack_in_parts.__wrapped__(*args, **kwargs))  # type: ignore[attr-defined]
+        return seen[-1]
+
+    spy.__wrapped__ = unpack_mod.unpack_in_parts  # type: ignore[attr-defined]
+    monkeypatch.setattr(unpack_mod, "unpack_in_parts", spy)
+    top = unpack_mod.unpack(out, tmp_path / "dest")
+    assert seen == ["b"]
+    assert sorted(os.listdir(tmp_path / "dest")) == ["b"]  # no temporary directory left
+    monkeypatch.setattr(unpack_mod, "_PARTS_MIN_BYTES", 1 << 40)
+    full = unpack_mod.unpack(out, tmp_path / "whole")
+    assert tree_facts(top) == tree_facts(full)
+    assert times(top) == times(full)
+
+
+@pytest.mark.parametrize("case_id", HOSTILE_IDS)
+def test_hostile_archives_cut_at_every_entry_are_never_written_in_parts(
+        tmp_path: Path, case_id: str, threads: Executor) -> None:
+    """Refused whole, never written in parts; and while the parts were written, nothing
+    landed outside their directory."""
+    box = tmp_path / "box"
+    box.mkdir()
+    case = next(c for c in hostile_cases(box / "outside") if c.id == case_id)
+    tar = tar_bytes(case.members, case.tar_format)
+    if case.patch:
+        tar = tar.replace(*case.patch)
+    try:
+        cuts = header_offsets(tar)
+    except tarfile.TarError:  # a header tarfile cannot read: cut into blocks instead
+        cuts = list(range(512, len(tar), 512))
+    archive = tmp_path / "hostile.tar.zst"
+    archive.write_bytes(framed(tar, cuts))
+    limits = {**LIMITS, **case.limits}
+    assert isinstance(unpacked_whole(archive, tmp_path / "whole", limits), str)
+    work = box / "work"
+    assert written_in_parts(archive, threads, len(cuts) + 1, work, limits) is None
+    assert sorted(os.listdir(box)) == ["work"]
+    assert not [p for p in work.rglob("*") if p.is_symlink()]  # none made: not joined
+
+
+@pytest.mark.parametrize("clash", list(CLASHES))
+def test_clashes_across_parts_are_not_written_in_parts(
+        tmp_path: Path, clash: str, threads: Executor) -> None:
+    first, second = CLASHES[clash]
+    tar = tar_bytes([*first, *second])
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, [header_offsets(tar)[len(first)]]))
+    box = tmp_path / "box"
+    assert written_in_parts(archive, threads, 2, box / "work") is None
+    assert sorted(os.listdir(box)) == ["work"]
+    full = unpacked_whole(archive, tmp_path / "whole")
+    if clash == "hard-link-later":  # unpack writes it as a copy: a part cannot (its
+        assert isinstance(full, Path), full  # source may be another part's)
+        assert (full / "h").read_bytes() == (full / "a").read_bytes()
+    else:
+        assert isinstance(full, str), full
+
+
+def test_sound_neighbours_across_parts_are_written(tmp_path: Path, threads: Executor) -> None:
+    """Symlinks into other parts, and directories several parts fill, in 8 parts."""
+    tar = tar_bytes([D("top"), D("top/d"), F("top/d/a"), L("top/l", "d/a"),
+                     F("top/d/b"), D("top/d/e"), F("top/d/e/c"), L("top/d/e/up", "../a"),
+                     F("top/d/e/f")])
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, header_offsets(tar)))
+    work = tmp_path / "work"
+    assert written_in_parts(archive, threads, 8, work) == "top"
+    full = unpacked_whole(archive, tmp_path / "whole")
+    assert isinstance(full, Path), full
+    assert tree_facts(work / "top") == tree_facts(full)
+    assert times(work / "top") == times(full)
+    assert (work / "top" / "d" / "e" / "up").read_bytes() == b"x\n"
+
+
+def test_parts_whose_frames_state_no_size_are_not_written_in_parts(
+        tmp_path: Path, threads: Executor) -> None:
+    """Without the sizes, what the parts would write cannot be bounded beforehand."""
+    tar = tar_bytes([D("top"), F("top/a"), F("top/b")])
+    cut = header_offsets(tar)[2]
+    cctx = zstandard.ZstdCompressor(write_checksum=True, write_content_size=False)
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(cctx.compress(tar[:cut]) + cctx.compress(tar[cut:]))
+    assert written_in_parts(archive, threads, 2, tmp_path / "work") is None
+    assert isinstance(unpacked_whole(archive, tmp_path / "whole"), Path)
+
+
+def test_a_part_that_fails_to_write_leaves_it_to_the_whole_unpacking(
+        tmp_path: Path, threads: Executor) -> None:
+    """A file another process made first (or any error writing): not written in parts,
+    and every part's writer has ended when it says so."""
+    tar = tar_bytes([D("top"), D("top/d"), F("top/d/a"), F("top/d/b")])
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, header_offsets(tar)))
+    work = tmp_path / "work"
+    (work / "top" / "d").mkdir(parents=True)
+    (work / "top" / "d" / "b").write_bytes(b"someone else's")
+    parts = archive_parts(archive, 4)
+    assert parts is not None
+    assert unpack_in_parts(archive, parts, work, threads, **LIMITS) is None
+    assert (work / "top" / "d" / "b").read_bytes() == b"someone else's"

@@ -20,7 +20,11 @@ reading to the end), and a name whose suffix disagrees with the content. Owners 
 restored; modes are normalised as on writing; mtimes are restored where possible.
 
 The tree is extracted into a temporary directory inside ``dest`` and its top-level
-directory is renamed to ``dest/<top>`` only when everything passed.
+directory is renamed to ``dest/<top>`` only when everything passed. An archive of
+independent frames is written there in parts, one per worker process
+(``unpack_in_parts``), with the same checks: each part's within it, ``join_parts``'
+across them, and symlinks made only once the parts joined, so that no write can follow
+one; anything irregular, and it is unpacked whole instead, which says why if it refuses.
 
 Writing is ``isolate.bundle.archive``; the names and formats both sides agree on are
 ``isolate.bundle.archive_format``; the tree's modes and inside-root rules are
@@ -39,6 +43,7 @@ import os
 import pickle
 import shutil
 import signal
+import stat
 import struct
 import tempfile
 import zlib
@@ -58,6 +63,7 @@ from isolate.fsutil import ensure_writable_dir, sha256_file
 from isolate.model import tree
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
@@ -217,7 +223,8 @@ class _Limits:
 
 
 class _Extractor:
-    def __init__(self, archive: Path, dest: Path | None, work: Path, limits: _Limits) -> None:
+    def __init__(self, archive: Path, dest: Path | None, work: Path, limits: _Limits, *,
+                 shared: bool = False) -> None:
         self.archive = archive
         self.dest = dest
         self.work = os.fspath(work)
@@ -228,10 +235,17 @@ class _Extractor:
         self.sizes: dict[tuple[str, ...], int] = {}  # regular files written so far
         self.links: list[tuple[str, str]] = []
         self.dir_times: list[tuple[str, float]] = []
-        self.link_targets: dict[str, str] = {}  # record mode: path below top -> target
+        self.link_targets: dict[str, str] = {}  # record, shared: path below top -> target
         self.sound: set[tuple[str, ...]] = set()  # parents no entry may lie below (checked)
         self.filled: set[tuple[str, ...]] = set()  # record mode: parents made directories
         self.total = 0
+        # Shared: another process writes other parts of the archive below ``work`` at the
+        # same time (``PartReader.write``). A directory may then exist already (theirs
+        # too); symlinks are not made but noted in ``later`` (name, path, target, mtime),
+        # for the caller to make once every part is written and the parts joined: until
+        # then no path below ``work`` is a symlink, so nothing written can leave it.
+        self.shared = shared
+        self.later: list[tuple[str, str, str, float]] = []
 
     def refuse(self, name: str, why: str, hint: str = _UNPACK_HINT) -> InputError:
         return InputError(f"refusing to unpack {self.archive}: entry {name!r} {why}", hint=hint)
@@ -330,14 +344,23 @@ class _Extractor:
         rel = tuple(parts[1:])
         kinds = self.kinds
         if () not in kinds:
-            os.mkdir(os.path.join(self.work, parts[0]), 0o700)
+            self.mkdir(os.path.join(self.work, parts[0]))
             kinds[()] = "dir"
         for i in range(1, len(rel)):
             if rel[:i] not in kinds:
                 sub = os.path.join(self.work, *parts[:i + 1])
-                os.mkdir(sub, 0o700)
+                self.mkdir(sub)
                 os.chmod(sub, tree.DIR_MODE)
                 kinds[rel[:i]] = "dir"
+
+    def mkdir(self, path: str) -> None:
+        """Make the directory ``path``; when shared, one another part made is taken
+        (anything else there raises ``FileExistsError``)."""
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if not (self.shared and stat.S_ISDIR(os.lstat(path).st_mode)):
+                raise
 
     def extract(self, reader: TarReader, member: Entry) -> None:
         parts, rel = self.checked(member)
@@ -345,16 +368,22 @@ class _Extractor:
         path = os.path.join(self.work, *parts)
         if member.isdir():
             if rel not in self.kinds:
-                os.mkdir(path, 0o700)
+                self.mkdir(path)
                 self.kinds[rel] = "dir"
             os.chmod(path, tree.DIR_MODE)
             self.dir_times.append((path, member.mtime))
+        elif member.issym() and self.shared:
+            self.kinds[rel] = "symlink"
+            self.link_targets["/".join(rel)] = member.linkname
+            self.later.append((member.name, path, member.linkname, member.mtime))
         elif member.issym():
             os.symlink(member.linkname, path)
             self.kinds[rel] = "symlink"
             self.links.append((member.name, path))
             self.set_mtime(path, member.mtime)
         elif member.islnk():
+            if self.shared:  # (its source may be another part's)
+                raise _NotStreamable(f"entry {member.name!r} is a hard link")
             source = self.hardlink_source(member)
             fd = os.open(os.path.join(self.work, self.top or "", *source),
                          os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -929,27 +958,54 @@ class PartReader:
 
     def members(self) -> Iterator[Member]:
         ex = self._ex = _Extractor(self.archive, None, Path(), self._limits)
-        part = self.part
         try:
-            with open(self.archive, "rb") as raw:
-                inner: Readable = _FrameReader(raw, part.frames) if part.frames else \
-                    _ZstdReader(cast(BinaryIO, _Window(raw, part.start, part.end)))
-                stream = _LimitedReader(inner, self._limits.total + _HEADER_ALLOWANCE)
-                reader = TarReader(stream, max_meta=_MAX_META_BYTES)
+            with self._tar() as (reader, stream):
                 read = reader.read
                 while (entry := reader.next()) is not None:  # (TarError: Irregular)
                     if reader.had_global:
                         raise Irregular("a global pax header")
                     yield ex.record(entry, read)
-                if reader.had_global:
-                    raise Irregular("a global pax header")
-                if part.last:
-                    stream.drain()
-                elif reader.marked:
-                    raise Irregular("the archive ends before its last part")
-                self._decompressed = stream.count
+                self._end(reader, stream)
         except (_Corrupt, TarError, _NotStreamable, InputError) as exc:
             raise Irregular(str(exc)) from exc
+
+    def write(self, work: Path) -> tuple[list[tuple[str, str, str, float]],
+                                         list[tuple[str, float]]]:
+        """The part's entries written below ``work`` as ``unpack`` writes them, while
+        other processes write the other parts there; but its symlinks are not made:
+        returned as (name, path, target, mtime), with its directories' (path, mtime), for
+        the caller to make and set once the parts joined (see ``_Extractor``). What it
+        wrote stays when it raises ``Irregular``."""
+        ex = self._ex = _Extractor(self.archive, None, work, self._limits, shared=True)
+        try:
+            with self._tar() as (reader, stream):
+                while (entry := reader.next()) is not None:
+                    if reader.had_global:
+                        raise Irregular("a global pax header")
+                    ex.extract(reader, entry)
+                self._end(reader, stream)
+        except (_Corrupt, TarError, _NotStreamable, InputError, OSError) as exc:
+            raise Irregular(str(exc)) from exc
+        return ex.later, ex.dir_times
+
+    @contextlib.contextmanager
+    def _tar(self) -> Iterator[tuple[TarReader, _LimitedReader]]:
+        part = self.part
+        with open(self.archive, "rb") as raw:
+            inner: Readable = _FrameReader(raw, part.frames) if part.frames else \
+                _ZstdReader(cast(BinaryIO, _Window(raw, part.start, part.end)))
+            stream = _LimitedReader(inner, self._limits.total + _HEADER_ALLOWANCE)
+            yield TarReader(stream, max_meta=_MAX_META_BYTES), stream
+
+    def _end(self, reader: TarReader, stream: _LimitedReader) -> None:
+        """The checks after the part's last entry."""
+        if reader.had_global:
+            raise Irregular("a global pax header")
+        if self.part.last:
+            stream.drain()
+        elif reader.marked:
+            raise Irregular("the archive ends before its last part")
+        self._decompressed = stream.count
 
     def state(self) -> PartState:
         ex = self._ex
@@ -1005,29 +1061,25 @@ def leading_members(archive: Path, *, max_entry_bytes: int = 4 << 30,
 
 def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
            max_total_bytes: int = 32 << 30) -> Path:
-    """Unpack ``archive`` into ``dest``; return ``dest/<top-level directory>``."""
+    """Unpack ``archive`` into ``dest``; return ``dest/<top-level directory>``. An
+    archive of independent frames (as ``isolate bundle`` writes them) is written in
+    parts, one per CPU, by worker processes forked while this process runs no other
+    thread (see ``unpack_in_parts``); else, or when its parts do not join, as one
+    stream."""
     if not archive.is_file():
         raise InputError(f"archive {archive} does not exist or is not a file",
                          hint="check the path")
     check_sidecar(archive)
     fmt = detect_format(archive)
     ensure_writable_dir(dest, what="unpack directory")
+    limits = _Limits(max_entry_bytes, max_total_bytes)
     work = Path(tempfile.mkdtemp(dir=dest, prefix=".isolate-unpack-"))
     try:
-        ex = _Extractor(archive, dest, work, _Limits(max_entry_bytes, max_total_bytes))
-        try:
-            with _tar(archive, fmt, max_total_bytes) as (reader, stream):
-                while (entry := _next(reader)) is not None:
-                    try:
-                        ex.extract(reader, entry)
-                    except OSError as exc:
-                        raise ex.refuse(entry.name, f"cannot be written: {exc.strerror}",
-                                        hint="check free space and the unpack directory"
-                                        ) from exc
-                stream.drain()  # corrupt beats empty
-        except (_Corrupt, TarError) as exc:  # TarError: an entry's data is cut short
-            raise _refusal(archive, exc) from exc
-        top = ex.finish()
+        top = _in_parts_here(archive, fmt, work, limits)
+        if top is None:
+            shutil.rmtree(work)  # what the parts wrote, if anything
+            work = Path(tempfile.mkdtemp(dir=dest, prefix=".isolate-unpack-"))
+            top = _unpack_whole(archive, fmt, dest, work, limits)
         final = dest / top
         if os.path.lexists(final):
             raise InputError(f"cannot unpack {archive}: {final} already exists",
@@ -1039,6 +1091,110 @@ def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _unpack_whole(archive: Path, fmt: str, dest: Path, work: Path, limits: _Limits) -> str:
+    """The archive written below ``work`` as one stream; its top-level directory."""
+    ex = _Extractor(archive, dest, work, limits)
+    try:
+        with _tar(archive, fmt, limits.total) as (reader, stream):
+            while (entry := _next(reader)) is not None:
+                try:
+                    ex.extract(reader, entry)
+                except OSError as exc:
+                    raise ex.refuse(entry.name, f"cannot be written: {exc.strerror}",
+                                    hint="check free space and the unpack directory"
+                                    ) from exc
+            stream.drain()  # corrupt beats empty
+    except (_Corrupt, TarError) as exc:  # TarError: an entry's data is cut short
+        raise _refusal(archive, exc) from exc
+    return ex.finish()
+
+
+_PARTS_MIN_BYTES = 8 << 20  # smaller archives are written by this process alone
+_SERVED_MIN_BYTES = 32 << 20  # and from this size when the workers need a fork server
+
+
+def _in_parts_here(archive: Path, fmt: str, work: Path, limits: _Limits) -> str | None:
+    """``unpack_in_parts`` by worker processes, one part per CPU; None when it did not
+    write the archive. The workers are forked from this process when it runs no other
+    thread, else from a fork server (``proc.process_pool``: 0.2 s more, so only for an
+    archive of ``_SERVED_MIN_BYTES`` or more)."""
+    if fmt != "tar.zst":
+        return None
+    size = archive.stat().st_size
+    if size < _PARTS_MIN_BYTES or (size < _SERVED_MIN_BYTES and not proc.forks()):
+        return None
+    parts = archive_parts(archive, proc.cpus())
+    if parts is None:
+        return None
+    try:
+        pool = proc.process_pool(len(parts), preload=[__name__])
+    except Exception:  # no processes here (no /dev/shm, a limit)
+        return None
+    try:  # (absolute: a fork server does not follow this process's working directory)
+        return unpack_in_parts(archive.absolute(), parts, work.absolute(), pool,
+                               max_entry_bytes=limits.entry, max_total_bytes=limits.total)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _write_part(archive: str, part: Part, work: str, max_entry_bytes: int,
+                max_total_bytes: int
+                ) -> tuple[PartState, list[tuple[str, str, str, float]], list[tuple[str, float]]]:
+    """A worker's share of ``unpack_in_parts``."""
+    reader = PartReader(Path(archive), part, max_entry_bytes=max_entry_bytes,
+                        max_total_bytes=max_total_bytes)
+    links, dir_times = reader.write(Path(work))
+    return reader.state(), links, dir_times
+
+
+def unpack_in_parts(archive: Path, parts: Sequence[Part], work: Path, pool: Executor, *,
+                    max_entry_bytes: int, max_total_bytes: int) -> str | None:
+    """``archive`` (its ``parts``, from ``archive_parts``) written below ``work``, each
+    part by a worker of ``pool`` with ``unpack``'s checks within it (``PartReader.write``);
+    its top-level directory. None when a part cannot be read on its own, the parts do
+    not join (``join_parts``), or a worker failed: then empty ``work`` and unpack the
+    archive whole, which refuses it in its own words if it must be refused.
+
+    While the parts are written, no symlink is made: so no path below ``work`` is one,
+    and nothing written can land outside it, whatever the parts hold. Once they joined
+    (no path twice, none below a symlink or a file, no symlink that resolves outside),
+    this process makes the symlinks, checks each with ``realpath`` as ``unpack`` does,
+    and sets the directories' times. Every frame must state its size, and those add up
+    to the size limit at most: the parts cannot write more than the whole reading
+    would have."""
+    sizes = [size for part in parts for _offset, _length, size in part.frames]
+    if not sizes or min(sizes) <= 0 or sum(sizes) > max_total_bytes + _HEADER_ALLOWANCE:
+        return None
+    futures = [pool.submit(_write_part, os.fspath(archive), part, os.fspath(work),
+                           max_entry_bytes, max_total_bytes) for part in parts]
+    try:
+        done = [future.result() for future in futures]
+    except Exception:  # Irregular, or a worker died
+        from concurrent.futures import wait
+
+        for future in futures:  # the others still write below ``work``: let them end
+            future.cancel()
+        wait(futures)
+        return None
+    states = [state for state, _links, _times in done]
+    if not join_parts(states, max_total_bytes=max_total_bytes):
+        return None
+    top = next(state.top for state in states if state.top is not None)
+    links = [link for _state, part_links, _times in done for link in part_links]
+    try:
+        for _name, path, target, mtime in links:
+            os.symlink(target, path)
+            _Extractor.set_mtime(path, mtime)
+        root = os.path.realpath(os.path.join(work, top))
+        if not all(tree.within(os.path.realpath(path), root) for _n, path, _t, _m in links):
+            return None
+    except OSError:
+        return None
+    for path, mtime in reversed([t for _state, _links, times in done for t in times]):
+        _Extractor.set_mtime(path, mtime)
+    return top
+
+
 __all__ = ["Irregular", "Member", "NotStreamable", "Part", "PartReader", "PartState",
            "archive_parts", "check_sidecar", "detect_format", "join_parts", "leading_members",
-           "read_members", "sidecar_of", "sidecar_sha256", "unpack"]
+           "read_members", "sidecar_of", "sidecar_sha256", "unpack", "unpack_in_parts"]

@@ -49,7 +49,7 @@ from isolate.errors import InputError, IsolateError
 from isolate.fsutil import sha256_file
 from isolate.model.manifest import MANIFEST_NAME, Manifest, ManifestError, load_json
 from isolate.model.tree import BUILD_MARKER
-from isolate.proc import Runner, forks, release_pool
+from isolate.proc import Runner, cpus, forks, release_pool
 from isolate.verify import checks, manifest_hash, probe_cache
 from isolate.verify.layout import Layout, layout_of
 from isolate.verify.probe_cache import ProbeCache
@@ -72,7 +72,6 @@ from isolate.verify.report import (
 from isolate.verify.scan import (
     PartScan,
     Tree,
-    cpus,
     scan_members,
     scan_tree,
     start_scan,

@@ -31,7 +31,7 @@ from isolate.bundle.elf import ELF_MAGIC, ElfFile, read_elf
 from isolate.bundle.elf_cache import Counts, ElfCache
 from isolate.errors import InputError
 from isolate.model import tree
-from isolate.proc import forks, process_pool
+from isolate.proc import cpus, forks, process_pool
 
 if TYPE_CHECKING:
     from isolate.bundle.unpack import Member, Part, PartState
@@ -476,13 +476,6 @@ def _sections(data: bytes, path: str) -> tuple[tuple[str, int, int], ...]:
                          for s in ELFFile(f).iter_sections() if s["sh_type"] != "SHT_NOBITS")
     except Exception:  # pyelftools raises many types on odd files; then nothing is mapped
         return ()
-
-
-def cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # the CPUs this process may run on
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _batches(listings: Iterable[list[tuple[str, bool]]], sizes: Mapping[str, int],
