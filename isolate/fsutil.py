@@ -57,6 +57,38 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
         raise
 
 
+def remove_tree(path: Path) -> None:
+    """Remove the directory tree at ``path`` as far as it can, errors ignored, as
+    ``shutil.rmtree`` does, and also when it is deeper than Python's recursion limit
+    (``rmtree`` recurses once per level; a tree from an archive can have thousands)."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+    except RecursionError:
+        _remove_deep(os.fspath(path))
+
+
+def _remove_deep(path: str) -> None:
+    if os.path.islink(path) or not os.path.isdir(path):
+        return
+    stack, dirs = [path], []
+    while stack:
+        top = stack.pop()
+        dirs.append(top)  # (after every directory above it)
+        try:
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.path)
+        except OSError:
+            continue
+    for d in reversed(dirs):  # the deepest first
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
+
+
 @contextlib.contextmanager
 def temp_dir(parent: Path | None = None, prefix: str = "isolate-") -> Iterator[Path]:
     if parent is not None:

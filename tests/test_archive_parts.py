@@ -40,6 +40,7 @@ from isolate.bundle.archive import write_archive
 from isolate.bundle.archive_format import archive_name
 from isolate.bundle.unpack import archive_parts, read_members, unpack_in_parts
 from isolate.errors import InputError
+from isolate.fsutil import remove_tree
 from isolate.model.manifest import MANIFEST_NAME
 from isolate.proc import process_pool
 from isolate.verify.scan import PartScan, Tree, scan_members
@@ -677,7 +678,9 @@ def written_in_parts(archive: Path, pool: Executor, count: int, work: Path,
     parts = archive_parts(archive, count)
     if parts is None:
         return None
-    return unpack_in_parts(archive, parts, work, pool, **(limits or LIMITS))
+    limits = limits or LIMITS
+    return unpack_in_parts(archive, parts, work, pool, max_entry_bytes=limits["max_entry_bytes"],
+                           max_total_bytes=limits["max_total_bytes"])
 
 
 def unpacked_whole(archive: Path, dest: Path, limits: dict[str, int] | None = None
@@ -831,5 +834,124 @@ def test_a_part_that_fails_to_write_leaves_it_to_the_whole_unpacking(
     (work / "top" / "d" / "b").write_bytes(b"someone else's")
     parts = archive_parts(archive, 4)
     assert parts is not None
-    assert unpack_in_parts(archive, parts, work, threads, **LIMITS) is None
+    assert unpack_in_parts(archive, parts, work, threads, max_entry_bytes=1 << 20,
+                           max_total_bytes=8 << 20) is None
     assert (work / "top" / "d" / "b").read_bytes() == b"someone else's"
+
+
+def lying(frame: bytes, stated: int) -> bytes:
+    """A zstd frame whose header states ``stated`` bytes of content, whatever it holds."""
+    flags = frame[4]
+    single = flags >> 5 & 1
+    width = (single, 2, 4, 8)[flags >> 6]
+    at = 5 + (not single) + (0, 1, 2, 4)[flags & 3]
+    value = stated - 256 if width == 2 else stated
+    return frame[:at] + value.to_bytes(width, "little") + frame[at + width:]
+
+
+def test_frames_that_hold_more_than_they_state_stop_their_part_there(
+        tmp_path: Path, threads: Executor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame read as a stream (a large one) says it held too much only at its end:
+    a part stops at what its frames state, not at the limit of the whole archive, so
+    that all parts together write no more than the frames state."""
+    monkeypatch.setattr(unpack_mod, "_WHOLE_FRAME_MAX", 1024)  # every frame as a stream
+    tar = tar_bytes([D("top"), *(F(f"top/f{i}", bytes(60_000)) for i in range(6))])
+    cuts = header_offsets(tar)[1::2]
+    edges = [0, *cuts, len(tar)]
+    cctx = zstandard.ZstdCompressor(write_checksum=True, write_content_size=True)
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(b"".join(lying(cctx.compress(tar[a:b]), 5000)
+                                 for a, b in itertools.pairwise(edges)))
+    stated = 5000 * (len(edges) - 1)
+    limits = {"max_entry_bytes": 1 << 20, "max_total_bytes": 1 << 20}
+    work = tmp_path / "work"
+    assert written_in_parts(archive, threads, len(edges) - 1, work, limits) is None
+    assert sum(p.stat().st_size for p in work.rglob("*") if p.is_file()) <= stated
+    assert isinstance(unpacked_whole(archive, tmp_path / "whole", limits), str)
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_unpacked_after_its_parts_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hard link sends it to the whole unpacking; what the parts wrote (1,100
+    directories deep: ``shutil.rmtree`` recurses once per level) is removed."""
+    monkeypatch.setattr(unpack_mod, "_PARTS_MIN_BYTES", 0)
+    monkeypatch.setattr(unpack_mod, "_SERVED_MIN_BYTES", 0)
+    deep = "top/" + "/".join(["a"] * 1100)
+    tar = tar_bytes([D("top"), F("top/src", b"hello\n"), F(f"{deep}/f", b"deep\n"),
+                     member("top/h", tarfile.LNKTYPE, linkname="top/src")])
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, header_offsets(tar)))
+    try:
+        top = unpack_mod.unpack(archive, tmp_path / "dest")
+        assert (top / "h").read_bytes() == b"hello\n"
+        assert (top / deep.removeprefix("top/") / "f").read_bytes() == b"deep\n"
+        assert os.listdir(tmp_path / "dest") == ["top"]  # both temporary directories gone
+    finally:  # (pytest removes its temporary directories with ``shutil.rmtree``)
+        remove_tree(tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_a_pool_that_broke_leaves_it_to_the_whole_unpacking(tmp_path: Path) -> None:
+    tar = tar_bytes([D("top"), F("top/a"), F("top/b")])
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, header_offsets(tar)))
+    pool = process_pool(2, method="forkserver", preload=["isolate.bundle.unpack"])
+    try:
+        for process in list(pool._processes.values()):
+            process.kill()
+            process.join()
+        assert written_in_parts(archive, pool, 2, tmp_path / "work") is None
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_relative_paths_reach_a_fork_server_whole(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers of a fork server started elsewhere write where the caller means."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    pool = process_pool(2, method="forkserver", preload=["isolate.bundle.unpack"])
+    try:
+        tar = tar_bytes([D("top"), F("top/a"), L("top/l", "a"), F("top/b")])
+        here = tmp_path / "here"
+        here.mkdir()
+        (here / "a.tar.zst").write_bytes(framed(tar, header_offsets(tar)))
+        monkeypatch.chdir(here)
+        assert written_in_parts(Path("a.tar.zst"), pool, 3, Path("work")) == "top"
+    finally:
+        pool.shutdown(wait=True)
+    assert (here / "work" / "top" / "l").read_bytes() == b"x\n"
+    assert os.listdir(elsewhere) == []
+
+
+def test_an_existing_top_directory_is_refused_by_the_parts_at_once(
+        tmp_path: Path, threads: Executor) -> None:
+    tar = tar_bytes([D("top"), F("top/a"), F("top/b", bytes(100_000))])
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, header_offsets(tar)))
+    dest = tmp_path / "dest"
+    (dest / "top").mkdir(parents=True)
+    parts = archive_parts(archive, 3)
+    assert parts is not None
+    work = tmp_path / "work"
+    work.mkdir()
+    assert unpack_in_parts(archive, parts, work, threads, dest=dest, max_entry_bytes=1 << 20,
+                           max_total_bytes=8 << 20) is None
+    assert not (work / "top" / "a").exists()  # the first part refused at its first entry
+    refused = unpacked_whole(archive, dest)
+    assert isinstance(refused, str) and "already exists" in refused
+
+
+def test_frames_stating_more_than_the_total_limit_are_not_written_in_parts(
+        tmp_path: Path, threads: Executor) -> None:
+    """Empty files: their headers make the tar stream longer than the limit of the
+    files' total, which the whole unpacking accepts; the parts write nothing."""
+    tar = tar_bytes([D("top"), *(F(f"top/e{i:02d}", b"") for i in range(30))])
+    archive = tmp_path / "a.tar.zst"
+    archive.write_bytes(framed(tar, [header_offsets(tar)[15]]))
+    limits = {"max_entry_bytes": 4096, "max_total_bytes": 4096}
+    work = tmp_path / "work"
+    assert written_in_parts(archive, threads, 2, work, limits) is None
+    assert os.listdir(work) == []
+    assert isinstance(unpacked_whole(archive, tmp_path / "whole", limits), Path)

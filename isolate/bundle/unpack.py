@@ -41,7 +41,6 @@ import itertools
 import mmap
 import os
 import pickle
-import shutil
 import signal
 import stat
 import struct
@@ -59,11 +58,11 @@ from isolate.bundle import tar_stream
 from isolate.bundle.archive_format import FORMATS, MAGIC, claimed_format
 from isolate.bundle.tar_stream import Entry, Readable, TarError, TarReader, TooLarge
 from isolate.errors import InputError
-from isolate.fsutil import ensure_writable_dir, sha256_file
+from isolate.fsutil import ensure_writable_dir, remove_tree, sha256_file
 from isolate.model import tree
 
 if TYPE_CHECKING:
-    from concurrent.futures import Executor
+    from concurrent.futures import Executor, Future
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
@@ -969,14 +968,15 @@ class PartReader:
         except (_Corrupt, TarError, _NotStreamable, InputError) as exc:
             raise Irregular(str(exc)) from exc
 
-    def write(self, work: Path) -> tuple[list[tuple[str, str, str, float]],
-                                         list[tuple[str, float]]]:
+    def write(self, work: Path, dest: Path | None = None
+              ) -> tuple[list[tuple[str, str, str, float]], list[tuple[str, float]]]:
         """The part's entries written below ``work`` as ``unpack`` writes them, while
         other processes write the other parts there; but its symlinks are not made:
         returned as (name, path, target, mtime), with its directories' (path, mtime), for
         the caller to make and set once the parts joined (see ``_Extractor``). What it
-        wrote stays when it raises ``Irregular``."""
-        ex = self._ex = _Extractor(self.archive, None, work, self._limits, shared=True)
+        wrote stays when it raises ``Irregular``. ``dest``: where the tree goes then (its
+        top-level directory there must not exist yet)."""
+        ex = self._ex = _Extractor(self.archive, dest, work, self._limits, shared=True)
         try:
             with self._tar() as (reader, stream):
                 while (entry := reader.next()) is not None:
@@ -991,10 +991,14 @@ class PartReader:
     @contextlib.contextmanager
     def _tar(self) -> Iterator[tuple[TarReader, _LimitedReader]]:
         part = self.part
+        limit = self._limits.total + _HEADER_ALLOWANCE
+        stated = [size for _offset, _length, size in part.frames]
+        if stated and min(stated) > 0:  # no more than its frames say they hold (a frame
+            limit = min(limit, sum(stated))  # decoded as a stream says so at its end only)
         with open(self.archive, "rb") as raw:
             inner: Readable = _FrameReader(raw, part.frames) if part.frames else \
                 _ZstdReader(cast(BinaryIO, _Window(raw, part.start, part.end)))
-            stream = _LimitedReader(inner, self._limits.total + _HEADER_ALLOWANCE)
+            stream = _LimitedReader(inner, limit)
             yield TarReader(stream, max_meta=_MAX_META_BYTES), stream
 
     def _end(self, reader: TarReader, stream: _LimitedReader) -> None:
@@ -1073,22 +1077,23 @@ def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
     fmt = detect_format(archive)
     ensure_writable_dir(dest, what="unpack directory")
     limits = _Limits(max_entry_bytes, max_total_bytes)
-    work = Path(tempfile.mkdtemp(dir=dest, prefix=".isolate-unpack-"))
+    works: list[Path] = []  # removed at the end, with what the parts wrote if anything
     try:
-        top = _in_parts_here(archive, fmt, work, limits)
+        works.append(Path(tempfile.mkdtemp(dir=dest, prefix=".isolate-unpack-")))
+        top = _in_parts_here(archive, fmt, dest, works[-1], limits)
         if top is None:
-            shutil.rmtree(work)  # what the parts wrote, if anything
-            work = Path(tempfile.mkdtemp(dir=dest, prefix=".isolate-unpack-"))
-            top = _unpack_whole(archive, fmt, dest, work, limits)
+            works.append(Path(tempfile.mkdtemp(dir=dest, prefix=".isolate-unpack-")))
+            top = _unpack_whole(archive, fmt, dest, works[-1], limits)
         final = dest / top
         if os.path.lexists(final):
             raise InputError(f"cannot unpack {archive}: {final} already exists",
                              hint="remove it or unpack into another directory")
-        (work / top).chmod(tree.DIR_MODE)
-        (work / top).rename(final)
+        (works[-1] / top).chmod(tree.DIR_MODE)
+        (works[-1] / top).rename(final)
         return final
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        for work in works:
+            remove_tree(work)
 
 
 def _unpack_whole(archive: Path, fmt: str, dest: Path, work: Path, limits: _Limits) -> str:
@@ -1113,7 +1118,8 @@ _PARTS_MIN_BYTES = 8 << 20  # smaller archives are written by this process alone
 _SERVED_MIN_BYTES = 32 << 20  # and from this size when the workers need a fork server
 
 
-def _in_parts_here(archive: Path, fmt: str, work: Path, limits: _Limits) -> str | None:
+def _in_parts_here(archive: Path, fmt: str, dest: Path, work: Path, limits: _Limits
+                   ) -> str | None:
     """``unpack_in_parts`` by worker processes, one part per CPU; None when it did not
     write the archive. The workers are forked from this process when it runs no other
     thread, else from a fork server (``proc.process_pool``: 0.2 s more, so only for an
@@ -1130,25 +1136,26 @@ def _in_parts_here(archive: Path, fmt: str, work: Path, limits: _Limits) -> str 
         pool = proc.process_pool(len(parts), preload=[__name__])
     except Exception:  # no processes here (no /dev/shm, a limit)
         return None
-    try:  # (absolute: a fork server does not follow this process's working directory)
-        return unpack_in_parts(archive.absolute(), parts, work.absolute(), pool,
+    try:
+        return unpack_in_parts(archive, parts, work, pool, dest=dest,
                                max_entry_bytes=limits.entry, max_total_bytes=limits.total)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _write_part(archive: str, part: Part, work: str, max_entry_bytes: int,
+def _write_part(archive: str, part: Part, work: str, dest: str | None, max_entry_bytes: int,
                 max_total_bytes: int
                 ) -> tuple[PartState, list[tuple[str, str, str, float]], list[tuple[str, float]]]:
     """A worker's share of ``unpack_in_parts``."""
     reader = PartReader(Path(archive), part, max_entry_bytes=max_entry_bytes,
                         max_total_bytes=max_total_bytes)
-    links, dir_times = reader.write(Path(work))
+    links, dir_times = reader.write(Path(work), Path(dest) if dest is not None else None)
     return reader.state(), links, dir_times
 
 
 def unpack_in_parts(archive: Path, parts: Sequence[Part], work: Path, pool: Executor, *,
-                    max_entry_bytes: int, max_total_bytes: int) -> str | None:
+                    dest: Path | None = None, max_entry_bytes: int,
+                    max_total_bytes: int) -> str | None:
     """``archive`` (its ``parts``, from ``archive_parts``) written below ``work``, each
     part by a worker of ``pool`` with ``unpack``'s checks within it (``PartReader.write``);
     its top-level directory. None when a part cannot be read on its own, the parts do
@@ -1160,16 +1167,27 @@ def unpack_in_parts(archive: Path, parts: Sequence[Part], work: Path, pool: Exec
     (no path twice, none below a symlink or a file, no symlink that resolves outside),
     this process makes the symlinks, checks each with ``realpath`` as ``unpack`` does,
     and sets the directories' times. Every frame must state its size, and those add up
-    to the size limit at most: the parts cannot write more than the whole reading
-    would have."""
+    to the limit of the files' total size at most (tar's headers included): each part
+    stops where its frames' sizes end, so the parts cannot write more than the whole
+    reading would before it refused (each part alone checks only its own total, and a
+    frame decoded as a stream says it holds too much only at its end). ``dest``: where the tree goes
+    then; a part that starts the tree refuses when its top-level directory is there.
+    Paths go to the workers made absolute (a fork server's working directory is not
+    this process's)."""
     sizes = [size for part in parts for _offset, _length, size in part.frames]
-    if not sizes or min(sizes) <= 0 or sum(sizes) > max_total_bytes + _HEADER_ALLOWANCE:
+    if not sizes or min(sizes) <= 0 or sum(sizes) > max_total_bytes:
         return None
-    futures = [pool.submit(_write_part, os.fspath(archive), part, os.fspath(work),
-                           max_entry_bytes, max_total_bytes) for part in parts]
+    where = os.path.abspath(work)
+    futures: list[Future[tuple[PartState, list[tuple[str, str, str, float]],
+                               list[tuple[str, float]]]]] = []
     try:
+        for part in parts:
+            futures.append(pool.submit(
+                _write_part, os.path.abspath(archive), part, where,
+                os.path.abspath(dest) if dest is not None else None, max_entry_bytes,
+                max_total_bytes))
         done = [future.result() for future in futures]
-    except Exception:  # Irregular, or a worker died
+    except Exception:  # Irregular, a worker died, the pool broke
         from concurrent.futures import wait
 
         for future in futures:  # the others still write below ``work``: let them end
@@ -1185,7 +1203,7 @@ def unpack_in_parts(archive: Path, parts: Sequence[Part], work: Path, pool: Exec
         for _name, path, target, mtime in links:
             os.symlink(target, path)
             _Extractor.set_mtime(path, mtime)
-        root = os.path.realpath(os.path.join(work, top))
+        root = os.path.realpath(os.path.join(where, top))
         if not all(tree.within(os.path.realpath(path), root) for _n, path, _t, _m in links):
             return None
     except OSError:
