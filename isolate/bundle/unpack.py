@@ -1067,9 +1067,8 @@ def unpack(archive: Path, dest: Path, *, max_entry_bytes: int = 4 << 30,
            max_total_bytes: int = 32 << 30) -> Path:
     """Unpack ``archive`` into ``dest``; return ``dest/<top-level directory>``. An
     archive of independent frames (as ``isolate bundle`` writes them) is written in
-    parts, one per CPU, by worker processes forked while this process runs no other
-    thread (see ``unpack_in_parts``); else, or when its parts do not join, as one
-    stream."""
+    parts, one per CPU, by worker processes (see ``_in_parts_here``, ``unpack_in_parts``);
+    else, or when its parts cannot be written apart, as one stream."""
     if not archive.is_file():
         raise InputError(f"archive {archive} does not exist or is not a file",
                          hint="check the path")
@@ -1159,21 +1158,23 @@ def unpack_in_parts(archive: Path, parts: Sequence[Part], work: Path, pool: Exec
     """``archive`` (its ``parts``, from ``archive_parts``) written below ``work``, each
     part by a worker of ``pool`` with ``unpack``'s checks within it (``PartReader.write``);
     its top-level directory. None when a part cannot be read on its own, the parts do
-    not join (``join_parts``), or a worker failed: then empty ``work`` and unpack the
-    archive whole, which refuses it in its own words if it must be refused.
+    not join (``join_parts``), or a worker failed: then unpack the archive whole,
+    elsewhere (what the parts wrote stays below ``work``), which refuses it in its own
+    words if it must be refused.
 
     While the parts are written, no symlink is made: so no path below ``work`` is one,
     and nothing written can land outside it, whatever the parts hold. Once they joined
     (no path twice, none below a symlink or a file, no symlink that resolves outside),
     this process makes the symlinks, checks each with ``realpath`` as ``unpack`` does,
-    and sets the directories' times. Every frame must state its size, and those add up
-    to the limit of the files' total size at most (tar's headers included): each part
-    stops where its frames' sizes end, so the parts cannot write more than the whole
-    reading would before it refused (each part alone checks only its own total, and a
-    frame decoded as a stream says it holds too much only at its end). ``dest``: where the tree goes
-    then; a part that starts the tree refuses when its top-level directory is there.
-    Paths go to the workers made absolute (a fork server's working directory is not
-    this process's)."""
+    and sets the directories' times.
+
+    Every frame must state its size, and those add up to the limit of the files' total
+    size at most (tar's headers included): each part stops where its frames' sizes end,
+    so the parts cannot write more than the whole reading would before it refused (each
+    part alone checks only its own total, and a frame decoded as a stream says it holds
+    too much only at its end). ``dest``: where the tree goes then; each part refuses at
+    its first entry when the top-level directory is there already. Paths go to the
+    workers made absolute (a fork server's working directory is not this process's)."""
     sizes = [size for part in parts for _offset, _length, size in part.frames]
     if not sizes or min(sizes) <= 0 or sum(sizes) > max_total_bytes:
         return None
