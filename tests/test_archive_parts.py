@@ -405,10 +405,11 @@ def test_worker_processes_read_the_parts(tmp_path: Path,
     assert kept == {"isolate-manifest.json": b'{"schema": "isolate.manifest/1"}\n'}
 
 
-@pytest.mark.parametrize("case_id", HOSTILE_IDS)
-def test_hostile_archives_cut_at_every_entry_are_never_accepted_in_parts(
-        tmp_path: Path, case_id: str, threads: Executor) -> None:
-    case = next(c for c in hostile_cases(tmp_path) if c.id == case_id)
+def hostile_framed(tmp_path: Path, case_id: str, outside: Path
+                   ) -> tuple[Path, int, dict[str, int]]:
+    """The hostile case ``case_id`` (its absolute paths below ``outside``) as an archive
+    of one frame per entry in ``tmp_path``, how many frames, and the case's limits."""
+    case = next(c for c in hostile_cases(outside) if c.id == case_id)
     tar = tar_bytes(case.members, case.tar_format)
     if case.patch:
         tar = tar.replace(*case.patch)
@@ -418,9 +419,15 @@ def test_hostile_archives_cut_at_every_entry_are_never_accepted_in_parts(
         cuts = list(range(512, len(tar), 512))
     archive = tmp_path / "hostile.tar.zst"
     archive.write_bytes(framed(tar, cuts))
-    limits = {**LIMITS, **case.limits}
+    return archive, len(cuts) + 1, {**LIMITS, **case.limits}
+
+
+@pytest.mark.parametrize("case_id", HOSTILE_IDS)
+def test_hostile_archives_cut_at_every_entry_are_never_accepted_in_parts(
+        tmp_path: Path, case_id: str, threads: Executor) -> None:
+    archive, frames, limits = hostile_framed(tmp_path, case_id, tmp_path)
     assert isinstance(whole(archive, limits), str)  # refused whole...
-    assert in_parts(archive, threads, len(cuts) + 1, limits) is None  # ...never in parts
+    assert in_parts(archive, threads, frames, limits) is None  # ...never in parts
 
 
 CLASHES = {  # each part is sound alone; together they are refused
@@ -758,20 +765,10 @@ def test_hostile_archives_cut_at_every_entry_are_never_written_in_parts(
     landed outside their directory."""
     box = tmp_path / "box"
     box.mkdir()
-    case = next(c for c in hostile_cases(box / "outside") if c.id == case_id)
-    tar = tar_bytes(case.members, case.tar_format)
-    if case.patch:
-        tar = tar.replace(*case.patch)
-    try:
-        cuts = header_offsets(tar)
-    except tarfile.TarError:  # a header tarfile cannot read: cut into blocks instead
-        cuts = list(range(512, len(tar), 512))
-    archive = tmp_path / "hostile.tar.zst"
-    archive.write_bytes(framed(tar, cuts))
-    limits = {**LIMITS, **case.limits}
+    archive, frames, limits = hostile_framed(tmp_path, case_id, box / "outside")
     assert isinstance(unpacked_whole(archive, tmp_path / "whole", limits), str)
     work = box / "work"
-    assert written_in_parts(archive, threads, len(cuts) + 1, work, limits) is None
+    assert written_in_parts(archive, threads, frames, work, limits) is None
     assert sorted(os.listdir(box)) == ["work"]
     assert not [p for p in work.rglob("*") if p.is_symlink()]  # none made: not joined
 
