@@ -17,8 +17,9 @@ figure, ratio vs goal) for ``noxfiles/benchmark.py`` to print:
   against GNU ``tar --zstd -xf`` (zstd in a process of its own), in turn, median of
   ``UNPACK_RUNS``, each into a directory of its own, all removed only at the end. Into
   tmpfs (``/dev/shm``) when it has room: on this machine's ext4, files removed in the
-  last half minute make new inodes slow to find (the same run took 2 to 14 s), which
-  measures the disk's past, not the unpacking. For reference: no goal.
+  last half minute make new inodes slow to find (the same unpacking took 2.2 to 10.5 s,
+  tar's 2.1 to 19.7 s), which measures the disk's past, not the unpacking. For
+  reference: no goal.
 """
 
 from __future__ import annotations

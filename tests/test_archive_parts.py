@@ -565,7 +565,7 @@ def spy(*args, **kwargs):
     return seen[-1]
 u.unpack_in_parts = spy
 if sys.argv[3] == "whole":
-    u._PARTS_MIN_BYTES = 1 << 62
+    u.PARTS_MIN_BYTES = 1 << 62
 u.unpack(Path(sys.argv[1]), Path(sys.argv[2]))
 print(len(seen), *(s is not None for s in seen))
 """
@@ -574,7 +574,7 @@ print(len(seen), *(s is not None for s in seen))
 @pytest.mark.slow
 def test_verify_reads_a_framed_bundle_archive_in_parts(built: Path, tmp_path: Path) -> None:
     """``isolate verify`` in a fresh process (where it can fork its workers) on a copy
-    of the session's bundle, made larger than ``_PARTS_MIN_BYTES`` by a file the
+    of the session's bundle, made larger than ``PARTS_MIN_BYTES`` by a file the
     manifest does not list: read in parts, the findings are those of the directory."""
     src = bundle_dir(built)
 
@@ -739,20 +739,20 @@ def test_unpack_writes_a_large_archive_in_parts(tmp_path: Path,
     src = make_tree(tmp_path / "src", variant=0)
     big_tree(src / "more", files=150)
     out = written(src, tmp_path / "a.tar.zst", monkeypatch, 16 << 10)
-    monkeypatch.setattr(unpack_mod, "_PARTS_MIN_BYTES", 0)
+    monkeypatch.setattr(unpack_mod, "PARTS_MIN_BYTES", 0)
     monkeypatch.setattr(unpack_mod, "_SERVED_MIN_BYTES", 0)
     seen: list[str | None] = []
+    real = unpack_mod.unpack_in_parts
 
     def spy(*args: Any, **kwargs: Any) -> str | None:
-        seen.append(unpack_mod.unpack_in_parts.__wrapped__(*args, **kwargs))  # type: ignore[attr-defined]
+        seen.append(real(*args, **kwargs))
         return seen[-1]
 
-    spy.__wrapped__ = unpack_mod.unpack_in_parts  # type: ignore[attr-defined]
     monkeypatch.setattr(unpack_mod, "unpack_in_parts", spy)
     top = unpack_mod.unpack(out, tmp_path / "dest")
     assert seen == ["b"]
     assert sorted(os.listdir(tmp_path / "dest")) == ["b"]  # no temporary directory left
-    monkeypatch.setattr(unpack_mod, "_PARTS_MIN_BYTES", 1 << 40)
+    monkeypatch.setattr(unpack_mod, "PARTS_MIN_BYTES", 1 << 40)
     full = unpack_mod.unpack(out, tmp_path / "whole")
     assert tree_facts(top) == tree_facts(full)
     assert times(top) == times(full)
@@ -822,7 +822,7 @@ def test_parts_whose_frames_state_no_size_are_not_written_in_parts(
 def test_a_part_that_fails_to_write_leaves_it_to_the_whole_unpacking(
         tmp_path: Path, threads: Executor) -> None:
     """A file another process made first (or any error writing): not written in parts,
-    and every part's writer has ended when it says so."""
+    and that file is left as it was."""
     tar = tar_bytes([D("top"), D("top/d"), F("top/d/a"), F("top/d/b")])
     archive = tmp_path / "a.tar.zst"
     archive.write_bytes(framed(tar, header_offsets(tar)))
@@ -871,7 +871,7 @@ def test_a_tree_deeper_than_the_recursion_limit_is_unpacked_after_its_parts_fail
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A hard link sends it to the whole unpacking; what the parts wrote (1,100
     directories deep: ``shutil.rmtree`` recurses once per level) is removed."""
-    monkeypatch.setattr(unpack_mod, "_PARTS_MIN_BYTES", 0)
+    monkeypatch.setattr(unpack_mod, "PARTS_MIN_BYTES", 0)
     monkeypatch.setattr(unpack_mod, "_SERVED_MIN_BYTES", 0)
     deep = "top/" + "/".join(["a"] * 1100)
     tar = tar_bytes([D("top"), F("top/src", b"hello\n"), F(f"{deep}/f", b"deep\n"),

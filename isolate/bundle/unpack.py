@@ -1113,7 +1113,9 @@ def _unpack_whole(archive: Path, fmt: str, dest: Path, work: Path, limits: _Limi
     return ex.finish()
 
 
-_PARTS_MIN_BYTES = 8 << 20  # smaller archives are written by this process alone
+# A multi-frame archive this large is read (verify) or written (unpack) in parts by
+# worker processes; below that, the processes cost more than they save
+PARTS_MIN_BYTES = 8 << 20
 _SERVED_MIN_BYTES = 32 << 20  # and from this size when the workers need a fork server
 
 
@@ -1126,7 +1128,7 @@ def _in_parts_here(archive: Path, fmt: str, dest: Path, work: Path, limits: _Lim
     if fmt != "tar.zst":
         return None
     size = archive.stat().st_size
-    if size < _PARTS_MIN_BYTES or (size < _SERVED_MIN_BYTES and not proc.forks()):
+    if size < PARTS_MIN_BYTES or (size < _SERVED_MIN_BYTES and not proc.forks()):
         return None
     parts = archive_parts(archive, proc.cpus())
     if parts is None:
@@ -1214,6 +1216,7 @@ def unpack_in_parts(archive: Path, parts: Sequence[Part], work: Path, pool: Exec
     return top
 
 
-__all__ = ["Irregular", "Member", "NotStreamable", "Part", "PartReader", "PartState",
+__all__ = ["PARTS_MIN_BYTES", "Irregular", "Member", "NotStreamable", "Part", "PartReader",
+           "PartState",
            "archive_parts", "check_sidecar", "detect_format", "join_parts", "leading_members",
            "read_members", "sidecar_of", "sidecar_sha256", "unpack", "unpack_in_parts"]

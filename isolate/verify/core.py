@@ -320,9 +320,6 @@ def _verify_dir(shown: Path, path: Path, root: Path, given: str | None,
 
 
 _PENDING_LIMIT = 256 << 20  # bytes of entries read before the manifest, at most
-# A multi-frame archive this large is read in parts by worker processes (below that, the
-# processes cost more than they save)
-_PARTS_MIN_BYTES = 8 << 20
 
 
 def _manifest_entry(path: Path) -> tuple[str, bytes]:
@@ -361,6 +358,7 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
     when it is made of frames that can be read apart (``archive_parts``), else whole,
     by a child process for a large one (``read_members``)."""
     from isolate.bundle.unpack import (
+        PARTS_MIN_BYTES,
         NotStreamable,
         archive_parts,
         check_sidecar,
@@ -374,7 +372,7 @@ def _verify_archive(shown: Path, path: Path, given: str | None, host: HostProfil
     with contextlib.ExitStack() as stack:
         # The workers start first: forked while this process runs no other thread (see
         # _verify_dir).
-        parts = archive_parts(path, cpus()) if path.stat().st_size >= _PARTS_MIN_BYTES \
+        parts = archive_parts(path, cpus()) if path.stat().st_size >= PARTS_MIN_BYTES \
             else None
         workers = worker_pool(len(parts)) if parts is not None and forks() else None
         joined = True  # the workers, when the archive is done: not when read in parts
